@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import AGENTS, TripGoal
+from contracts_travel import AGENTS, TripGoal
 
 from contracts import (
     AgentContract,

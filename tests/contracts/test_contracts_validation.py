@@ -7,7 +7,7 @@ import math
 from typing import Any
 
 import pytest
-from conftest import BookingInput, BookingOutput, PricingOutput
+from contracts_travel import BookingInput, BookingOutput, PricingOutput
 from pydantic import BaseModel, field_validator
 
 from contracts import (

@@ -1,11 +1,14 @@
-"""A small travel domain, as in the article, shared by the contracts tests."""
+"""A small travel domain, as in the article, shared by the contracts tests.
+
+Not a conftest: ``from conftest import ...`` would collide with other packages'
+conftest modules once the whole suite runs in one process.
+"""
 
 from __future__ import annotations
 
 import enum
 from typing import Literal
 
-import pytest
 from pydantic import BaseModel, ConfigDict, Field
 
 from contracts import AgentContract
@@ -82,8 +85,3 @@ AGENTS = {
     "pricing": AgentContract("pricing", PricingInput, PricingOutput),
     "book": AgentContract("book", BookingInput, BookingOutput),
 }
-
-
-@pytest.fixture
-def agents() -> dict[str, AgentContract]:
-    return dict(AGENTS)
