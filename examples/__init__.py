@@ -1,0 +1,1 @@
+"""Runnable workflows; ``examples.travel`` is what ``runledger demo`` runs."""

@@ -1,0 +1,92 @@
+"""Errors of the machines package.
+
+::
+
+    RunledgerError
+    ├── IllegalTransitionError      an event that its machine cannot take (corrupt or edited log)
+    ├── WorkflowDefinitionError     a workflow declared wrongly (caught at decoration time)
+    ├── RunNotFoundError            no run with that id in the store
+    ├── RunBusyError                another live process drives the run
+    ├── ResolutionError             a resolve that cannot apply (task not escalated, bad output)
+    └── PermanentError              raised BY an agent: do not retry, escalate at once
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from runledger.errors import RunledgerError
+
+__all__ = [
+    "IllegalTransitionError",
+    "PermanentError",
+    "ResolutionError",
+    "RunBusyError",
+    "RunNotFoundError",
+    "WorkflowDefinitionError",
+]
+
+
+class IllegalTransitionError(RunledgerError):
+    """An event asks a machine for a move its transition table does not allow."""
+
+    def __init__(
+        self,
+        *,
+        machine: str,
+        trigger: str,
+        state: str,
+        allowed: Sequence[str],
+        seq: int | None = None,
+        detail: str = "",
+    ) -> None:
+        self.machine = machine
+        self.trigger = trigger
+        self.state = state
+        self.allowed = tuple(allowed)
+        self.seq = seq
+        where = f" at seq {seq}" if seq is not None else ""
+        extra = f" {detail}" if detail else ""
+        super().__init__(
+            f"Cannot apply '{trigger}' to {machine} in state '{state}'{where}; "
+            f"allowed from: {', '.join(self.allowed) or 'nowhere'}.{extra}"
+        )
+
+
+class WorkflowDefinitionError(RunledgerError):
+    """A workflow, agent or planner is declared in a way that cannot work."""
+
+
+class RunNotFoundError(RunledgerError):
+    """The store holds no run with that id."""
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        super().__init__(
+            f"No run '{run_id}' in this store; list the runs with `runledger runs`."
+        )
+
+
+class RunBusyError(RunledgerError):
+    """Another live process holds the run's lease."""
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        super().__init__(
+            f"Run '{run_id}' is being driven by another live process; "
+            "wait for it to finish or for its lease to expire, then try again."
+        )
+
+
+class ResolutionError(RunledgerError):
+    """A resolution that cannot be applied; nothing was appended."""
+
+
+class PermanentError(RunledgerError):
+    """Raise from an agent when retrying cannot help: the task escalates at once.
+
+    Example::
+
+        if not quote:
+            raise PermanentError("No fares exist for this route.")
+    """

@@ -1,0 +1,382 @@
+"""The domain events: frozen msgspec tagged Structs, named in the past tense.
+
+Each event is one entry of a run's log. The ``type`` tag is the class name, so
+``json_extract(data, '$.type')`` and the envelope's ``type`` column agree.
+
+Events that move a state machine record the move: :attr:`Event.src` and
+:attr:`Event.dst` are the states before and after, the class names the
+machine (``run`` or the task in ``task_id``) and the trigger, and ``reason`` is
+the sentence a person reads in the decision log. Events that only record a
+fact from the outside world (an output, an error, a resolution) leave ``src``
+and ``dst`` empty, unless recording the fact itself moves a machine.
+
+Decoding goes through one typed decoder::
+
+    >>> ev = decode_event(b'{"type":"TaskReady","task_id":"price","src":"pending","dst":"ready"}')
+    >>> ev.task_id, ev.trigger
+    ('price', 'make_ready')
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Final
+
+import msgspec
+
+__all__ = [
+    "AgentFailed",
+    "BudgetExhausted",
+    "EscalationResolved",
+    "Event",
+    "ForkedFrom",
+    "OutputAccepted",
+    "OutputReceived",
+    "OutputRejected",
+    "PlanAccepted",
+    "PlanProposed",
+    "PlanRejected",
+    "PlannedTask",
+    "Problem",
+    "RetryScheduled",
+    "RunCancelled",
+    "RunCompleted",
+    "RunEvent",
+    "RunFailed",
+    "RunResumed",
+    "RunStarted",
+    "RunWaiting",
+    "TaskAbandoned",
+    "TaskDispatched",
+    "TaskEscalated",
+    "TaskEvent",
+    "TaskReady",
+    "TaskSkipped",
+    "TaskSucceeded",
+    "decode_event",
+    "encode_event",
+    "event_types",
+]
+
+
+class Event(msgspec.Struct, frozen=True, kw_only=True, tag=True, omit_defaults=True):
+    """Base of every domain event."""
+
+    MACHINE: ClassVar[str] = "run"
+    TRIGGER: ClassVar[str | None] = None
+    #: True for events that record a fact from outside the orchestrator's
+    #: code (a goal, an agent's output or error, a human's decision, a timer),
+    #: as opposed to a decision the orchestrator derived from facts.
+    FACT: ClassVar[bool] = False
+
+    reason: str = ""
+    src: str = ""
+    dst: str = ""
+
+    @property
+    def type(self) -> str:
+        return type(self).__name__
+
+    @property
+    def trigger(self) -> str | None:
+        """The trigger this event fired, or ``None`` if it moved no machine."""
+        return self.TRIGGER if self.dst else None
+
+    @property
+    def machine(self) -> str:
+        """``run`` or ``task:<id>``: which state machine the event belongs to."""
+        return "run"
+
+
+class RunEvent(Event, frozen=True, kw_only=True):
+    """An event of the run's own state machine."""
+
+
+class TaskEvent(Event, frozen=True, kw_only=True):
+    """An event of one task's state machine."""
+
+    MACHINE: ClassVar[str] = "task"
+    task_id: str
+
+    @property
+    def machine(self) -> str:
+        return f"task:{self.task_id}"
+
+
+class PlannedTask(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """A task as accepted into the run (the plan's own shape, as data)."""
+
+    id: str
+    agent: str
+    needs: list[str] = []
+    inputs: dict[str, Any] = {}
+
+
+class Problem(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """One reason a plan was rejected."""
+
+    code: str
+    message: str
+    task_id: str | None = None
+
+
+# -- run ---------------------------------------------------------------------
+
+
+class RunStarted(RunEvent, frozen=True, kw_only=True):
+    TRIGGER: ClassVar[str | None] = "start"
+    FACT: ClassVar[bool] = True
+    workflow: str
+    workflow_ref: str = ""
+    goal: dict[str, Any]
+    started_at: str
+    max_concurrency: int
+    max_retries: int | None = None
+    max_cost: float | None = None
+    deadline_s: float | None = None
+
+
+class PlanProposed(RunEvent, frozen=True, kw_only=True):
+    """The planner's raw answer (or its error), recorded before it is checked."""
+
+    FACT: ClassVar[bool] = True
+    plan: Any = None
+    error: str | None = None
+
+
+class PlanAccepted(RunEvent, frozen=True, kw_only=True):
+    TRIGGER: ClassVar[str | None] = "accept_plan"
+    tasks: list[PlannedTask]
+
+
+class PlanRejected(RunEvent, frozen=True, kw_only=True):
+    TRIGGER: ClassVar[str | None] = "reject_plan"
+    problems: list[Problem]
+
+
+class BudgetExhausted(RunEvent, frozen=True, kw_only=True):
+    """The run hit a budget limit; from now on nothing is dispatched on its own."""
+
+    kind: str  # "max_retries" | "max_cost" | "deadline"
+    limit: float
+    spent: float
+
+
+class DeadlinePassed(RunEvent, frozen=True, kw_only=True):
+    """The run's deadline passed (a timer fact)."""
+
+    FACT: ClassVar[bool] = True
+    deadline_s: float
+
+
+class RunWaiting(RunEvent, frozen=True, kw_only=True):
+    TRIGGER: ClassVar[str | None] = "wait"
+    escalations: list[str]
+
+
+class RunCompleted(RunEvent, frozen=True, kw_only=True):
+    TRIGGER: ClassVar[str | None] = "complete"
+
+
+class RunFailed(RunEvent, frozen=True, kw_only=True):
+    TRIGGER: ClassVar[str | None] = "fail"
+
+
+class RunCancelled(RunEvent, frozen=True, kw_only=True):
+    TRIGGER: ClassVar[str | None] = "cancel"
+    FACT: ClassVar[bool] = True
+    by: str = ""
+
+
+class RunResumed(RunEvent, frozen=True, kw_only=True):
+    """A process took the run over again (after a crash, a failure or a fork)."""
+
+    FACT: ClassVar[bool] = True
+    by: str
+    interrupted: list[str] = []
+
+
+class ForkedFrom(RunEvent, frozen=True, kw_only=True):
+    """The first event of a fork: whose prefix this run's log copies."""
+
+    FACT: ClassVar[bool] = True
+    origin_run_id: str
+    at_seq: int
+
+
+# -- tasks -------------------------------------------------------------------
+
+
+class TaskReady(TaskEvent, frozen=True, kw_only=True):
+    TRIGGER: ClassVar[str | None] = "make_ready"
+
+
+class TaskDispatched(TaskEvent, frozen=True, kw_only=True):
+    """An attempt handed to an agent: exactly this input, under this key."""
+
+    TRIGGER: ClassVar[str | None] = "dispatch"
+    attempt: int
+    input: dict[str, Any]
+    idempotency_key: str
+    timeout_s: float
+
+
+class OutputReceived(TaskEvent, frozen=True, kw_only=True):
+    """What the agent returned, verbatim, before validation."""
+
+    TRIGGER: ClassVar[str | None] = "receive"
+    FACT: ClassVar[bool] = True
+    attempt: int
+    output: Any
+    tokens: int = 0
+    cost: float = 0.0
+
+
+class AgentFailed(TaskEvent, frozen=True, kw_only=True):
+    """The agent raised, timed out, or returned something that cannot be logged."""
+
+    FACT: ClassVar[bool] = True
+    attempt: int
+    error_type: str
+    error_types: list[str] = []
+    message: str = ""
+    timed_out: bool = False
+    tokens: int = 0
+    cost: float = 0.0
+
+
+class OutputAccepted(TaskEvent, frozen=True, kw_only=True):
+    attempt: int
+    output: dict[str, Any]
+    confidence: float | None = None
+
+
+class OutputRejected(TaskEvent, frozen=True, kw_only=True):
+    attempt: int
+    errors: list[str] = []
+    confidence: float | None = None
+    low_confidence: bool = False
+
+
+class RetryScheduled(TaskEvent, frozen=True, kw_only=True):
+    TRIGGER: ClassVar[str | None] = "schedule_retry"
+    attempt: int
+    next_attempt: int
+    delay_s: float
+
+
+class TimerFired(TaskEvent, frozen=True, kw_only=True):
+    """A retry's backoff elapsed (a timer fact)."""
+
+    FACT: ClassVar[bool] = True
+
+
+class TaskEscalated(TaskEvent, frozen=True, kw_only=True):
+    """Handed to a person or a stricter rule; nothing downstream sees it meanwhile."""
+
+    TRIGGER: ClassVar[str | None] = "escalate"
+    kind: str
+    candidate: Any = None
+
+
+class EscalationResolved(TaskEvent, frozen=True, kw_only=True):
+    """Who or what settled an escalation, and how (moves a waiting run back)."""
+
+    MACHINE: ClassVar[str] = "run"
+    TRIGGER: ClassVar[str | None] = "resume"
+    FACT: ClassVar[bool] = True
+    action: str  # "output" | "retry" | "abandon"
+    by: str
+    output: dict[str, Any] | None = None
+    note: str = ""
+
+    @property
+    def machine(self) -> str:
+        return "run"
+
+
+class TaskSucceeded(TaskEvent, frozen=True, kw_only=True):
+    TRIGGER: ClassVar[str | None] = "succeed"
+
+
+class TaskAbandoned(TaskEvent, frozen=True, kw_only=True):
+    TRIGGER: ClassVar[str | None] = "abandon"
+
+
+class TaskSkipped(TaskEvent, frozen=True, kw_only=True):
+    TRIGGER: ClassVar[str | None] = "skip"
+    because: str
+
+
+EVENT_CLASSES: Final = (
+    RunStarted,
+    PlanProposed,
+    PlanAccepted,
+    PlanRejected,
+    TaskReady,
+    TaskDispatched,
+    OutputReceived,
+    AgentFailed,
+    OutputAccepted,
+    OutputRejected,
+    RetryScheduled,
+    TimerFired,
+    TaskEscalated,
+    EscalationResolved,
+    TaskSucceeded,
+    TaskAbandoned,
+    TaskSkipped,
+    BudgetExhausted,
+    DeadlinePassed,
+    RunWaiting,
+    RunCompleted,
+    RunFailed,
+    RunCancelled,
+    RunResumed,
+    ForkedFrom,
+)
+
+AnyEvent = (
+    RunStarted
+    | PlanProposed
+    | PlanAccepted
+    | PlanRejected
+    | TaskReady
+    | TaskDispatched
+    | OutputReceived
+    | AgentFailed
+    | OutputAccepted
+    | OutputRejected
+    | RetryScheduled
+    | TimerFired
+    | TaskEscalated
+    | EscalationResolved
+    | TaskSucceeded
+    | TaskAbandoned
+    | TaskSkipped
+    | BudgetExhausted
+    | DeadlinePassed
+    | RunWaiting
+    | RunCompleted
+    | RunFailed
+    | RunCancelled
+    | RunResumed
+    | ForkedFrom
+)
+
+_ENCODER: Final = msgspec.json.Encoder()
+_DECODER: Final = msgspec.json.Decoder(AnyEvent)
+
+
+def encode_event(event: Event) -> bytes:
+    """The event as JSON bytes (its ``type`` tag included)."""
+    return _ENCODER.encode(event)
+
+
+def decode_event(data: bytes | str) -> Event:
+    """Decode one event; raises ``msgspec.ValidationError`` naming the bad field."""
+    return _DECODER.decode(data)  # type: ignore[no-any-return]
+
+
+def event_types() -> list[str]:
+    """Every event type name, in the order of the run's life."""
+    return [cls.__name__ for cls in EVENT_CLASSES]

@@ -1,0 +1,480 @@
+"""The imperative shell: call agents, turn what happens into facts, log decisions.
+
+The :class:`Orchestrator` owns the I/O. It asks :func:`machines.advance` what
+follows from each fact, appends the resulting events in one transaction, and
+only then performs what they describe: a ``TaskDispatched`` is durable before
+its agent is called, so a crash can never hide a side effect. Facts that
+arrive together (several agents finishing at once) are decided one after the
+other and committed together: one fsync carries them all.
+
+Example::
+
+    async with open_store("runs.db") as store:
+        orch = Orchestrator(store)
+        run = await orch.start(wf, TripGoal(destination="Lisbon", passengers=2))
+        print(run.status, run.outputs["book"])
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+from pydantic import BaseModel, ValidationError
+
+from contracts import validate_output
+from eventstore import EventStore, NewEvent
+from machines import events as ev
+from machines.decide import advance
+from machines.errors import (
+    PermanentError,
+    ResolutionError,
+    RunBusyError,
+    RunNotFoundError,
+    WorkflowDefinitionError,
+)
+from machines.evolve import evolve
+from machines.fsm import RunStatus, TaskStatus
+from machines.loader import load_workflow
+from machines.policies import exception_names
+from machines.state import RunState
+from machines.workflow import AgentContext, EscalationRequest, Workflow, idempotency_key
+
+__all__ = ["Orchestrator", "RunResult", "load_run_state"]
+
+log = logging.getLogger("runledger")
+
+_PERMANENT_NAMES = exception_names(PermanentError)
+#: Room left in an event for everything around an agent's output.
+_ENVELOPE_ROOM = 4096
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    """Where a run stands after :meth:`Orchestrator.start`, ``resume`` or ``resolve``.
+
+    ``outputs`` maps each succeeded task to its validated output model.
+    """
+
+    run_id: str
+    status: str
+    outputs: dict[str, BaseModel]
+    reason: str
+    state: RunState
+
+    @property
+    def escalations(self) -> list[str]:
+        """Task ids waiting on a resolution."""
+        return list(self.state.escalations)
+
+
+async def load_run_state(store: EventStore, run_id: str, at: int | None = None) -> RunState:
+    """Rebuild a run's state by folding its log (up to seq ``at``)."""
+    state = RunState(run_id=run_id)
+    envelopes = await store.read_all(run_id, until=at)
+    if not envelopes:
+        raise RunNotFoundError(run_id)
+    decoder = ev.decode_event
+    for envelope in envelopes:
+        evolve(state, decoder(envelope.data))
+    return state
+
+
+class Orchestrator:
+    """Drives runs of workflows against an event store.
+
+    ``clock`` stamps the events (recorded, never re-read on replay);
+    ``lease_ttl_s`` is how long a crashed process keeps others from taking
+    its runs over.
+    """
+
+    def __init__(
+        self,
+        store: EventStore,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        lease_ttl_s: float = 30.0,
+        owner: str | None = None,
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.lease_ttl_s = lease_ttl_s
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+    # -- public API -------------------------------------------------------
+
+    async def start(
+        self, workflow: Workflow, goal: BaseModel | dict[str, Any], *, run_id: str | None = None
+    ) -> RunResult:
+        """Start a run of ``workflow`` for ``goal`` and drive it as far as it can go.
+
+        Returns when the run completed, failed, or waits on an escalation.
+        """
+        if workflow.planner_fn is None:
+            raise WorkflowDefinitionError(
+                f"Workflow '{workflow.name}' has no planner; declare one with @wf.planner."
+            )
+        if isinstance(goal, BaseModel):
+            goal = goal.model_dump(mode="json")
+        try:
+            goal_doc = workflow.goal.model_validate(goal).model_dump(mode="json")
+        except ValidationError as exc:
+            raise WorkflowDefinitionError(
+                f"The goal does not satisfy {workflow.goal.__name__}: "
+                + "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
+                            for e in exc.errors(include_url=False))
+            ) from exc
+        run_id = run_id or uuid.uuid4().hex[:12]
+        fact = ev.RunStarted(
+            workflow=workflow.name, workflow_ref=workflow.ref, goal=goal_doc,
+            started_at=self.clock().isoformat(), max_concurrency=workflow.max_concurrency,
+        )
+        driver = _Driver(self, workflow, RunState(run_id=run_id), seq=0)
+        async with self._lease(run_id):
+            await driver.run([fact])
+        return driver.result()
+
+    async def resume(self, run_id: str, workflow: Workflow | None = None) -> RunResult:
+        """Continue a run that was interrupted (crash, kill -9) or is waiting.
+
+        Tasks that succeeded are not run again. An attempt with no recorded
+        outcome is re-dispatched with the same idempotency key if its agent is
+        idempotent or free of side effects, and escalated as "outcome unknown"
+        otherwise.
+        """
+        async with self._lease(run_id):
+            state = await load_run_state(self.store, run_id)
+            wf = workflow or load_workflow(state.workflow_ref, state.workflow)
+            driver = _Driver(self, wf, state, seq=state.seq)
+            if state.status.terminal:
+                return driver.result()
+            await driver.run([ev.RunResumed(by=self.owner)], resuming=True)
+        return driver.result()
+
+    async def resolve(
+        self,
+        run_id: str,
+        task_id: str,
+        *,
+        output: BaseModel | dict[str, Any] | None = None,
+        retry: bool = False,
+        abandon: bool = False,
+        by: str = "api",
+        note: str = "",
+        workflow: Workflow | None = None,
+    ) -> RunResult:
+        """Settle an escalated task, then drive the run on.
+
+        Exactly one of ``output`` (validated against the task's output
+        contract), ``retry`` or ``abandon``. An invalid resolution raises
+        :class:`ResolutionError` and appends nothing.
+        """
+        chosen = [name for name, on in
+                  (("output", output is not None), ("retry", retry), ("abandon", abandon)) if on]
+        if len(chosen) != 1:
+            raise ResolutionError(
+                "Resolve needs exactly one of output=, retry=True or abandon=True "
+                f"(got {', '.join(chosen) or 'none'})."
+            )
+        if isinstance(output, BaseModel):
+            output = output.model_dump(mode="json")
+        async with self._lease(run_id):
+            state = await load_run_state(self.store, run_id)
+            wf = workflow or load_workflow(state.workflow_ref, state.workflow)
+            driver = _Driver(self, wf, state, seq=state.seq)
+            fact = ev.EscalationResolved(
+                task_id=task_id, action=chosen[0], by=by, output=output, note=note)
+            await driver.run([fact], resuming=True, strict=True)
+        return driver.result()
+
+    async def state(self, run_id: str, at: int | None = None) -> RunState:
+        """The run's state rebuilt from its log, after event ``at`` (default: the last)."""
+        return await load_run_state(self.store, run_id, at)
+
+    async def cancel(self, run_id: str, *, by: str = "api") -> RunResult:
+        """Cancel a run that is not finished; nothing more is dispatched."""
+        async with self._lease(run_id):
+            state = await load_run_state(self.store, run_id)
+            wf = load_workflow(state.workflow_ref, state.workflow, required=False)
+            driver = _Driver(self, wf, state, seq=state.seq)
+            if not state.status.terminal:
+                await driver.commit(advance(state, ev.RunCancelled(by=by), driver.wf))
+        return driver.result()
+
+    # -- leases -----------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _lease(self, run_id: str) -> Any:
+        if not await self.store.try_lease(run_id, self.owner, self.lease_ttl_s):
+            raise RunBusyError(run_id)
+        renewer = asyncio.create_task(self._renew(run_id))
+        try:
+            yield
+        finally:
+            renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewer
+            await self.store.release_lease(run_id, self.owner)
+
+    async def _renew(self, run_id: str) -> None:
+        while True:
+            await asyncio.sleep(self.lease_ttl_s / 3)
+            if not await self.store.try_lease(run_id, self.owner, self.lease_ttl_s):
+                log.error("Lost the lease on run %s to another process.", run_id)
+                return
+
+
+Work = asyncio.Task[ev.Event | None]
+
+
+class _Driver:
+    """One run being driven: its state, its log position, its in-flight work."""
+
+    def __init__(self, orch: Orchestrator, wf: Workflow, state: RunState, seq: int) -> None:
+        self.orch = orch
+        self.wf = wf
+        self.state = state
+        self.seq = seq
+        self.work: dict[Work, int] = {}
+        self.order = 0
+        self.deadline: asyncio.Task[None] | None = None
+
+    async def run(
+        self, facts: list[ev.Event], *, resuming: bool = False, strict: bool = False
+    ) -> None:
+        try:
+            events = self.decide(facts, strict=strict)
+            await self.commit(events)
+            self.perform(events)
+            if resuming:
+                self.rearm()
+            self.arm_deadline()
+            while self.work:
+                done, _ = await asyncio.wait(self.work, return_when=asyncio.FIRST_COMPLETED)
+                ordered = sorted(done, key=self.work.__getitem__)
+                arrived: list[ev.Event] = []
+                for work in ordered:
+                    del self.work[work]
+                    fact = work.result()
+                    if fact is not None:
+                        arrived.append(fact)
+                events = self.decide(arrived)
+                if events:
+                    await self.commit(events)
+                    self.perform(events)
+        finally:
+            await self.stop_all()
+
+    def decide(self, facts: list[ev.Event], *, strict: bool = False) -> list[ev.Event]:
+        events: list[ev.Event] = []
+        for fact in facts:
+            try:
+                events.extend(advance(self.state, fact, self.wf))
+            except ResolutionError:
+                if strict:
+                    raise
+                log.warning("Dropped a resolution that no longer applies: %r", fact)
+        return events
+
+    async def commit(self, events: list[ev.Event]) -> None:
+        if not events:
+            return
+        await self.orch.store.append(
+            self.state.run_id,
+            [NewEvent(type=e.type, data=ev.encode_event(e)) for e in events],
+            expected_seq=self.seq,
+            status=self.state.status.value,
+            label=self.state.workflow,
+            at=self.orch.clock(),
+        )
+        self.seq += len(events)
+
+    def spawn(self, coro: Coroutine[Any, Any, ev.Event | None]) -> None:
+        self.order += 1
+        self.work[asyncio.create_task(coro)] = self.order
+
+    def perform(self, events: list[ev.Event]) -> None:
+        """Start what the just-committed events describe."""
+        for event in events:
+            if isinstance(event, ev.TaskDispatched):
+                self.spawn(self.call_agent(event))
+            elif isinstance(event, ev.RunStarted):
+                self.spawn(self.call_planner())
+            elif isinstance(event, ev.RetryScheduled):
+                self.spawn(self.timer(event.task_id, event.delay_s))
+            elif isinstance(event, ev.TaskEscalated) and self.wf.escalation_handler:
+                self.spawn(self.ask_handler(event.task_id))
+        if self.state.status.terminal:
+            for work in self.work:
+                work.cancel()
+
+    def rearm(self) -> None:
+        """After a resume: timers and handlers whose process is gone."""
+        state = self.state
+        if state.status is RunStatus.PLANNING:
+            self.spawn(self.call_planner())
+        for task in state.tasks.values():
+            if task.status is TaskStatus.RETRY_WAIT:
+                self.spawn(self.timer(task.id, 0.0))
+        if self.wf.escalation_handler:
+            for task_id in state.escalations:
+                self.spawn(self.ask_handler(task_id))
+
+    def arm_deadline(self) -> None:
+        state = self.state
+        if state.deadline_s is None or state.status.terminal or state.budget_exhausted:
+            return
+        started = datetime.fromisoformat(state.started_at)
+        remaining = (started.timestamp() + state.deadline_s) - self.orch.clock().timestamp()
+
+        async def fire() -> None:
+            await asyncio.sleep(max(0.0, remaining))
+            events = self.decide([ev.DeadlinePassed(deadline_s=state.deadline_s or 0.0)])
+            await self.commit(events)
+            self.perform(events)
+
+        self.deadline = asyncio.create_task(fire())
+
+    async def stop_all(self) -> None:
+        pending = list(self.work)
+        if self.deadline is not None:
+            pending.append(self.deadline)  # type: ignore[arg-type]
+        for work in pending:
+            work.cancel()
+        for work in pending:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await work
+        self.work.clear()
+
+    # -- the outside world --------------------------------------------------
+
+    async def call_agent(self, dispatched: ev.TaskDispatched) -> ev.Event:
+        task_id, attempt = dispatched.task_id, dispatched.attempt
+        spec = self.wf.spec(self.state.tasks[task_id].agent)
+        ctx = AgentContext(
+            run_id=self.state.run_id, task_id=task_id, attempt=attempt,
+            idempotency_key=dispatched.idempotency_key,
+        )
+
+        def failed(error_type: str, names: list[str], message: str, *, timed_out: bool = False,
+                   ) -> ev.AgentFailed:
+            return ev.AgentFailed(
+                task_id=task_id, attempt=attempt, error_type=error_type, error_types=names,
+                message=message[:2000], timed_out=timed_out, tokens=ctx.tokens, cost=ctx.cost,
+            )
+
+        try:
+            inp = spec.input.model_validate(dispatched.input)
+        except ValidationError as exc:
+            return failed("runledger.InputContractError", _PERMANENT_NAMES,
+                          f"the dispatched input does not satisfy {spec.input.__name__}: {exc}")
+        timeout = asyncio.timeout(dispatched.timeout_s)
+        try:
+            async with timeout:
+                result = await spec.fn(inp, ctx)
+        except TimeoutError as exc:
+            if timeout.expired():
+                return failed("builtins.TimeoutError", exception_names(TimeoutError),
+                              f"{dispatched.timeout_s:g}s", timed_out=True)
+            return failed(exception_names(type(exc))[0], exception_names(type(exc)), str(exc))
+        except Exception as exc:  # noqa: BLE001 - every agent error becomes a recorded fact
+            names = exception_names(type(exc))
+            return failed(names[0], names, str(exc) or type(exc).__name__)
+        raw = result.model_dump(mode="json") if isinstance(result, BaseModel) else result
+        try:
+            size = len(msgspec.json.encode(raw))
+        except (TypeError, msgspec.EncodeError) as exc:
+            return failed("runledger.UnloggableOutput", ["runledger.UnloggableOutput"],
+                          f"the output cannot be recorded as JSON: {exc}")
+        limit = self.orch.store.max_event_bytes - _ENVELOPE_ROOM
+        if size > limit:
+            return failed("runledger.OutputTooLarge", ["runledger.OutputTooLarge"],
+                          f"the output is {size:,} bytes, over the {limit:,}-byte limit of "
+                          "one logged event")
+        return ev.OutputReceived(
+            task_id=task_id, attempt=attempt, output=raw, tokens=ctx.tokens, cost=ctx.cost)
+
+    async def call_planner(self) -> ev.Event:
+        planner = self.wf.planner_fn
+        assert planner is not None
+        ctx = AgentContext(
+            run_id=self.state.run_id, task_id="$planner", attempt=1,
+            idempotency_key=idempotency_key(self.state.run_id, "$planner"),
+        )
+        try:
+            goal = self.wf.goal.model_validate(self.state.goal)
+            async with asyncio.timeout(self.wf.planner_timeout_s):
+                plan = await planner(goal, ctx)
+        except TimeoutError:
+            return ev.PlanProposed(error=f"timed out after {self.wf.planner_timeout_s:g}s")
+        except Exception as exc:  # noqa: BLE001 - a planner error is a recorded fact
+            return ev.PlanProposed(error=f"{type(exc).__name__}: {exc}")
+        raw = plan.model_dump(mode="json") if isinstance(plan, BaseModel) else plan
+        try:
+            msgspec.json.encode(raw)
+        except (TypeError, msgspec.EncodeError) as exc:
+            return ev.PlanProposed(error=f"the plan cannot be recorded as JSON: {exc}")
+        return ev.PlanProposed(plan=raw)
+
+    async def timer(self, task_id: str, delay_s: float) -> ev.Event:
+        await asyncio.sleep(delay_s)
+        return ev.TimerFired(task_id=task_id)
+
+    async def ask_handler(self, task_id: str) -> ev.Event | None:
+        handler = self.wf.escalation_handler
+        assert handler is not None
+        task = self.state.tasks[task_id]
+        escalation = self.state.escalations.get(task_id)
+        if escalation is None:
+            return None
+        request = EscalationRequest(
+            run_id=self.state.run_id, task_id=task_id, agent=task.agent, kind=escalation.kind,
+            reason=escalation.reason, candidate=escalation.candidate, input=task.input,
+        )
+        try:
+            resolution = await handler(request)
+        except Exception:
+            log.exception("The escalation handler failed on task %s; leaving it open.", task_id)
+            return None
+        if resolution is None:
+            return None
+        output = resolution.output
+        if isinstance(output, BaseModel):
+            output = output.model_dump(mode="json")
+        if resolution.action == "output":
+            verdict = validate_output(self.wf.spec(task.agent).output, output, task_id=task_id)
+            if not verdict.ok:
+                log.warning("The escalation handler's output for task %s is invalid (%s); "
+                            "leaving the escalation open.", task_id, "; ".join(verdict.errors))
+                return None
+        name = getattr(handler, "__name__", "handler")
+        return ev.EscalationResolved(
+            task_id=task_id, action=resolution.action, by=f"handler:{name}", output=output,
+            note=resolution.note,
+        )
+
+    def result(self) -> RunResult:
+        state = self.state
+        outputs: dict[str, BaseModel] = {}
+        for task in state.tasks.values():
+            if task.status is TaskStatus.SUCCEEDED and task.output is not None:
+                spec = self.wf.agents.get(task.agent)
+                if spec is not None:
+                    outputs[task.id] = spec.output.model_validate(task.output)
+        return RunResult(
+            run_id=state.run_id, status=state.status.value, outputs=outputs,
+            reason=state.reason, state=state,
+        )

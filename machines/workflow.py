@@ -1,0 +1,296 @@
+"""Declaring a workflow: its goal, agents, planner and escalation handler.
+
+Example::
+
+    wf = Workflow("travel", goal=TripGoal, budget=Budget(max_retries=10))
+
+    @wf.agent(input=PricingInput, output=PricingOutput,
+              retry=RetryPolicy(max_attempts=3), min_confidence=0.7)
+    async def pricing(inp: PricingInput, ctx: AgentContext) -> PricingOutput: ...
+
+    @wf.planner
+    async def plan(goal: TripGoal, ctx: AgentContext) -> Plan: ...
+
+Declaration errors (a ``min_confidence`` on an output without a
+``confidence`` field, two agents with one name, a planner declared twice) are
+raised here, at import time, not in the middle of a run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+
+from contracts import AgentContract, confidence_field
+from machines.errors import WorkflowDefinitionError
+from machines.policies import Budget, RetryPolicy
+
+__all__ = [
+    "AgentContext",
+    "AgentFn",
+    "AgentSpec",
+    "EscalationRequest",
+    "Resolution",
+    "Workflow",
+    "idempotency_key",
+]
+
+AgentFn = Callable[[Any, "AgentContext"], Awaitable[Any]]
+F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+
+
+def idempotency_key(run_id: str, task_id: str) -> str:
+    """The key a task's every attempt carries: stable across retries and resumes."""
+    return hashlib.sha256(f"{run_id}/{task_id}".encode()).hexdigest()[:32]
+
+
+@dataclass(slots=True)
+class AgentContext:
+    """What an agent (or the planner) knows about the call it is serving.
+
+    ``idempotency_key`` is the same for every attempt of a task, across
+    retries and resumes: pass it to the API that performs the side effect.
+
+    Example::
+
+        async def book(inp: BookingInput, ctx: AgentContext) -> BookingOutput:
+            ref = await airline.book(inp.flight, idempotency_key=ctx.idempotency_key)
+            ctx.record_usage(tokens=812, cost=0.004)
+            return BookingOutput(reference=ref)
+    """
+
+    run_id: str
+    task_id: str
+    attempt: int
+    idempotency_key: str
+    tokens: int = 0
+    cost: float = 0.0
+
+    def record_usage(self, *, tokens: int = 0, cost: float = 0.0) -> None:
+        """Add the tokens and cost this attempt consumed (counted against the run's budget)."""
+        if tokens < 0 or cost < 0:
+            raise ValueError(f"Usage must not be negative (got tokens={tokens}, cost={cost}).")
+        self.tokens += tokens
+        self.cost += cost
+
+
+@dataclass(frozen=True, slots=True)
+class AgentSpec:
+    """One agent as declared with ``@wf.agent``."""
+
+    name: str
+    fn: AgentFn
+    input: type[BaseModel]
+    output: type[BaseModel]
+    retry: RetryPolicy
+    min_confidence: float | None
+    side_effect: bool
+    idempotent: bool
+    timeout_s: float
+
+    @property
+    def contract(self) -> AgentContract:
+        return AgentContract(name=self.name, input=self.input, output=self.output)
+
+    @property
+    def safe_to_repeat(self) -> bool:
+        """Whether running it again cannot do anything twice."""
+        return not self.side_effect or self.idempotent
+
+
+@dataclass(frozen=True, slots=True)
+class EscalationRequest:
+    """What an ``@wf.on_escalation`` handler is asked to settle."""
+
+    run_id: str
+    task_id: str
+    agent: str
+    kind: str
+    reason: str
+    candidate: Any
+    input: dict[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    """How an escalation is settled.
+
+    Example::
+
+        return Resolution.accept(esc.candidate, note="fare checked by the rule engine")
+    """
+
+    action: str
+    output: Any = None
+    note: str = ""
+
+    @classmethod
+    def accept(cls, output: Any, *, note: str = "") -> Resolution:
+        """Use this output for the task (validated against its contract)."""
+        return cls("output", output, note)
+
+    @classmethod
+    def retry(cls, *, note: str = "") -> Resolution:
+        """Grant the task one more attempt (even past its retry limit or the run's budget)."""
+        return cls("retry", None, note)
+
+    @classmethod
+    def abandon(cls, *, note: str = "") -> Resolution:
+        """Give the task up; everything that needs it is skipped."""
+        return cls("abandon", None, note)
+
+
+EscalationHandler = Callable[[EscalationRequest], Awaitable[Resolution | None]]
+PlannerFn = Callable[[Any, AgentContext], Awaitable[Any]]
+
+
+@dataclass(eq=False)
+class Workflow:
+    """A named set of agents, a planner that decomposes a goal into tasks, and policies.
+
+    ``max_concurrency`` bounds how many tasks are with agents (or backing off)
+    at once; ``budget`` bounds the whole run.
+    """
+
+    name: str
+    goal: type[BaseModel]
+    budget: Budget = field(default_factory=Budget)
+    max_concurrency: int = 8
+    planner_timeout_s: float = 60.0
+    agents: dict[str, AgentSpec] = field(default_factory=dict)
+    planner_fn: PlannerFn | None = None
+    escalation_handler: EscalationHandler | None = None
+    module: str = ""
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.goal, type) and issubclass(self.goal, BaseModel)):
+            raise WorkflowDefinitionError(
+                f"Workflow '{self.name}' needs goal= a pydantic model class (got {self.goal!r})."
+            )
+        if self.max_concurrency < 1:
+            raise WorkflowDefinitionError(
+                f"Workflow '{self.name}' needs max_concurrency >= 1 (got {self.max_concurrency})."
+            )
+        if not self.module:
+            frame = sys._getframe(2)  # the caller of the generated __init__
+            self.module = str(frame.f_globals.get("__name__", ""))
+
+    # -- declaration ------------------------------------------------------
+
+    def agent(
+        self,
+        *,
+        input: type[BaseModel],  # noqa: A002 - the DESIGN's public keyword
+        output: type[BaseModel],
+        name: str | None = None,
+        retry: RetryPolicy | None = None,
+        min_confidence: float | None = None,
+        side_effect: bool = False,
+        idempotent: bool = False,
+        timeout_s: float = 60.0,
+    ) -> Callable[[F], F]:
+        """Register an async agent ``fn(input_model, ctx) -> output``.
+
+        ``side_effect=True`` marks an agent that changes the world (books,
+        sends, writes): after a failure, timeout or crash it is run again only
+        if ``idempotent=True``, and then with the same ``ctx.idempotency_key``;
+        otherwise the task is escalated.
+        """
+
+        def register(fn: F) -> F:
+            agent_name = name or fn.__name__
+            if not inspect.iscoroutinefunction(fn):
+                raise WorkflowDefinitionError(
+                    f"Agent '{agent_name}' must be an async function (async def)."
+                )
+            if agent_name in self.agents:
+                raise WorkflowDefinitionError(
+                    f"Workflow '{self.name}' already has an agent named '{agent_name}'; "
+                    "pass name= to tell them apart."
+                )
+            for label, model in (("input", input), ("output", output)):
+                if not (isinstance(model, type) and issubclass(model, BaseModel)):
+                    raise WorkflowDefinitionError(
+                        f"Agent '{agent_name}' needs {label}= a pydantic model class "
+                        f"(got {model!r})."
+                    )
+            if min_confidence is not None:
+                if not 0.0 <= min_confidence <= 1.0:
+                    raise WorkflowDefinitionError(
+                        f"Agent '{agent_name}' has min_confidence={min_confidence}; "
+                        "it must lie between 0 and 1."
+                    )
+                if not confidence_field(output):
+                    raise WorkflowDefinitionError(
+                        f"Agent '{agent_name}' sets min_confidence, but {output.__name__} "
+                        "declares no numeric 'confidence' field to read it from."
+                    )
+            if timeout_s <= 0:
+                raise WorkflowDefinitionError(
+                    f"Agent '{agent_name}' needs timeout_s > 0 (got {timeout_s})."
+                )
+            if idempotent and not side_effect:
+                # Harmless, but says the author misunderstood the flag.
+                pass
+            self.agents[agent_name] = AgentSpec(
+                name=agent_name, fn=fn, input=input, output=output,
+                retry=retry or RetryPolicy(), min_confidence=min_confidence,
+                side_effect=side_effect, idempotent=idempotent, timeout_s=timeout_s,
+            )
+            return fn
+
+        return register
+
+    def planner(self, fn: F) -> F:
+        """Register the async planner ``fn(goal_model, ctx) -> Plan``."""
+        if self.planner_fn is not None:
+            raise WorkflowDefinitionError(f"Workflow '{self.name}' already has a planner.")
+        if not inspect.iscoroutinefunction(fn):
+            raise WorkflowDefinitionError("The planner must be an async function (async def).")
+        self.planner_fn = fn
+        return fn
+
+    def on_escalation(self, fn: F) -> F:
+        """Register an async handler ``fn(request) -> Resolution | None``.
+
+        It is asked to settle every escalation as it happens; returning
+        ``None`` leaves the escalation open for ``runledger resolve``.
+        """
+        if self.escalation_handler is not None:
+            raise WorkflowDefinitionError(
+                f"Workflow '{self.name}' already has an escalation handler."
+            )
+        self.escalation_handler = fn
+        return fn
+
+    # -- queries ----------------------------------------------------------
+
+    @property
+    def contracts(self) -> dict[str, AgentContract]:
+        return {name: spec.contract for name, spec in self.agents.items()}
+
+    def spec(self, agent: str) -> AgentSpec:
+        try:
+            return self.agents[agent]
+        except KeyError:
+            raise WorkflowDefinitionError(
+                f"Workflow '{self.name}' has no agent '{agent}' "
+                f"(it has: {', '.join(sorted(self.agents)) or 'none'})."
+            ) from None
+
+    @property
+    def ref(self) -> str:
+        """``module:attribute`` where this workflow can be imported from, or ``""``."""
+        module = sys.modules.get(self.module)
+        if module is None:
+            return ""
+        for attr, value in vars(module).items():
+            if value is self:
+                return f"{self.module}:{attr}"
+        return ""
