@@ -1,0 +1,71 @@
+"""runledger's event store: an append-only, hash-chained log of runs.
+
+It knows nothing of agents or tasks: a run is a sequence of typed JSON events
+(1, 2, 3, ... gapless), each chained to the one before it by SHA-256, plus a
+``runs`` projection kept in the same transaction. SQLite is the embedded
+backend; PostgreSQL will come later.
+
+Example::
+
+    import msgspec
+    from eventstore import NewEvent, check_chain, open_store
+
+    async with open_store("runs.db") as store:
+        await store.append(
+            "r1", [NewEvent("RunStarted", msgspec.json.encode({"goal": "x"}))],
+            expected_seq=0, status="running",
+        )
+        envs = await store.read_all("r1")
+        assert check_chain("r1", envs) is None
+"""
+
+from .envelope import (
+    GENESIS_HASH,
+    ChainProblem,
+    Envelope,
+    NewEvent,
+    RunSummary,
+    chain_hash,
+    check_chain,
+)
+from .errors import (
+    ConcurrencyError,
+    EventStoreError,
+    EventTooLargeError,
+    InvalidAppendError,
+    NotAStoreError,
+    SchemaVersionError,
+    StoreBusyError,
+    StoreClosedError,
+    StoreOpenError,
+    StoreUrlError,
+)
+from .opening import StoreOpener, open_store
+from .protocol import EventStore
+from .schema import SCHEMA_VERSION
+from .sqlite import SQLiteEventStore
+
+__all__ = [
+    "ChainProblem",
+    "ConcurrencyError",
+    "Envelope",
+    "EventStore",
+    "EventStoreError",
+    "EventTooLargeError",
+    "GENESIS_HASH",
+    "InvalidAppendError",
+    "NewEvent",
+    "NotAStoreError",
+    "RunSummary",
+    "SCHEMA_VERSION",
+    "SQLiteEventStore",
+    "SchemaVersionError",
+    "StoreBusyError",
+    "StoreClosedError",
+    "StoreOpenError",
+    "StoreOpener",
+    "StoreUrlError",
+    "chain_hash",
+    "check_chain",
+    "open_store",
+]

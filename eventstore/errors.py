@@ -1,0 +1,160 @@
+"""The errors the event store raises on purpose.
+
+Every one derives from :class:`EventStoreError`, itself a
+:class:`runledger.errors.RunledgerError`::
+
+    RunledgerError
+    └── EventStoreError
+        ├── ConcurrencyError        another writer appended first (stale expected_seq)
+        ├── EventTooLargeError      one event's data is over max_event_bytes
+        ├── InvalidAppendError      the append's arguments are malformed (also a ValueError)
+        ├── SchemaVersionError      the file was written by a newer runledger
+        ├── NotAStoreError          the file is SQLite but not a runledger store, or not SQLite
+        ├── StoreUrlError           open_store() cannot read the url or path
+        ├── StoreOpenError          the file cannot be opened or created at all
+        ├── StoreBusyError          the database stayed locked past the busy timeout
+        └── StoreClosedError        the store was used after close()
+
+Each message is one sentence that says what happened, where, why, and the
+fix; the values are kept as attributes so callers never parse messages::
+
+    try:
+        await store.append("r1", events, expected_seq=5)
+    except ConcurrencyError as exc:
+        exc.run_id, exc.expected_seq, exc.actual_seq   # ('r1', 5, 6)
+"""
+
+from __future__ import annotations
+
+from runledger.errors import RunledgerError
+
+__all__ = [
+    "ConcurrencyError",
+    "EventStoreError",
+    "EventTooLargeError",
+    "InvalidAppendError",
+    "NotAStoreError",
+    "SchemaVersionError",
+    "StoreBusyError",
+    "StoreClosedError",
+    "StoreOpenError",
+    "StoreUrlError",
+]
+
+
+class EventStoreError(RunledgerError):
+    """Base class of every error the event store raises on purpose."""
+
+
+class ConcurrencyError(EventStoreError):
+    """An append named a stale ``expected_seq``: another writer appended first.
+
+    ``actual_seq`` is the run's last seq at the time of the refusal, or
+    ``None`` when the database reported a duplicate seq without saying which.
+    """
+
+    def __init__(self, run_id: str, expected_seq: int, actual_seq: int | None) -> None:
+        self.run_id = run_id
+        self.expected_seq = expected_seq
+        self.actual_seq = actual_seq
+        if actual_seq is None:
+            where = "one of the new seqs already exists"
+        else:
+            where = f"the log is already at seq {actual_seq}"
+        super().__init__(
+            f"Cannot append to run {run_id!r} at seq {expected_seq}: {where}; "
+            "another writer appended first. Re-read the run and decide again."
+        )
+
+
+class EventTooLargeError(EventStoreError):
+    """One event's encoded data is larger than the store's ``max_event_bytes``."""
+
+    def __init__(self, run_id: str, type: str, size: int, limit: int) -> None:
+        self.run_id = run_id
+        self.type = type
+        self.size = size
+        self.limit = limit
+        super().__init__(
+            f"Cannot append event {type!r} to run {run_id!r}: its data is {size} bytes, "
+            f"over the store's limit of {limit} bytes, so nothing was written. "
+            "Store large payloads elsewhere and record a reference, or open the store "
+            "with a larger max_event_bytes."
+        )
+
+
+class InvalidAppendError(EventStoreError, ValueError):
+    """The arguments of an append are malformed; nothing was written."""
+
+    def __init__(self, run_id: str, problem: str) -> None:
+        self.run_id = run_id
+        self.problem = problem
+        super().__init__(f"Cannot append to run {run_id!r}: {problem}; nothing was written.")
+
+
+class SchemaVersionError(EventStoreError):
+    """The store file was written by a newer runledger than this one."""
+
+    def __init__(self, path: str, found: int, supported: int) -> None:
+        self.path = path
+        self.found = found
+        self.supported = supported
+        super().__init__(
+            f"The store {path!r} was written by a newer runledger (schema {found}); "
+            f"this version reads schema {supported}. Upgrade runledger."
+        )
+
+
+class NotAStoreError(EventStoreError):
+    """The file exists but is not a runledger store (or not SQLite at all)."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(
+            f"The file {path!r} is not a runledger store: {reason}. "
+            "It was left untouched; point runledger at a new file or at an existing store."
+        )
+
+
+class StoreUrlError(EventStoreError):
+    """``open_store`` was given a url or path it cannot use."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        self.url = url
+        self.reason = reason
+        super().__init__(f"Cannot open the store {url!r}: {reason}.")
+
+
+class StoreOpenError(EventStoreError):
+    """The database file cannot be opened or created (missing folder, permissions)."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(
+            f"Cannot open the store {path!r}: {reason}. "
+            "Check that its folder exists and is writable."
+        )
+
+
+class StoreBusyError(EventStoreError):
+    """The database stayed locked by another connection past the busy timeout."""
+
+    def __init__(self, path: str, busy_timeout_ms: int) -> None:
+        self.path = path
+        self.busy_timeout_ms = busy_timeout_ms
+        super().__init__(
+            f"The store {path!r} stayed locked by another writer for more than "
+            f"{busy_timeout_ms} ms; retry later, or open the store with a larger busy_timeout_ms."
+        )
+
+
+class StoreClosedError(EventStoreError):
+    """The store was used after ``close()``."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        super().__init__(
+            f"The store {path!r} was used after it was closed; open it again with open_store()."
+        )

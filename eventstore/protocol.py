@@ -1,0 +1,105 @@
+"""The ``EventStore`` protocol every backend implements (SQLite now, PostgreSQL later).
+
+The contract, whichever backend:
+
+- ``append`` is atomic: all the events and the runs-projection update are
+  committed together, or nothing is. Seqs are gapless per run (1, 2, 3, ...)
+  and each envelope is hash-chained to the one before it.
+- Optimistic concurrency: ``expected_seq`` is the last seq the caller has
+  seen (0 for a new run). If another writer appended since, the append is
+  refused with :class:`ConcurrencyError` and nothing is written.
+- Reads return envelopes in seq order, ``after < seq <= until``.
+- Leases give one owner at a time the right to drive a run, until expiry.
+
+Example::
+
+    async with open_store("runs.db") as store:
+        envs = await store.append("r1", [NewEvent("RunStarted", b'{"goal":"x"}')],
+                                  expected_seq=0, status="running", label="travel")
+        async for env in store.read("r1"):
+            print(env.seq, env.type)
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from datetime import datetime
+from types import TracebackType
+from typing import Protocol, Self, runtime_checkable
+
+from .envelope import Envelope, NewEvent, RunSummary
+
+__all__ = ["EventStore"]
+
+
+@runtime_checkable
+class EventStore(Protocol):
+    """An append-only, hash-chained event log of many runs, with a runs projection."""
+
+    max_event_bytes: int
+    """The largest ``data`` one event may carry, in bytes."""
+
+    async def append(
+        self,
+        run_id: str,
+        events: Sequence[NewEvent],
+        expected_seq: int,
+        *,
+        status: str | None = None,
+        label: str | None = None,
+        at: datetime | None = None,
+    ) -> list[Envelope]:
+        """Append ``events`` atomically after seq ``expected_seq``; return their envelopes.
+
+        ``status`` and ``label`` update the run's projection row when given.
+        ``at`` (tz-aware; default: now, UTC) is recorded on every event of the
+        batch. Raises :class:`ConcurrencyError` when ``expected_seq`` is
+        stale, :class:`EventTooLargeError` when an event is over
+        ``max_event_bytes``, :class:`InvalidAppendError` for malformed input.
+        """
+        ...
+
+    def read(
+        self, run_id: str, after: int = 0, until: int | None = None
+    ) -> AsyncIterator[Envelope]:
+        """Stream the run's envelopes with ``after < seq <= until``, in seq order."""
+        ...
+
+    async def read_all(
+        self, run_id: str, after: int = 0, until: int | None = None
+    ) -> list[Envelope]:
+        """Return the run's envelopes with ``after < seq <= until``, in the fewest round trips."""
+        ...
+
+    async def last_seq(self, run_id: str) -> int:
+        """Return the run's last seq, 0 when it has no events."""
+        ...
+
+    async def runs(self, status: str | None = None, limit: int = 100) -> list[RunSummary]:
+        """List runs, most recently updated first, optionally only those with ``status``."""
+        ...
+
+    async def run(self, run_id: str) -> RunSummary | None:
+        """Return the run's projection row, or None when the run has no events."""
+        ...
+
+    async def try_lease(self, run_id: str, owner: str, ttl_s: float) -> bool:
+        """Take or renew the run's lease for ``ttl_s`` seconds; False if another owner holds it."""
+        ...
+
+    async def release_lease(self, run_id: str, owner: str) -> None:
+        """Give up the run's lease if ``owner`` holds it; otherwise do nothing."""
+        ...
+
+    async def close(self) -> None:
+        """Close the store; it cannot be used afterwards. Closing twice is harmless."""
+        ...
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...

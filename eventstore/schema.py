@@ -1,0 +1,187 @@
+"""The SQLite schema of a runledger store, how a file is recognised, and its migrations.
+
+A store is a SQLite file whose header carries ``PRAGMA application_id =
+APPLICATION_ID`` and ``PRAGMA user_version = <schema version>``. Opening a
+file does exactly one of:
+
+- an empty or new file: initialised to :data:`SCHEMA_VERSION`;
+- our application id, an older schema: the missing migrations run, in order,
+  in one ``BEGIN IMMEDIATE`` transaction (a crash leaves the old schema);
+- our application id, the current schema: nothing to do;
+- our application id, a newer schema: :class:`SchemaVersionError`, and the
+  file is not written to (not even its journal mode);
+- another application's SQLite file, or not SQLite at all: :class:`NotAStoreError`.
+
+Everything here is synchronous and runs on the writer connection's thread.
+
+Example (what :class:`eventstore.sqlite.SQLiteEventStore` does on open)::
+
+    conn = sqlite3.connect(path, isolation_level=None)
+    prepare(conn, path, synchronous="FULL", busy_timeout_ms=5000)
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from dataclasses import dataclass
+
+from .errors import NotAStoreError, SchemaVersionError
+
+__all__ = [
+    "APPLICATION_ID",
+    "MIGRATIONS",
+    "Migration",
+    "SCHEMA_VERSION",
+    "SYNCHRONOUS_MODES",
+    "prepare",
+    "prepare_reader",
+]
+
+APPLICATION_ID = 0x524C4447
+"""``PRAGMA application_id`` of every runledger store: the ASCII bytes "RLDG"."""
+
+SCHEMA_VERSION = 1
+"""The newest schema this version of runledger reads and writes."""
+
+SYNCHRONOUS_MODES = ("FULL", "NORMAL")
+"""FULL (default): a commit survives power loss. NORMAL: survives a process
+crash, but the last commits may be lost on power loss or OS crash."""
+
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One schema step: the statements that take a store from ``version - 1`` to ``version``."""
+
+    version: int
+    description: str
+    statements: tuple[str, ...]
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        version=1,
+        description="events log, runs projection, leases",
+        statements=(
+            # WITHOUT ROWID clusters a run's events by (run_id, seq), so a
+            # replay reads one contiguous range of the b-tree.
+            """
+            CREATE TABLE events (
+                run_id    TEXT    NOT NULL,
+                seq       INTEGER NOT NULL CHECK (seq >= 1),
+                type      TEXT    NOT NULL,
+                at        TEXT    NOT NULL,
+                data      TEXT    NOT NULL,
+                prev_hash TEXT    NOT NULL,
+                hash      TEXT    NOT NULL,
+                PRIMARY KEY (run_id, seq)
+            ) WITHOUT ROWID
+            """,
+            """
+            CREATE TABLE runs (
+                run_id     TEXT    NOT NULL PRIMARY KEY,
+                status     TEXT    NOT NULL DEFAULT '',
+                label      TEXT    NOT NULL DEFAULT '',
+                created_at TEXT    NOT NULL,
+                updated_at TEXT    NOT NULL,
+                last_seq   INTEGER NOT NULL
+            )
+            """,
+            "CREATE INDEX runs_by_updated ON runs (updated_at DESC, run_id)",
+            "CREATE INDEX runs_by_status ON runs (status, updated_at DESC, run_id)",
+            """
+            CREATE TABLE leases (
+                run_id     TEXT NOT NULL PRIMARY KEY,
+                owner      TEXT NOT NULL,
+                expires_at REAL NOT NULL
+            )
+            """,
+        ),
+    ),
+)
+
+if [m.version for m in MIGRATIONS] != list(range(1, SCHEMA_VERSION + 1)):  # pragma: no cover
+    raise RuntimeError("MIGRATIONS must be numbered 1..SCHEMA_VERSION without gaps.")
+
+
+def _check_is_sqlite(path: str) -> None:
+    # SQLite only notices a foreign file lazily and says "file is not a
+    # database"; reading the 16-byte magic first gives a clearer refusal.
+    try:
+        size = os.path.getsize(path)
+    except OSError:
+        return  # a new file, or a special name SQLite will interpret itself
+    if size == 0:
+        return
+    with open(path, "rb") as f:
+        head = f.read(len(_SQLITE_MAGIC))
+    if head != _SQLITE_MAGIC:
+        raise NotAStoreError(path, "it is not a SQLite database file")
+
+
+def _inspect(conn: sqlite3.Connection) -> tuple[int, int, int]:
+    app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    objects = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+    return int(app_id), int(version), int(objects)
+
+
+def _check_ours(path: str, app_id: int, version: int, objects: int) -> None:
+    if app_id != APPLICATION_ID and (objects > 0 or app_id != 0 or version != 0):
+        raise NotAStoreError(
+            path,
+            f"it is a SQLite database of another application (application_id {app_id}, "
+            f"{objects} schema objects)",
+        )
+    if version > SCHEMA_VERSION:
+        raise SchemaVersionError(path, version, SCHEMA_VERSION)
+
+
+def prepare(conn: sqlite3.Connection, path: str, *, synchronous: str, busy_timeout_ms: int) -> None:
+    """Check that ``conn`` is a runledger store, initialise or migrate it, set its pragmas.
+
+    ``conn`` must be in autocommit mode (``isolation_level=None``).
+    Raises :class:`NotAStoreError` or :class:`SchemaVersionError` without
+    writing to the file.
+    """
+    if synchronous not in SYNCHRONOUS_MODES:  # pragma: no cover - validated by the caller
+        raise ValueError(f"synchronous must be one of {SYNCHRONOUS_MODES}, not {synchronous!r}.")
+    _check_is_sqlite(path)
+    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+    try:
+        app_id, version, objects = _inspect(conn)
+    except sqlite3.DatabaseError as exc:
+        if "not a database" in str(exc):
+            raise NotAStoreError(path, "it is not a SQLite database file") from exc
+        raise
+    _check_ours(path, app_id, version, objects)
+    # Only now, once the file is known to be ours, may we write to its header.
+    if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+        conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute(f"PRAGMA synchronous = {synchronous}")
+    if version == SCHEMA_VERSION:
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        # Another process may have initialised the file since we looked.
+        app_id, version, objects = _inspect(conn)
+        _check_ours(path, app_id, version, objects)
+        for migration in MIGRATIONS:
+            if migration.version > version:
+                for statement in migration.statements:
+                    conn.execute(statement)
+        conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+def prepare_reader(conn: sqlite3.Connection, *, busy_timeout_ms: int) -> None:
+    """Set up the read-only connection of a store already prepared by :func:`prepare`."""
+    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+    conn.execute("PRAGMA query_only = ON")

@@ -1,0 +1,80 @@
+"""The public names of eventstore, and the shape of its errors."""
+
+from __future__ import annotations
+
+import eventstore
+from eventstore import (
+    ConcurrencyError,
+    EventStoreError,
+    EventTooLargeError,
+    InvalidAppendError,
+    NotAStoreError,
+    SchemaVersionError,
+    StoreBusyError,
+    StoreClosedError,
+    StoreOpenError,
+    StoreUrlError,
+)
+from runledger.errors import RunledgerError
+
+
+def test_public_names_are_pinned_and_sorted() -> None:
+    assert eventstore.__all__ == [
+        "ChainProblem",
+        "ConcurrencyError",
+        "Envelope",
+        "EventStore",
+        "EventStoreError",
+        "EventTooLargeError",
+        "GENESIS_HASH",
+        "InvalidAppendError",
+        "NewEvent",
+        "NotAStoreError",
+        "RunSummary",
+        "SCHEMA_VERSION",
+        "SQLiteEventStore",
+        "SchemaVersionError",
+        "StoreBusyError",
+        "StoreClosedError",
+        "StoreOpenError",
+        "StoreOpener",
+        "StoreUrlError",
+        "chain_hash",
+        "check_chain",
+        "open_store",
+    ]
+    assert eventstore.__all__ == sorted(eventstore.__all__)
+    assert all(hasattr(eventstore, name) for name in eventstore.__all__)
+
+
+def test_every_store_error_is_a_runledger_error() -> None:
+    errors = [
+        ConcurrencyError("r1", 5, 6),
+        EventTooLargeError("r1", "Huge", 2000, 1000),
+        InvalidAppendError("r1", "there are no events to append"),
+        SchemaVersionError("runs.db", 3, 1),
+        NotAStoreError("x.db", "it is not a SQLite database file"),
+        StoreUrlError("ftp://x", "the scheme 'ftp' is unknown"),
+        StoreOpenError("x.db", "SQLite cannot open or create the file"),
+        StoreBusyError("runs.db", 5000),
+        StoreClosedError("runs.db"),
+    ]
+    for error in errors:
+        assert isinstance(error, EventStoreError)
+        assert isinstance(error, RunledgerError)
+        message = str(error)
+        assert message[0].isupper()
+        assert message.endswith(".")
+
+
+def test_concurrency_error_message_names_the_run_and_both_seqs() -> None:
+    error = ConcurrencyError("r1", 5, 6)
+    assert str(error) == (
+        "Cannot append to run 'r1' at seq 5: the log is already at seq 6; another writer "
+        "appended first. Re-read the run and decide again."
+    )
+    assert (error.run_id, error.expected_seq, error.actual_seq) == ("r1", 5, 6)
+
+
+def test_invalid_append_is_also_a_value_error() -> None:
+    assert isinstance(InvalidAppendError("r1", "x"), ValueError)
