@@ -1,0 +1,86 @@
+"""The decision log as rows a person (or a spreadsheet) can read.
+
+Example::
+
+    rows = decision_log(await store.read_all(run_id))
+    for row in rows:
+        print(row.seq, row.type, row.machine, row.move, row.reason)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from eventstore import Envelope
+from machines import Event, decode_event
+from replay.errors import LogDecodeError
+
+__all__ = ["LogRow", "decision_log", "decode_log"]
+
+
+@dataclass(frozen=True, slots=True)
+class LogRow:
+    """One event of the decision log."""
+
+    seq: int
+    at: datetime
+    type: str
+    machine: str
+    trigger: str
+    src: str
+    dst: str
+    reason: str
+    event: Event
+
+    @property
+    def move(self) -> str:
+        return f"{self.src} -> {self.dst}" if self.dst else ""
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = msgspec.to_builtins(self.event)
+        for key in ("type", "reason", "src", "dst"):
+            data.pop(key, None)
+        return {
+            "seq": self.seq,
+            "at": self.at.isoformat(),
+            "type": self.type,
+            "machine": self.machine,
+            "trigger": self.trigger,
+            "src": self.src,
+            "dst": self.dst,
+            "reason": self.reason,
+            "data": data,
+        }
+
+
+def decode_log(run_id: str, envelopes: Iterable[Envelope]) -> list[tuple[Envelope, Event]]:
+    """Decode every envelope; a bad one raises :class:`LogDecodeError` naming its seq."""
+    decoded: list[tuple[Envelope, Event]] = []
+    for env in envelopes:
+        try:
+            event = decode_event(env.data)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise LogDecodeError(run_id, env.seq, str(exc)) from exc
+        if event.type != env.type:
+            raise LogDecodeError(
+                run_id, env.seq, f"its type column says {env.type} but its data is {event.type}")
+        decoded.append((env, event))
+    return decoded
+
+
+def decision_log(envelopes: Sequence[Envelope]) -> list[LogRow]:
+    """The rows of the decision log, in seq order."""
+    run_id = envelopes[0].run_id if envelopes else ""
+    return [
+        LogRow(
+            seq=env.seq, at=env.at, type=event.type, machine=event.machine,
+            trigger=event.trigger or "", src=event.src, dst=event.dst, reason=event.reason,
+            event=event,
+        )
+        for env, event in decode_log(run_id, envelopes)
+    ]
