@@ -67,7 +67,7 @@ def test_check_chain_accepts_an_intact_and_an_empty_log() -> None:
 def replace(env: Envelope, **changes: object) -> Envelope:
     fields = {f: getattr(env, f) for f in Envelope.__struct_fields__}
     fields.update(changes)
-    return Envelope(**fields)  # type: ignore[arg-type]
+    return Envelope(**fields)
 
 
 @pytest.mark.parametrize(
