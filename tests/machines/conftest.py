@@ -1,0 +1,22 @@
+"""Fixtures of the machines tests: a real SQLite store in ``tmp_path`` and an orchestrator."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from eventstore import EventStore, open_store
+from machines import Orchestrator
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[EventStore]:
+    async with open_store(tmp_path / "runs.db") as opened:
+        yield opened
+
+
+@pytest.fixture
+def orch(store: EventStore) -> Orchestrator:
+    return Orchestrator(store)
