@@ -131,6 +131,12 @@ def _run_started(d: _Decision, fact: ev.RunStarted) -> None:
 
 
 def _plan_proposed(d: _Decision, fact: ev.PlanProposed) -> None:
+    if not fact.reason:
+        count = len(fact.plan.get("tasks") or []) if isinstance(fact.plan, dict) else None
+        fact = msgspec.structs.replace(fact, reason=(
+            f"The planner failed: {fact.error}" if fact.error is not None
+            else f"The planner proposed {count} task(s)." if count is not None
+            else "The planner answered; checking its plan."))
     d.emit(fact)
     problems: list[ev.Problem]
     if fact.error is not None:
@@ -307,7 +313,8 @@ def _escalation_resolved(d: _Decision, fact: ev.EscalationResolved) -> None:
 def _deadline_passed(d: _Decision, fact: ev.DeadlinePassed) -> None:
     if d.state.status.terminal:
         return
-    d.emit(fact)
+    d.emit(msgspec.structs.replace(
+        fact, reason=fact.reason or f"The run's deadline of {fact.deadline_s:g}s passed."))
     if not d.state.budget_exhausted:
         d.emit(ev.BudgetExhausted(
             kind="deadline", limit=fact.deadline_s, spent=fact.deadline_s,

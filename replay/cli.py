@@ -9,81 +9,22 @@ from __future__ import annotations
 
 import asyncio
 import csv
-import functools
 import json
 import os
 import sys
-from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 import msgspec
 
-from eventstore import EventStore, open_store
-from eventstore.opening import parse_store_url
+from eventstore import open_store
 from machines import Orchestrator, RunStatus, load_run_state, load_workflow
 from replay import render
+from replay.cli_support import DEFAULT_DB, db_option, friendly, open_existing, run_async
 from replay.timeline import decision_log
-from runledger.errors import RunledgerError
 
 __all__ = ["main"]
-
-T = TypeVar("T")
-F = TypeVar("F", bound=Callable[..., Any])
-
-DEFAULT_DB = "runledger.db"
-
-
-def _run(coro: Coroutine[Any, Any, T]) -> T:
-    return asyncio.run(coro)
-
-
-def _friendly(fn: F) -> F:
-    """Turn every error a user can cause into one line and exit code 1."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except (click.ClickException, click.exceptions.Exit, click.Abort):
-            raise
-        except RunledgerError as exc:
-            raise click.ClickException(str(exc)) from None
-        except KeyboardInterrupt:
-            raise click.Abort from None
-        except Exception as exc:
-            if os.environ.get("RUNLEDGER_DEBUG"):
-                raise
-            raise click.ClickException(
-                f"Unexpected {type(exc).__name__}: {exc} (set RUNLEDGER_DEBUG=1 for the traceback)."
-            ) from None
-
-    return wrapper  # type: ignore[return-value]
-
-
-def db_option(fn: F) -> F:
-    return click.option(
-        "--db", default=DEFAULT_DB, envvar="RUNLEDGER_DB", show_default=True,
-        help="The store: a SQLite file path or a sqlite:/// url.",
-    )(fn)
-
-
-def _require_existing(db: str) -> None:
-    """Reading commands must not create an empty store by accident."""
-    target = parse_store_url(db)
-    if target.backend == "sqlite" and not Path(target.location).exists():
-        raise click.ClickException(
-            f"No store at '{target.location}'; run `runledger demo` to create one, "
-            "or pass --db (or set RUNLEDGER_DB)."
-        )
-
-
-async def _open(db: str, *, existing: bool = True) -> EventStore:
-    if existing:
-        _require_existing(db)
-    return await open_store(db)
-
 
 def _parse_json_arg(value: str, what: str) -> Any:
     text = value
@@ -129,18 +70,18 @@ def main() -> None:
 
 @main.command()
 @db_option
-@_friendly
+@friendly
 def demo(db: str) -> None:
     """Run the travel-planning example end to end and print its decision log."""
     from examples.travel import BOOKING_CALLS, TripGoal, wf
     from machines import idempotency_key
 
     async def go() -> tuple[Any, list[Any]]:
-        async with await _open(db, existing=False) as store:
+        async with await open_store(db) as store:
             run = await Orchestrator(store).start(wf, TripGoal(destination="Lisbon", passengers=2))
             return run, decision_log(await store.read_all(run.run_id))
 
-    run, rows = _run(go())
+    run, rows = run_async(go())
     _out(render.log_table(rows, title=f"decision log of run {run.run_id} (travel)"))
     click.echo(f"run {run.run_id}: {run.status} — {run.reason}")
     booked = BOOKING_CALLS.count(idempotency_key(run.run_id, "book"))
@@ -159,7 +100,7 @@ def demo(db: str) -> None:
 @click.argument("workflow")
 @click.option("--goal", "goal", required=True, help="The goal as JSON, or @file holding JSON.")
 @db_option
-@_friendly
+@friendly
 def run_cmd(workflow: str, goal: str, db: str) -> None:
     """Start a run of MODULE:WORKFLOW and drive it as far as it goes."""
     wf = load_workflow(workflow)
@@ -168,10 +109,10 @@ def run_cmd(workflow: str, goal: str, db: str) -> None:
         raise click.BadParameter("must be a JSON object.", param_hint="--goal")
 
     async def go() -> Any:
-        async with await _open(db, existing=False) as store:
+        async with await open_store(db) as store:
             return await Orchestrator(store).start(wf, goal_doc)
 
-    run = _run(go())
+    run = run_async(go())
     click.echo(f"run {run.run_id}: {run.status} — {run.reason or 'see runledger show'}")
     if run.status == RunStatus.WAITING:
         for task_id in run.escalations:
@@ -189,15 +130,15 @@ def run_cmd(workflow: str, goal: str, db: str) -> None:
               help="Only runs in this status.")
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
 @db_option
-@_friendly
+@friendly
 def runs(status: str | None, limit: int, db: str) -> None:
     """List runs, most recently updated first."""
 
     async def go() -> list[Any]:
-        async with await _open(db) as store:
+        async with await open_existing(db) as store:
             return await store.runs(status=status, limit=limit)
 
-    found = _run(go())
+    found = run_async(go())
     if not found:
         click.echo("no runs" + (f" with status {status}" if status else ""))
         return
@@ -207,16 +148,16 @@ def runs(status: str | None, limit: int, db: str) -> None:
 @main.command()
 @click.argument("run_id", metavar="RUN")
 @db_option
-@_friendly
+@friendly
 def show(run_id: str, db: str) -> None:
     """A run's status, tasks, escalations and timeline."""
 
     async def go() -> tuple[Any, list[Any]]:
-        async with await _open(db) as store:
+        async with await open_existing(db) as store:
             state = await load_run_state(store, run_id)
             return state, decision_log(await store.read_all(run_id))
 
-    state, rows = _run(go())
+    state, rows = run_async(go())
     click.echo(f"run {state.run_id} ({state.workflow}): {state.status.value}"
                + (f" — {state.reason}" if state.reason else ""))
     click.echo(f"goal: {render.summarize(state.goal, 200)}")
@@ -233,12 +174,12 @@ def show(run_id: str, db: str) -> None:
 @click.option("--format", "fmt", type=click.Choice(["table", "jsonl", "csv"]), default="table",
               show_default=True)
 @db_option
-@_friendly
+@friendly
 def log_cmd(run_id: str, fmt: str, db: str) -> None:
     """The decision log of a run: every event, its move and its reason."""
 
     async def go() -> list[Any]:
-        async with await _open(db) as store:
+        async with await open_existing(db) as store:
             envs = await store.read_all(run_id)
             if not envs:
                 from machines import RunNotFoundError
@@ -246,7 +187,7 @@ def log_cmd(run_id: str, fmt: str, db: str) -> None:
                 raise RunNotFoundError(run_id)
             return decision_log(envs)
 
-    _print_log(_run(go()), fmt)
+    _print_log(run_async(go()), fmt)
 
 
 @main.command()
@@ -260,7 +201,7 @@ def log_cmd(run_id: str, fmt: str, db: str) -> None:
               help="Who decides (recorded in the log).")
 @click.option("--note", default="", help="Why (recorded in the log).")
 @db_option
-@_friendly
+@friendly
 def resolve(run_id: str, task_id: str, output: str | None, retry: bool, abandon: bool,
             workflow: str | None, by: str, note: str, db: str) -> None:
     """Settle an escalated TASK of RUN, then drive the run on."""
@@ -273,12 +214,12 @@ def resolve(run_id: str, task_id: str, output: str | None, retry: bool, abandon:
     wf = load_workflow(workflow) if workflow else None
 
     async def go() -> Any:
-        async with await _open(db) as store:
+        async with await open_existing(db) as store:
             return await Orchestrator(store).resolve(
                 run_id, task_id, output=value, retry=retry, abandon=abandon, by=by, note=note,
                 workflow=wf)
 
-    run = _run(go())
+    run = run_async(go())
     click.echo(f"run {run.run_id}: {run.status}" + (f" — {run.reason}" if run.reason else ""))
 
 

@@ -1,0 +1,166 @@
+"""``verify``: is this log intact, legal, and what the current code would decide?
+
+Three checks, each a :class:`Check` with a pass/fail line:
+
+1. **chain** — the SHA-256 chain holds and seqs are gapless: an edited,
+   deleted or reordered row is found and its seq named.
+2. **transitions** — every event decodes and is a legal move of its machine.
+3. **determinism** (with a workflow) — the current code's decider, fed the
+   recorded facts in order, makes the recorded decisions; the first
+   divergence is shown with both versions.
+
+Example::
+
+    report = await verify_run(store, run_id, workflow=wf)
+    assert report.ok, report.lines()
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from eventstore import Envelope, EventStore, check_chain
+from machines import (
+    Event,
+    IllegalTransitionError,
+    ResolutionError,
+    RunNotFoundError,
+    RunState,
+    Workflow,
+    WorkflowDefinitionError,
+    advance,
+    evolve,
+)
+from machines.events import ForkedFrom
+from replay.batches import comparable, split_batches
+from replay.errors import LogDecodeError
+from replay.timeline import decode_log
+
+__all__ = ["Check", "Divergence", "VerifyReport", "check_determinism", "verify_run"]
+
+
+@dataclass(frozen=True, slots=True)
+class Divergence:
+    """Where the current code parts from the log."""
+
+    seq: int
+    recorded: Event | None
+    decided: Event | None
+
+    def describe(self) -> str:
+        def show(e: Event | None) -> str:
+            if e is None:
+                return "nothing"
+            return f"{e.type} on {e.machine}" + (f" ({e.src} -> {e.dst})" if e.dst else "")
+
+        return (f"seq {self.seq}: recorded {show(self.recorded)}, "
+                f"current code decides {show(self.decided)}")
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    name: str
+    ok: bool
+    message: str
+    seq: int | None = None
+    divergence: Divergence | None = None
+
+    def line(self) -> str:
+        return f"{'PASS' if self.ok else 'FAIL'}  {self.name}: {self.message}"
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyReport:
+    run_id: str
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+    def lines(self) -> list[str]:
+        return [c.line() for c in self.checks]
+
+
+def _chain_check(run_id: str, envelopes: Sequence[Envelope]) -> Check:
+    problem = check_chain(run_id, envelopes)
+    if problem is None:
+        return Check("chain", True, f"{len(envelopes)} events, seqs 1..{len(envelopes)} gapless, "
+                     "every hash matches")
+    return Check("chain", False, problem.message, seq=problem.seq)
+
+
+def _transition_check(run_id: str, envelopes: Sequence[Envelope]) -> tuple[Check, list[Event]]:
+    try:
+        decoded = decode_log(run_id, envelopes)
+    except LogDecodeError as exc:
+        return Check("transitions", False, str(exc), seq=exc.seq), []
+    state = RunState(run_id=run_id)
+    for env, event in decoded:
+        try:
+            evolve(state, event)
+        except IllegalTransitionError as exc:
+            return Check("transitions", False, f"seq {env.seq}: {exc}", seq=env.seq), []
+    return (Check("transitions", True, f"every event is a legal move; the run ends "
+                  f"{state.status.value}"), [e for _, e in decoded])
+
+
+def check_determinism(
+    run_id: str, seqs: Sequence[int], events: Sequence[Event], workflow: Workflow
+) -> Check:
+    """Feed the recorded facts to the current decider; compare its decisions."""
+    state = RunState(run_id=run_id)
+    by_seq = dict(zip(seqs, events, strict=True))
+    decided_count = 0
+    for batch in split_batches(seqs, events):
+        try:
+            new = advance(state, batch.fact, workflow)
+        except (ResolutionError, WorkflowDefinitionError, IllegalTransitionError) as exc:
+            div = Divergence(batch.seqs[0], batch.fact, None)
+            return Check("determinism", False, f"{div.describe()} ({exc})", seq=batch.seqs[0],
+                         divergence=div)
+        for i in range(max(len(new), len(batch.events))):
+            recorded = batch.events[i] if i < len(batch.events) else None
+            decided = new[i] if i < len(new) else None
+            if recorded is None or decided is None or comparable(recorded) != comparable(decided):
+                seq = batch.seqs[i] if i < len(batch.seqs) else batch.seqs[-1] + 1
+                div = Divergence(seq, recorded, decided)
+                return Check("determinism", False, div.describe(), seq=seq, divergence=div)
+        decided_count += len(new)
+        # Keep the fold in step with ForkedFrom records the batches leave out.
+        for seq in batch.seqs[-1:]:
+            nxt = by_seq.get(seq + 1)
+            if isinstance(nxt, ForkedFrom):
+                evolve(state, nxt)
+    return Check("determinism", True, f"the current code makes the same {decided_count} "
+                 f"decisions from the recorded facts")
+
+
+async def verify_run(
+    store: EventStore, run_id: str, *, workflow: Workflow | None = None
+) -> VerifyReport:
+    """Run the checks on one run; determinism only when ``workflow`` is given."""
+    envelopes = await store.read_all(run_id)
+    if not envelopes:
+        raise RunNotFoundError(run_id)
+    checks = [_chain_check(run_id, envelopes)]
+    summary = await store.run(run_id)
+    if checks[0].ok and summary is not None and summary.last_seq != len(envelopes):
+        # The chain cannot see a deleted last event; the projection, written in
+        # the same transaction as every append, remembers how far the log went.
+        missing = len(envelopes) + 1
+        checks[0] = Check("chain", False, f"Event seq {missing} of run '{run_id}' is missing: "
+                          f"the runs table records {summary.last_seq} events but the log holds "
+                          f"{len(envelopes)}; events were deleted after they were written.",
+                          seq=missing)
+    transitions, events = _transition_check(run_id, envelopes)
+    checks.append(transitions)
+    if workflow is not None:
+        if events:
+            checks.append(check_determinism(
+                run_id, [e.seq for e in envelopes], events, workflow))
+        else:
+            checks.append(Check("determinism", False,
+                                "not checked: the log does not fold (see above)"))
+    return VerifyReport(run_id, checks)
