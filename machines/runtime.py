@@ -351,7 +351,7 @@ class _Driver:
     async def stop_all(self) -> None:
         pending = list(self.work)
         if self.deadline is not None:
-            pending.append(self.deadline)  # type: ignore[arg-type]
+            pending.append(self.deadline)
         for work in pending:
             work.cancel()
         for work in pending:

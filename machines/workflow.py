@@ -45,6 +45,12 @@ AgentFn = Callable[[Any, "AgentContext"], Awaitable[Any]]
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
 
+def _is_async(fn: object) -> bool:
+    """Whether ``fn`` is an ``async def`` (a plain bool: ``inspect``'s TypeGuard would
+    narrow the caller's ``F`` away and the decorators could not return it typed)."""
+    return inspect.iscoroutinefunction(fn)
+
+
 def idempotency_key(run_id: str, task_id: str) -> str:
     """The key a task's every attempt carries: stable across retries and resumes."""
     return hashlib.sha256(f"{run_id}/{task_id}".encode()).hexdigest()[:32]
@@ -205,7 +211,7 @@ class Workflow:
 
         def register(fn: F) -> F:
             agent_name = name or fn.__name__
-            if not inspect.iscoroutinefunction(fn):
+            if not _is_async(fn):
                 raise WorkflowDefinitionError(
                     f"Agent '{agent_name}' must be an async function (async def)."
                 )
@@ -251,7 +257,7 @@ class Workflow:
         """Register the async planner ``fn(goal_model, ctx) -> Plan``."""
         if self.planner_fn is not None:
             raise WorkflowDefinitionError(f"Workflow '{self.name}' already has a planner.")
-        if not inspect.iscoroutinefunction(fn):
+        if not _is_async(fn):
             raise WorkflowDefinitionError("The planner must be an async function (async def).")
         self.planner_fn = fn
         return fn
