@@ -269,6 +269,10 @@ class Workflow:
         ``None`` leaves the escalation open for ``runledger resolve``.
         """
         if self.escalation_handler is not None:
+        if not _is_async(fn):
+            raise WorkflowDefinitionError(
+                "The escalation handler must be an async function (async def)."
+            )
             raise WorkflowDefinitionError(
                 f"Workflow '{self.name}' already has an escalation handler."
             )
