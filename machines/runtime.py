@@ -98,7 +98,8 @@ class Orchestrator:
 
     ``clock`` stamps the events (recorded, never re-read on replay);
     ``lease_ttl_s`` is how long a crashed process keeps others from taking
-    its runs over.
+    its runs over; ``lease_wait_s`` is how long to wait for a busy run's
+    lease before refusing with :class:`RunBusyError`.
     """
 
     def __init__(
@@ -107,11 +108,13 @@ class Orchestrator:
         *,
         clock: Callable[[], datetime] = utcnow,
         lease_ttl_s: float = 30.0,
+        lease_wait_s: float = 0.0,
         owner: str | None = None,
     ) -> None:
         self.store = store
         self.clock = clock
         self.lease_ttl_s = lease_ttl_s
+        self.lease_wait_s = lease_wait_s
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
     # -- public API -------------------------------------------------------
@@ -218,8 +221,13 @@ class Orchestrator:
 
     @contextlib.asynccontextmanager
     async def _lease(self, run_id: str) -> Any:
-        if not await self.store.try_lease(run_id, self.owner, self.lease_ttl_s):
-            raise RunBusyError(run_id)
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + self.lease_wait_s
+        while not await self.store.try_lease(run_id, self.owner, self.lease_ttl_s):
+            # A crashed owner's lease lapses after its ttl; a live one keeps renewing.
+            if loop.time() >= give_up:
+                raise RunBusyError(run_id)
+            await asyncio.sleep(min(0.05, self.lease_ttl_s / 4))
         renewer = asyncio.create_task(self._renew(run_id))
         try:
             yield

@@ -241,9 +241,6 @@ class Workflow:
                 raise WorkflowDefinitionError(
                     f"Agent '{agent_name}' needs timeout_s > 0 (got {timeout_s})."
                 )
-            if idempotent and not side_effect:
-                # Harmless, but says the author misunderstood the flag.
-                pass
             self.agents[agent_name] = AgentSpec(
                 name=agent_name, fn=fn, input=input, output=output,
                 retry=retry or RetryPolicy(), min_confidence=min_confidence,
@@ -269,12 +266,12 @@ class Workflow:
         ``None`` leaves the escalation open for ``runledger resolve``.
         """
         if self.escalation_handler is not None:
+            raise WorkflowDefinitionError(
+                f"Workflow '{self.name}' already has an escalation handler."
+            )
         if not _is_async(fn):
             raise WorkflowDefinitionError(
                 "The escalation handler must be an async function (async def)."
-            )
-            raise WorkflowDefinitionError(
-                f"Workflow '{self.name}' already has an escalation handler."
             )
         self.escalation_handler = fn
         return fn
@@ -300,7 +297,14 @@ class Workflow:
         module = sys.modules.get(self.module)
         if module is None:
             return ""
+        name = self.module
+        if name == "__main__":
+            # A script's workflow is importable only under its real module name.
+            spec = getattr(module, "__spec__", None)
+            name = spec.name if spec is not None and spec.name != "__main__" else ""
+        if not name:
+            return ""
         for attr, value in vars(module).items():
             if value is self:
-                return f"{self.module}:{attr}"
+                return f"{name}:{attr}"
         return ""
