@@ -33,6 +33,7 @@ import machines
 from contracts import Task
 from eventstore import EventStore
 from machines import events as ev
+from machines.workflow import Resolution
 
 
 def _search_agent(wf: machines.Workflow, behave: Any, **options: Any) -> list[int]:
@@ -345,10 +346,10 @@ async def test_escalation_handler_settles_at_once(
     add_booking(wf)
 
     @wf.on_escalation
-    async def reviewer(req: machines.EscalationRequest) -> machines.Resolution | None:
+    async def reviewer(req: machines.EscalationRequest) -> Resolution | None:
         assert req.kind == "low_confidence"
         assert req.input == {"city": "Lisbon"}
-        return machines.Resolution.accept(req.candidate, note="fare is plausible")
+        return Resolution.accept(req.candidate, note="fare is plausible")
 
     run = await orch.start(wf, Goal())
     log = await read_log(store, run.run_id)

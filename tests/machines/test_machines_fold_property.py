@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, given, settings
+from hypothesis import event as note_event
 from hypothesis import strategies as st
 from machines_helpers import assert_fold_matches, read_log
 from pydantic import BaseModel, Field
@@ -170,9 +171,9 @@ async def _drive(store: EventStore, sc: Scenario) -> None:
     log = await read_log(store, run.run_id)
     assert isinstance(log[-1], ev.RunCompleted | ev.RunFailed)
     _check_log(sc, log)
-    event(f"run {run.status}")
+    note_event(f"run {run.status}")
     for kind in sorted({e.type for e in log}):
-        event(kind)
+        note_event(kind)
     await assert_fold_matches(store, run.run_id, run.state)
 
 

@@ -11,8 +11,8 @@ from typing import Any
 
 from machines_helpers import (
     BOOK,
-    SEARCH,
     FAST,
+    SEARCH,
     BookIn,
     Goal,
     SearchIn,

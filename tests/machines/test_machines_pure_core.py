@@ -7,7 +7,17 @@ from typing import Any
 
 import msgspec
 import pytest
-from machines_helpers import BOOK, FAST, SEARCH, BookIn, BookOut, Goal, SearchIn, SearchOut, workflow
+from machines_helpers import (
+    BOOK,
+    FAST,
+    SEARCH,
+    BookIn,
+    BookOut,
+    Goal,
+    SearchIn,
+    SearchOut,
+    workflow,
+)
 from transitions import MachineError
 
 import machines
@@ -29,6 +39,14 @@ def test_public_api_is_pinned_and_sorted() -> None:
     assert sorted(machines.__all__) == machines.__all__
     for name in machines.__all__:
         assert getattr(machines, name) is not None
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "machines/__init__.py imports Resolution (what an @wf.on_escalation handler returns, "
+    "used by examples/travel.py) but leaves it out of __all__, so mypy --strict rejects "
+    "`from machines import Resolution`; add it there and to PUBLIC_API above"))
+def test_resolution_is_part_of_the_public_api() -> None:
+    assert "Resolution" in machines.__all__
 
 
 # -- events ------------------------------------------------------------------
@@ -232,7 +250,7 @@ def test_evolve_rejects_a_wrong_recorded_destination_and_run_moves() -> None:
     assert "'running'" in str(caught.value)
     assert caught.value.allowed == ("running",)
     fresh = machines.RunState(run_id="r2")
-    with pytest.raises(machines.IllegalTransitionError, match="'complete'.*'created'"):
+    with pytest.raises(machines.IllegalTransitionError, match=r"'complete'.*'created'"):
         machines.evolve(fresh, ev.RunCompleted(src="created", dst="completed"))
 
 

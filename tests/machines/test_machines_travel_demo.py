@@ -54,10 +54,11 @@ async def test_travel_demo_acts_out_every_story_and_completes(
     [escalated] = of(log, ev.TaskEscalated)
     assert (escalated.task_id, escalated.kind) == ("price", "low_confidence")
     [resolved] = of(log, ev.EscalationResolved)
-    assert (resolved.task_id, resolved.action, resolved.by) == ("price", "output", "handler:reviewer")
+    assert (resolved.task_id, resolved.action, resolved.by) == (
+        "price", "output", "handler:reviewer")
     # Booking happened exactly once, under the task's idempotency key.
     [booked] = of(log, ev.TaskDispatched, "book")
-    assert travel.BOOKING_CALLS == [booked.idempotency_key]
+    assert [booked.idempotency_key] == travel.BOOKING_CALLS
     assert booked.idempotency_key == machines.idempotency_key(run.run_id, "book")
     assert set(run.outputs) == {"flights", "hotels", "price", "book"}
     booking = run.outputs["book"]
