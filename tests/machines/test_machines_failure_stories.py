@@ -499,3 +499,30 @@ async def test_concurrency_limit_respected(
     for event in await read_log(store, run.run_id):
         machines.evolve(state, event)
         assert state.in_flight <= 3
+
+
+async def test_budget_deadline_stops_dispatching(
+    orch: machines.Orchestrator, store: EventStore
+) -> None:
+    plan = [Task(id=f"s{i}", agent="search", needs=[f"s{i - 1}"] if i else [],
+                 inputs={"city": "$goal.city"}) for i in range(5)]
+
+    async def behave(ctx: machines.AgentContext) -> Any:
+        await asyncio.sleep(0.04)
+        return SearchOut(price=100.0)
+
+    wf = workflow(plan, budget=machines.Budget(deadline_s=0.05))
+    _search_agent(wf, behave)
+    run = await asyncio.wait_for(orch.start(wf, Goal()), timeout=10)
+    log = await read_log(store, run.run_id)
+
+    [passed] = of(log, ev.DeadlinePassed)
+    assert passed.reason
+    [exhausted] = of(log, ev.BudgetExhausted)
+    assert exhausted.kind == "deadline"
+    at = log.index(exhausted)
+    assert not [e for e in log[at:] if isinstance(e, ev.TaskDispatched)]
+    [escalated] = of(log, ev.TaskEscalated)
+    assert escalated.kind == "budget"
+    assert run.status == "waiting"
+    assert run.state.budget_exhausted == "deadline"
