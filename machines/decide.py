@@ -126,6 +126,7 @@ def _run_started(d: _Decision, fact: ev.RunStarted) -> None:
         max_retries=budget.max_retries,
         max_cost=budget.max_cost,
         deadline_s=budget.deadline_s,
+        key_base=fact.key_base or d.state.run_id,
         reason=fact.reason or f"Goal submitted to workflow '{d.wf.name}'; asking the planner.",
     ))
 
@@ -394,7 +395,7 @@ def _retry_or_escalate(
             reason=f"{why} The run's retry budget ({state.max_retries}) is exhausted; escalating.",
         ))
     else:
-        delay = spec.retry.delay(state.run_id, task.id, attempt=task.attempt)
+        delay = spec.retry.delay(state.key_base, task.id, attempt=task.attempt)
         d.emit_task(task, ev.RetryScheduled(
             task_id=task.id, attempt=task.attempt, next_attempt=task.attempt + 1,
             delay_s=delay,
@@ -463,7 +464,7 @@ def _dispatch(d: _Decision, task: TaskState, *, reason: str, same_attempt: bool 
     attempt = task.attempt if same_attempt else task.attempt + 1
     d.emit_task(task, ev.TaskDispatched(
         task_id=task.id, attempt=attempt, input=inp,
-        idempotency_key=task.idempotency_key or idempotency_key(state.run_id, task.id),
+        idempotency_key=task.idempotency_key or idempotency_key(state.key_base, task.id),
         timeout_s=spec.timeout_s, reason=reason,
     ))
 

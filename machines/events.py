@@ -129,6 +129,9 @@ class RunStarted(RunEvent, frozen=True, kw_only=True):
     workflow_ref: str = ""
     goal: dict[str, Any]
     started_at: str
+    #: What idempotency keys derive from: the run's own id, or, in a fork,
+    #: its origin's (so a side effect redone in a fork carries the same key).
+    key_base: str = ""
     max_concurrency: int
     max_retries: int | None = None
     max_cost: float | None = None

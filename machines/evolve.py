@@ -127,6 +127,7 @@ def _run_started(state: RunState, e: ev.RunStarted, seq: int) -> None:
     state.workflow_ref = e.workflow_ref
     state.goal = e.goal
     state.started_at = e.started_at
+    state.key_base = e.key_base or state.run_id
     state.max_concurrency = e.max_concurrency
     state.max_retries = e.max_retries
     state.max_cost = e.max_cost

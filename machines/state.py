@@ -84,6 +84,7 @@ class RunState:
     workflow_ref: str = ""
     goal: dict[str, Any] = field(default_factory=dict)
     started_at: str = ""
+    key_base: str = ""
     max_concurrency: int = 1
     max_retries: int | None = None
     max_cost: float | None = None

@@ -231,3 +231,5 @@ def _register_replay_commands() -> None:
 
 
 _register_replay_commands()
+if __name__ == "__main__":
+    main()
