@@ -399,7 +399,7 @@ def _retry_or_escalate(
         d.emit_task(task, ev.RetryScheduled(
             task_id=task.id, attempt=task.attempt, next_attempt=task.attempt + 1,
             delay_s=delay,
-            reason=f"{why} Retrying in {delay:.3g}s (attempt {task.attempt + 1} of {allowed}; "
+            reason=f"Retrying in {delay:.3g}s (attempt {task.attempt + 1} of {allowed}; "
             f"run retries used {state.retries_used + 1}"
             + (f" of {state.max_retries})." if state.max_retries is not None else ")."),
         ))

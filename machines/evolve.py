@@ -225,6 +225,7 @@ def _escalation_resolved(state: RunState, e: ev.EscalationResolved, seq: int) ->
     task = _expect_task(state, e, seq, TaskStatus.ESCALATED)
     if e.dst:
         _move_run(state, e, seq)
+        state.reason = e.reason
     elif state.status not in (RunStatus.RUNNING, RunStatus.WAITING):
         raise IllegalTransitionError(
             machine="run", trigger="EscalationResolved", state=state.status.value,
@@ -264,8 +265,7 @@ def _no_change(state: RunState, e: ev.Event, seq: int) -> None:
 
 def _run_move(state: RunState, e: ev.Event, seq: int) -> None:
     _move_run(state, e, seq)
-    if not isinstance(e, ev.RunWaiting):
-        state.reason = e.reason
+    state.reason = e.reason
 
 
 def _forked_from(state: RunState, e: ev.ForkedFrom, seq: int) -> None:

@@ -36,7 +36,7 @@ def summarize(value: Any, limit: int = 60) -> str:
 
 
 def log_table(rows: Sequence[LogRow], *, title: str = "") -> Table:
-    table = Table(title=title or None, box=box.SIMPLE_HEAD, show_lines=False, expand=False)
+    table = Table(title=title or None, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
     table.add_column("seq", justify="right", no_wrap=True)
     table.add_column("time", no_wrap=True)
     table.add_column("event", no_wrap=True)
@@ -52,7 +52,7 @@ def log_table(rows: Sequence[LogRow], *, title: str = "") -> Table:
 
 
 def runs_table(runs: Sequence[RunSummary]) -> Table:
-    table = Table(box=box.SIMPLE_HEAD)
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
     for name in ("run", "workflow", "status", "events", "started", "updated"):
         table.add_column(name, no_wrap=True)
     for r in runs:
@@ -64,7 +64,8 @@ def runs_table(runs: Sequence[RunSummary]) -> Table:
 
 
 def state_tables(state: RunState) -> list[Table]:
-    tasks = Table(title="tasks", box=box.SIMPLE_HEAD, title_justify="left")
+    tasks = Table(title="tasks", box=box.SIMPLE_HEAD, title_justify="left", show_edge=False,
+                  pad_edge=False)
     for name in ("task", "agent", "status", "attempts", "output / last error"):
         tasks.add_column(name, overflow="fold")
     for t in state.tasks.values():
@@ -72,7 +73,8 @@ def state_tables(state: RunState) -> list[Table]:
         tasks.add_row(t.id, t.agent, t.status.value, str(t.attempt), detail)
     out = [tasks]
     if state.escalations:
-        esc = Table(title="open escalations", box=box.SIMPLE_HEAD, title_justify="left")
+        esc = Table(title="open escalations", box=box.SIMPLE_HEAD, title_justify="left",
+                    show_edge=False, pad_edge=False)
         for name in ("task", "kind", "reason"):
             esc.add_column(name, overflow="fold")
         for e in state.escalations.values():
