@@ -259,14 +259,19 @@ class _Driver:
         self.work: dict[Work, int] = {}
         self.order = 0
         self.deadline: asyncio.Task[None] | None = None
+        #: Held from deciding a batch of facts until its events are committed and
+        #: performed: the deadline timer decides on its own task, and must neither
+        #: decide on events not yet in the log nor append at a stale seq.
+        self.lock = asyncio.Lock()
 
     async def run(
         self, facts: list[ev.Event], *, resuming: bool = False, strict: bool = False
     ) -> None:
         try:
-            events = self.decide(facts, strict=strict)
-            await self.commit(events)
-            self.perform(events)
+            async with self.lock:
+                events = self.decide(facts, strict=strict)
+                await self.commit(events)
+                self.perform(events)
             if resuming:
                 self.rearm()
             self.arm_deadline()
@@ -279,10 +284,11 @@ class _Driver:
                     fact = work.result()
                     if fact is not None:
                         arrived.append(fact)
-                events = self.decide(arrived)
-                if events:
-                    await self.commit(events)
-                    self.perform(events)
+                async with self.lock:
+                    events = self.decide(arrived)
+                    if events:
+                        await self.commit(events)
+                        self.perform(events)
         finally:
             await self.stop_all()
 
@@ -350,9 +356,10 @@ class _Driver:
 
         async def fire() -> None:
             await asyncio.sleep(max(0.0, remaining))
-            events = self.decide([ev.DeadlinePassed(deadline_s=state.deadline_s or 0.0)])
-            await self.commit(events)
-            self.perform(events)
+            async with self.lock:
+                events = self.decide([ev.DeadlinePassed(deadline_s=state.deadline_s or 0.0)])
+                await self.commit(events)
+                self.perform(events)
 
         self.deadline = asyncio.create_task(fire())
 
