@@ -1,0 +1,35 @@
+"""W1, runledger: a chain of n no-op async agents, each needing the previous one's output.
+
+Durable defaults: one SQLite file, WAL, synchronous=FULL (``open_store``'s default).
+Timed: ``Orchestrator.start`` from the goal to the completed run (planner included).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from benchmarks._common import Result, Timer, cli, result
+from benchmarks.rl_workflows import ChainGoal, chain
+from eventstore import open_store
+from machines import Orchestrator
+
+
+async def _run(n: int, db: str) -> Result:
+    async with open_store(db) as store:
+        orch = Orchestrator(store)
+        with Timer() as t:
+            run = await orch.start(chain, ChainGoal(n=n))
+        events = len(await store.read_all(run.run_id))
+        last = run.outputs[f"t{n - 1}"]
+    assert run.status == "completed", run.reason
+    return result(system="runledger", workload="W1", n=n, steps=n, seconds=t.seconds,
+                  events=events, completed=len(run.outputs), last_output=last.x,  # type: ignore[attr-defined]
+                  store_sync=store.synchronous)  # type: ignore[attr-defined]
+
+
+def run(n: int, db: str) -> Result:
+    return asyncio.run(_run(n, db))
+
+
+if __name__ == "__main__":
+    cli(run)
