@@ -42,6 +42,7 @@ __all__ = [
     "IllegalTransitionError",
     "Orchestrator",
     "PermanentError",
+    "Resolution",
     "ResolutionError",
     "RetryPolicy",
     "RunBusyError",

@@ -114,7 +114,9 @@ _TASK_TRANSITIONS: list[dict[str, Any]] = [
 ]
 
 
-def _machine(name: str, states: type[StrEnum], initial: StrEnum, table: list[dict[str, Any]]) -> Any:
+def _machine(
+    name: str, states: type[StrEnum], initial: StrEnum, table: list[dict[str, Any]]
+) -> Any:
     return Machine(
         model=None,
         name=name,

@@ -405,7 +405,7 @@ class _Driver:
                 return failed("builtins.TimeoutError", exception_names(TimeoutError),
                               f"{dispatched.timeout_s:g}s", timed_out=True)
             return failed(exception_names(type(exc))[0], exception_names(type(exc)), str(exc))
-        except Exception as exc:  # noqa: BLE001 - every agent error becomes a recorded fact
+        except Exception as exc:  # every agent error becomes a recorded fact
             names = exception_names(type(exc))
             return failed(names[0], names, str(exc) or type(exc).__name__)
         raw = result.model_dump(mode="json") if isinstance(result, BaseModel) else result
@@ -435,7 +435,7 @@ class _Driver:
                 plan = await planner(goal, ctx)
         except TimeoutError:
             return ev.PlanProposed(error=f"timed out after {self.wf.planner_timeout_s:g}s")
-        except Exception as exc:  # noqa: BLE001 - a planner error is a recorded fact
+        except Exception as exc:  # a planner error is a recorded fact, not a crash
             return ev.PlanProposed(error=f"{type(exc).__name__}: {exc}")
         raw = plan.model_dump(mode="json") if isinstance(plan, BaseModel) else plan
         try:

@@ -192,7 +192,7 @@ class Workflow:
     def agent(
         self,
         *,
-        input: type[BaseModel],  # noqa: A002 - the DESIGN's public keyword
+        input: type[BaseModel],  # shadows the builtin: it is the DESIGN's public keyword
         output: type[BaseModel],
         name: str | None = None,
         retry: RetryPolicy | None = None,

@@ -7,7 +7,6 @@ never a traceback: 1 for a refused operation, 2 for a usage error.
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import json
 import os
@@ -19,8 +18,16 @@ import click
 import msgspec
 
 from eventstore import open_store
-from machines import Orchestrator, RunStatus, load_run_state, load_workflow
-from replay import render
+from examples.travel import BOOKING_CALLS, TripGoal, wf
+from machines import (
+    Orchestrator,
+    RunNotFoundError,
+    RunStatus,
+    idempotency_key,
+    load_run_state,
+    load_workflow,
+)
+from replay import commands, render
 from replay.cli_support import DEFAULT_DB, db_option, friendly, open_existing, run_async
 from replay.timeline import decision_log
 
@@ -33,7 +40,8 @@ def _parse_json_arg(value: str, what: str) -> Any:
         try:
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
-            raise click.BadParameter(f"cannot read {path}: {exc.strerror}.", param_hint=what) from None
+            raise click.BadParameter(
+                f"cannot read {path}: {exc.strerror}.", param_hint=what) from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
@@ -73,9 +81,6 @@ def main() -> None:
 @friendly
 def demo(db: str) -> None:
     """Run the travel-planning example end to end and print its decision log."""
-    from examples.travel import BOOKING_CALLS, TripGoal, wf
-    from machines import idempotency_key
-
     async def go() -> tuple[Any, list[Any]]:
         async with await open_store(db) as store:
             run = await Orchestrator(store).start(wf, TripGoal(destination="Lisbon", passengers=2))
@@ -101,7 +106,7 @@ def demo(db: str) -> None:
 @click.option("--goal", "goal", required=True, help="The goal as JSON, or @file holding JSON.")
 @db_option
 @friendly
-def run_cmd(workflow: str, goal: str, db: str) -> None:
+def run_cmd(*, workflow: str, goal: str, db: str) -> None:
     """Start a run of MODULE:WORKFLOW and drive it as far as it goes."""
     wf = load_workflow(workflow)
     goal_doc = _parse_json_arg(goal, "--goal")
@@ -131,7 +136,7 @@ def run_cmd(workflow: str, goal: str, db: str) -> None:
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
 @db_option
 @friendly
-def runs(status: str | None, limit: int, db: str) -> None:
+def runs(*, status: str | None, limit: int, db: str) -> None:
     """List runs, most recently updated first."""
 
     async def go() -> list[Any]:
@@ -149,7 +154,7 @@ def runs(status: str | None, limit: int, db: str) -> None:
 @click.argument("run_id", metavar="RUN")
 @db_option
 @friendly
-def show(run_id: str, db: str) -> None:
+def show(*, run_id: str, db: str) -> None:
     """A run's status, tasks, escalations and timeline."""
 
     async def go() -> tuple[Any, list[Any]]:
@@ -175,15 +180,13 @@ def show(run_id: str, db: str) -> None:
               show_default=True)
 @db_option
 @friendly
-def log_cmd(run_id: str, fmt: str, db: str) -> None:
+def log_cmd(*, run_id: str, fmt: str, db: str) -> None:
     """The decision log of a run: every event, its move and its reason."""
 
     async def go() -> list[Any]:
         async with await open_existing(db) as store:
             envs = await store.read_all(run_id)
             if not envs:
-                from machines import RunNotFoundError
-
                 raise RunNotFoundError(run_id)
             return decision_log(envs)
 
@@ -202,7 +205,7 @@ def log_cmd(run_id: str, fmt: str, db: str) -> None:
 @click.option("--note", default="", help="Why (recorded in the log).")
 @db_option
 @friendly
-def resolve(run_id: str, task_id: str, output: str | None, retry: bool, abandon: bool,
+def resolve(*, run_id: str, task_id: str, output: str | None, retry: bool, abandon: bool,
             workflow: str | None, by: str, note: str, db: str) -> None:
     """Settle an escalated TASK of RUN, then drive the run on."""
     chosen = [n for n, on in (("--output", output is not None), ("--retry", retry),
@@ -223,13 +226,7 @@ def resolve(run_id: str, task_id: str, output: str | None, retry: bool, abandon:
     click.echo(f"run {run.run_id}: {run.status}" + (f" — {run.reason}" if run.reason else ""))
 
 
-def _register_replay_commands() -> None:
-    """Commands of the debugging loop live in their own module."""
-    from replay import commands
-
-    commands.register(main)
-
-
-_register_replay_commands()
+# The debugging-loop commands live in their own module.
+commands.register(main)
 if __name__ == "__main__":
     main()

@@ -10,6 +10,7 @@ import sys
 from typing import Any
 
 import click
+import msgspec
 
 from machines import Orchestrator, RunNotFoundError, load_run_state, load_workflow
 from replay import render
@@ -17,7 +18,6 @@ from replay.cli_support import db_option, friendly, open_existing, run_async
 from replay.diff import diff_runs
 from replay.fork import fork_run
 from replay.stepper import step_through
-from replay.steps import walk
 from replay.verify import verify_run
 
 __all__ = ["register"]
@@ -37,7 +37,7 @@ def register(group: click.Group) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one machine-readable document.")
 @db_option
 @friendly
-def replay(run_id: str, to: int | None, step: bool, as_json: bool, db: str) -> None:
+def replay(*, run_id: str, to: int | None, step: bool, as_json: bool, db: str) -> None:
     """The state of RUN after any event, rebuilt only from its log."""
 
     async def go() -> tuple[Any, list[Any]]:
@@ -76,7 +76,7 @@ def replay(run_id: str, to: int | None, step: bool, as_json: bool, db: str) -> N
               help="MODULE:WORKFLOW: also check the current code makes the same decisions.")
 @db_option
 @friendly
-def verify(run_id: str, workflow: str | None, db: str) -> None:
+def verify(*, run_id: str, workflow: str | None, db: str) -> None:
     """Check RUN's hash chain, its transitions, and (with --workflow) determinism."""
     wf = load_workflow(workflow) if workflow else None
 
@@ -98,8 +98,6 @@ def verify(run_id: str, workflow: str | None, db: str) -> None:
 
 
 def _event_doc(event: Any) -> dict[str, Any]:
-    import msgspec
-
     return msgspec.to_builtins(event)  # type: ignore[no-any-return]
 
 
@@ -109,7 +107,7 @@ def _event_doc(event: Any) -> dict[str, Any]:
               help="MODULE:WORKFLOW (default: the one the run recorded).")
 @db_option
 @friendly
-def resume(run_id: str, workflow: str | None, db: str) -> None:
+def resume(*, run_id: str, workflow: str | None, db: str) -> None:
     """Continue RUN after a crash, a kill or an escalation, doing nothing twice."""
     wf = load_workflow(workflow) if workflow else None
 
@@ -133,7 +131,7 @@ def resume(run_id: str, workflow: str | None, db: str) -> None:
 @click.option("--no-continue", "stop", is_flag=True, help="Only make the copy; do not run it.")
 @db_option
 @friendly
-def fork(run_id: str, at_seq: int, workflow: str | None, stop: bool, db: str) -> None:
+def fork(*, run_id: str, at_seq: int, workflow: str | None, stop: bool, db: str) -> None:
     """A new run from a prefix of RUN's log, continued under the current code."""
 
     async def go() -> tuple[str, Any]:
@@ -157,7 +155,7 @@ def fork(run_id: str, at_seq: int, workflow: str | None, stop: bool, db: str) ->
 @click.argument("run_b", metavar="RUN_B")
 @db_option
 @friendly
-def diff(run_a: str, run_b: str, db: str) -> None:
+def diff(*, run_a: str, run_b: str, db: str) -> None:
     """Where two runs' decisions part, and what differs per task."""
 
     async def go() -> Any:

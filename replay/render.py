@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,15 +24,11 @@ def console(*, stderr: bool = False) -> Console:
 
 
 def _is_tty() -> bool:
-    import sys
-
     return sys.stdout.isatty()
 
 
 def summarize(value: Any, limit: int = 60) -> str:
     """A one-line, bounded rendering of a JSON value."""
-    import json
-
     text = json.dumps(value, separators=(",", ":"), default=str) if value is not None else ""
     return text if len(text) <= limit else text[: limit - 1] + "…"
 

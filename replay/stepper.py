@@ -43,10 +43,13 @@ def step_through(
 ) -> None:
     """Show the steps of a run, interactively when stdin is a terminal."""
     stdin = stdin or sys.stdin
-    out = write or (lambda text: print(text, flush=True))
+    out = write or _print
     steps = list(walk(run_id, envelopes))
     total = len(steps)
-    render = (lambda s: json.dumps(s.to_dict())) if as_json else (lambda s: format_step(s, total))
+
+    def render(step: Step) -> str:
+        return json.dumps(step.to_dict()) if as_json else format_step(step, total)
+
     index = max(0, min(start, total) - 1)
     if not stdin.isatty():
         for step in steps[index:]:
@@ -82,6 +85,10 @@ def step_through(
             return
         else:
             out(HELP)
+
+
+def _print(text: str) -> None:
+    print(text, flush=True)
 
 
 def _ask(stdin: TextIO) -> str:

@@ -76,9 +76,9 @@ def _task_view(state: RunState, task_id: str) -> dict[str, Any]:
 
 def _diff(prefix: str, before: dict[str, Any], after: dict[str, Any]) -> list[str]:
     out = []
-    for key in after:
-        if before.get(key) != after[key]:
-            old, new = before.get(key), after[key]
+    for key, new in after.items():
+        old = before.get(key)
+        if old != new:
             out.append(f"{prefix}{key}: {_short(old)} -> {_short(new)}")
     return out
 

@@ -41,13 +41,12 @@ class Receipt(BaseModel):
     key: str
 
 
-_points = 0
+_points = [0]
 
 
 def maybe_crash() -> None:
-    global _points
-    _points += 1
-    if _points == int(os.environ.get("CRASH_AT", "0")):
+    _points[0] += 1
+    if _points[0] == int(os.environ.get("CRASH_AT", "0")):
         os.kill(os.getpid(), signal.SIGKILL)
 
 
@@ -119,7 +118,7 @@ async def main(db: str, run_id: str) -> None:
     async with open_store(db) as store:
         orch = Orchestrator(CrashingStore(store), lease_ttl_s=0.3)  # type: ignore[arg-type]
         run = await orch.start(wf, Goal(amount=1.0), run_id=run_id)
-    print(f"status={run.status} points={_points}", flush=True)
+    print(f"status={run.status} points={_points[0]}", flush=True)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,8 @@ def demo_db(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     db = tmp_path_factory.mktemp("cli") / "runledger.db"
     result = invoke("demo", "--db", str(db))
     assert result.exit_code == 0, result.output
-    line = next(l for l in result.output.splitlines() if l.startswith("run ") and "completed" in l)
+    line = next(ln for ln in result.output.splitlines()
+                if ln.startswith("run ") and "completed" in ln)
     run_id = line.split()[1].rstrip(":")
     return db, run_id
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from eventstore import open_store
-from machines import Orchestrator, RunNotFoundError, load_run_state
+from machines import Orchestrator, RunBusyError, RunNotFoundError, load_run_state
 from replay.verify import verify_run
 
 HERE = Path(__file__).parent
@@ -20,7 +20,9 @@ sys.path.insert(0, str(HERE))
 import replay_crashflow as flow  # noqa: E402
 
 
-def run_until_killed(db: Path, ledger: Path, run_id: str, crash_at: int) -> subprocess.CompletedProcess[str]:
+def run_until_killed(
+    db: Path, ledger: Path, run_id: str, crash_at: int
+) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "CRASH_AT": str(crash_at), "CRASH_LEDGER": str(ledger),
            "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
     return subprocess.run(
@@ -84,8 +86,6 @@ async def test_side_effect_not_repeated_after_crash_at_any_point(
 
 
 async def test_a_run_driven_by_a_live_process_is_not_resumed_twice(tmp_path: Path) -> None:
-    from machines import RunBusyError
-
     async with open_store(tmp_path / "runs.db") as store:
         assert await store.try_lease("busy", "someone-else:123", 30.0)
         with pytest.raises(RunBusyError, match="another live process"):

@@ -5,6 +5,7 @@ stepper works in a terminal and through a pipe."""
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 import subprocess
 import sys
@@ -15,9 +16,10 @@ import pexpect
 import pytest
 from click.testing import CliRunner
 
-from eventstore import open_store
+from eventstore import NewEvent, open_store
 from examples import travel
 from machines import Orchestrator, RetryPolicy, Workflow, load_run_state
+from machines.events import TaskSucceeded, encode_event
 from replay.cli import main
 from replay.diff import RunDiff, diff_runs
 from replay.fork import fork_run
@@ -102,10 +104,6 @@ async def test_verify_catches_an_illegal_transition_even_with_a_rehashed_chain(
     tmp_path: Path,
 ) -> None:
     """Someone edits a TaskSucceeded into existence and recomputes the hashes."""
-    from eventstore import NewEvent
-
-    from machines.events import TaskSucceeded, encode_event
-
     db = tmp_path / "x.db"
     async with open_store(db) as store:
         run = await Orchestrator(store).start(
@@ -157,7 +155,8 @@ async def test_changed_plan_rule_reports_divergence_at_the_plan(demo: tuple[Path
     check = report.checks[-1]
     assert not check.ok
     assert check.seq == 3
-    assert check.divergence is not None and check.divergence.decided is not None
+    assert check.divergence is not None
+    assert check.divergence.decided is not None
     assert check.divergence.decided.type == "PlanRejected"
 
 
@@ -217,8 +216,6 @@ def test_replay_to_a_seq_beyond_the_log_is_refused(demo: tuple[Path, str]) -> No
 
 
 def test_replay_json_is_the_state_at_that_seq(demo: tuple[Path, str]) -> None:
-    import json
-
     db, run_id = demo
     code, out = cli("replay", run_id, "--to", "28", "--json", "--db", str(db))
     assert code == 0
