@@ -245,52 +245,76 @@ class Orchestrator:
                 return
 
 
-Work = asyncio.Task[ev.Event | None]
-
-
 class _Driver:
-    """One run being driven: its state, its log position, its in-flight work."""
+    """One run being driven: its state, its log position, its in-flight work.
+
+    Commits are pipelined: at most one append is in flight, and everything
+    decided meanwhile goes into the next one (group commit). An action that
+    can do harm if its event is lost — calling a side-effecting agent, asking
+    an escalation handler — waits until its event is durable; calling an agent
+    free of side effects, the planner or a backoff timer starts at once,
+    overlapping the fsync (if the process dies first, the log simply shows no
+    dispatch, and resume dispatches again).
+    """
 
     def __init__(self, orch: Orchestrator, wf: Workflow, state: RunState, seq: int) -> None:
         self.orch = orch
         self.wf = wf
         self.state = state
         self.seq = seq
-        self.work: dict[Work, int] = {}
+        #: Work whose outcome is a fact, with its start order.
+        self.work: dict[asyncio.Task[Any], int] = {}
+        self.finished: asyncio.Queue[asyncio.Task[Any]] = asyncio.Queue()
         self.order = 0
-        self.deadline: asyncio.Task[None] | None = None
-        #: Held from deciding a batch of facts until its events are committed and
-        #: performed: the deadline timer decides on its own task, and must neither
-        #: decide on events not yet in the log nor append at a stale seq.
-        self.lock = asyncio.Lock()
+        self.deadline: asyncio.Task[Any] | None = None
+        #: Decided, not yet handed to the store.
+        self.pending: list[ev.Event] = []
+        self.committing: asyncio.Task[None] | None = None
+        self.in_commit: list[ev.Event] = []
 
     async def run(
         self, facts: list[ev.Event], *, resuming: bool = False, strict: bool = False
     ) -> None:
         try:
-            async with self.lock:
-                events = self.decide(facts, strict=strict)
-                await self.commit(events)
-                self.perform(events)
+            self.queue(self.decide(facts, strict=strict))
             if resuming:
                 self.rearm()
             self.arm_deadline()
-            while self.work:
-                done, _ = await asyncio.wait(self.work, return_when=asyncio.FIRST_COMPLETED)
-                ordered = sorted(done, key=self.work.__getitem__)
+            while self.work or self.pending or self.committing is not None:
+                self.flush()
+                finished = [await self.finished.get()]
+                while not self.finished.empty():
+                    finished.append(self.finished.get_nowait())
                 arrived: list[ev.Event] = []
-                for work in ordered:
-                    del self.work[work]
-                    fact = work.result()
+                for work in sorted(finished, key=self._order):
+                    fact = self.collect(work)
                     if fact is not None:
                         arrived.append(fact)
-                async with self.lock:
-                    events = self.decide(arrived)
-                    if events:
-                        await self.commit(events)
-                        self.perform(events)
+                if arrived:
+                    self.queue(self.decide(arrived))
         finally:
             await self.stop_all()
+
+    def _order(self, work: asyncio.Task[Any]) -> int:
+        return self.work.get(work, 0)
+
+    def collect(self, work: asyncio.Task[Any]) -> ev.Event | None:
+        """The fact a finished piece of work brought, if any."""
+        if work is self.committing:
+            self.committing = None
+            work.result()  # a failed append ends the drive: the log is the truth
+            self.seq += len(self.in_commit)
+            self.perform(self.in_commit, durable=True)
+            self.in_commit = []
+            return None
+        if work is self.deadline:
+            self.deadline = None
+        elif self.work.pop(work, None) is None:
+            return None
+        if work.cancelled():
+            return None
+        fact: ev.Event | None = work.result()
+        return fact
 
     def decide(self, facts: list[ev.Event], *, strict: bool = False) -> list[ev.Event]:
         events: list[ev.Event] = []
@@ -303,7 +327,20 @@ class _Driver:
                 log.warning("Dropped a resolution that no longer applies: %r", fact)
         return events
 
-    async def commit(self, events: list[ev.Event]) -> None:
+    def queue(self, events: list[ev.Event]) -> None:
+        """Take decided events into the next commit; start what is safe to start now."""
+        if not events:
+            return
+        self.pending.extend(events)
+        self.perform(events, durable=False)
+
+    def flush(self) -> None:
+        if self.committing is None and self.pending:
+            self.in_commit, self.pending = self.pending, []
+            self.committing = asyncio.create_task(self.commit(self.in_commit, count=False))
+            self.committing.add_done_callback(self.finished.put_nowait)
+
+    async def commit(self, events: list[ev.Event], *, count: bool = True) -> None:
         if not events:
             return
         await self.orch.store.append(
@@ -314,23 +351,29 @@ class _Driver:
             label=self.state.workflow,
             at=self.orch.clock(),
         )
-        self.seq += len(events)
+        if count:
+            self.seq += len(events)
 
     def spawn(self, coro: Coroutine[Any, Any, ev.Event | None]) -> None:
         self.order += 1
-        self.work[asyncio.create_task(coro)] = self.order
+        work = asyncio.create_task(coro)
+        self.work[work] = self.order
+        work.add_done_callback(self.finished.put_nowait)
 
-    def perform(self, events: list[ev.Event]) -> None:
-        """Start what the just-committed events describe."""
+    def perform(self, events: list[ev.Event], *, durable: bool) -> None:
+        """Start what the events describe: the harmless at once, the rest once durable."""
         for event in events:
             if isinstance(event, ev.TaskDispatched):
-                self.spawn(self.call_agent(event))
+                spec = self.wf.spec(self.state.tasks[event.task_id].agent)
+                if durable == spec.side_effect:
+                    self.spawn(self.call_agent(event))
+            elif durable:
+                if isinstance(event, ev.TaskEscalated) and self.wf.escalation_handler:
+                    self.spawn(self.ask_handler(event.task_id))
             elif isinstance(event, ev.RunStarted):
                 self.spawn(self.call_planner())
             elif isinstance(event, ev.RetryScheduled):
                 self.spawn(self.timer(event.task_id, event.delay_s))
-            elif isinstance(event, ev.TaskEscalated) and self.wf.escalation_handler:
-                self.spawn(self.ask_handler(event.task_id))
         if self.state.status.terminal:
             for work in self.work:
                 work.cancel()
@@ -348,27 +391,29 @@ class _Driver:
                 self.spawn(self.ask_handler(task_id))
 
     def arm_deadline(self) -> None:
+        """The deadline is a fact like any other, but it keeps no run alive."""
         state = self.state
         if state.deadline_s is None or state.status.terminal or state.budget_exhausted:
             return
         started = datetime.fromisoformat(state.started_at)
         remaining = (started.timestamp() + state.deadline_s) - self.orch.clock().timestamp()
 
-        async def fire() -> None:
+        async def fire() -> ev.Event:
             await asyncio.sleep(max(0.0, remaining))
-            async with self.lock:
-                events = self.decide([ev.DeadlinePassed(deadline_s=state.deadline_s or 0.0)])
-                await self.commit(events)
-                self.perform(events)
+            return ev.DeadlinePassed(deadline_s=state.deadline_s or 0.0)
 
         self.deadline = asyncio.create_task(fire())
+        self.deadline.add_done_callback(self.finished.put_nowait)
 
     async def stop_all(self) -> None:
-        pending = list(self.work)
+        pending: list[asyncio.Task[Any]] = list(self.work)
         if self.deadline is not None:
             pending.append(self.deadline)
         for work in pending:
             work.cancel()
+        if self.committing is not None:
+            # Never abandon an append half-way: wait for it to land or fail.
+            pending.append(self.committing)
         for work in pending:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await work

@@ -4,7 +4,7 @@ Side effects go to a ledger file (one line per act): ``charge`` is idempotent
 (it acts only if its key is not in the ledger yet), ``notify`` is not (it
 appends unconditionally, like sending an e-mail). ``maybe_crash`` SIGKILLs the
 process at the N-th crash point (``CRASH_AT``): before and after every append
-to the store and around every side effect.
+to the store, inside every agent call, and around every side effect.
 """
 
 from __future__ import annotations
@@ -59,8 +59,11 @@ wf = Workflow("crashy", goal=Goal, max_concurrency=1)
 
 @wf.agent(input=Num, output=Num, retry=RetryPolicy(max_attempts=3, backoff_s=0.0))
 async def compute(inp: Num, ctx: AgentContext) -> Num:
+    maybe_crash()
     if ctx.task_id == "c3" and ctx.attempt == 1:
         raise ConnectionError("flaky upstream")
+    await asyncio.sleep(0.002)  # agents take time: commits land while they work
+    maybe_crash()
     return Num(value=inp.value + 1)
 
 
