@@ -93,7 +93,7 @@ class _Decision:
                 machine="run", trigger=event.TRIGGER or "", state=src.value,
                 allowed=[s.value for (s, t) in RUN_TABLE if t == event.TRIGGER],
             )
-        return msgspec.structs.replace(event, src=src.value, dst=dst.value)
+        return msgspec.structs.replace(event, src=src, dst=dst)
 
     def task_move(self, task: TaskState, event: ev.TaskEvent) -> ev.TaskEvent:
         src = task.status
@@ -103,7 +103,7 @@ class _Decision:
                 machine=f"task '{task.id}'", trigger=event.TRIGGER or "", state=src.value,
                 allowed=[s.value for (s, t) in TASK_TABLE if t == event.TRIGGER],
             )
-        return msgspec.structs.replace(event, src=src.value, dst=dst.value)
+        return msgspec.structs.replace(event, src=src, dst=dst)
 
     def emit_run(self, event: ev.Event) -> None:
         self.emit(self.run_move(event))
@@ -166,6 +166,9 @@ def _plan_proposed(d: _Decision, fact: ev.PlanProposed) -> None:
         reason=f"Plan of {len(plan.tasks)} task(s) passed the static checks "
         "(agents, dependencies, references, field types).",
     ))
+    tasks = d.state.tasks
+    for planned in plan.tasks:
+        tasks[planned.id].plan_task = planned
     for task in d.state.tasks.values():
         if task.unmet == 0:
             d.emit_task(task, ev.TaskReady(task_id=task.id, reason="It needs no other task."))
@@ -449,9 +452,11 @@ def _dispatch(d: _Decision, task: TaskState, *, reason: str, same_attempt: bool 
         inp = task.input
     else:
         try:
+            if task.plan_task is None:  # a state rebuilt from the log
+                task.plan_task = Task.model_construct(
+                    id=task.id, agent=task.agent, needs=list(task.needs), inputs=task.inputs)
             inp = resolve_inputs(
-                Task.model_construct(id=task.id, agent=task.agent, needs=list(task.needs),
-                                     inputs=task.inputs),
+                task.plan_task,
                 state.goal,
                 {need: state.tasks[need].output or {} for need in task.needs},
             )

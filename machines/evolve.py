@@ -62,7 +62,7 @@ def _move_run(state: RunState, event: ev.Event, seq: int) -> None:
     trigger = event.TRIGGER or ""
     current = state.status
     dest = RUN_TABLE.get((current, trigger))
-    if dest is None or event.src != current.value or event.dst != dest.value:
+    if dest is None or event.src != current or event.dst != dest:
         raise IllegalTransitionError(
             machine="run", trigger=trigger, state=current.value,
             allowed=[s.value for s in allowed_sources(RUN_TABLE, trigger)], seq=seq,
@@ -87,7 +87,7 @@ def _move_task(state: RunState, event: ev.TaskEvent, seq: int) -> TaskState:
     trigger = event.TRIGGER or ""
     current = task.status
     dest = TASK_TABLE.get((current, trigger))
-    if dest is None or event.src != current.value or event.dst != dest.value:
+    if dest is None or event.src != current or event.dst != dest:
         raise IllegalTransitionError(
             machine=f"task '{task.id}'", trigger=trigger, state=current.value,
             allowed=[s.value for s in allowed_sources(TASK_TABLE, trigger)], seq=seq,

@@ -362,18 +362,22 @@ class _Driver:
 
     def perform(self, events: list[ev.Event], *, durable: bool) -> None:
         """Start what the events describe: the harmless at once, the rest once durable."""
+        agents = self.wf.agents
+        tasks = self.state.tasks
         for event in events:
-            if isinstance(event, ev.TaskDispatched):
-                spec = self.wf.spec(self.state.tasks[event.task_id].agent)
-                if durable == spec.side_effect:
-                    self.spawn(self.call_agent(event))
+            kind = type(event)  # exact types: events are final classes, and this is hot
+            if kind is ev.TaskDispatched:
+                dispatched: ev.TaskDispatched = event  # type: ignore[assignment]
+                if durable == agents[tasks[dispatched.task_id].agent].side_effect:
+                    self.spawn(self.call_agent(dispatched))
             elif durable:
-                if isinstance(event, ev.TaskEscalated) and self.wf.escalation_handler:
-                    self.spawn(self.ask_handler(event.task_id))
-            elif isinstance(event, ev.RunStarted):
+                if kind is ev.TaskEscalated and self.wf.escalation_handler:
+                    self.spawn(self.ask_handler(event.task_id))  # type: ignore[attr-defined]
+            elif kind is ev.RunStarted:
                 self.spawn(self.call_planner())
-            elif isinstance(event, ev.RetryScheduled):
-                self.spawn(self.timer(event.task_id, event.delay_s))
+            elif kind is ev.RetryScheduled:
+                retry: ev.RetryScheduled = event  # type: ignore[assignment]
+                self.spawn(self.timer(retry.task_id, retry.delay_s))
         if self.state.status.terminal:
             for work in self.work:
                 work.cancel()

@@ -56,6 +56,8 @@ class TaskState:
     #: Whether an attempt is with the agent right now (dispatched, outcome
     #: not yet recorded): what a crash leaves unknown.
     outstanding: bool = False
+    #: The plan's own Task, kept to build inputs without re-creating it per dispatch.
+    plan_task: Any = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
