@@ -84,12 +84,12 @@ class RunResult:
 async def load_run_state(store: EventStore, run_id: str, at: int | None = None) -> RunState:
     """Rebuild a run's state by folding its log (up to seq ``at``)."""
     state = RunState(run_id=run_id)
-    envelopes = await store.read_all(run_id, until=at)
-    if not envelopes:
-        raise RunNotFoundError(run_id)
     decoder = ev.decode_event
-    for envelope in envelopes:
+    # Streamed in chunks: a million-event log folds in constant memory.
+    async for envelope in store.read(run_id, until=at):
         evolve(state, decoder(envelope.data))
+    if state.seq == 0:
+        raise RunNotFoundError(run_id)
     return state
 
 
