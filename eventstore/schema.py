@@ -1,4 +1,10 @@
-"""The SQLite schema of a runledger store, how a file is recognised, and its migrations.
+"""The schemas of a runledger store, how a store is recognised, and its migrations.
+
+SQLite and PostgreSQL share :data:`SCHEMA_VERSION`: both migration lists are
+numbered ``1..SCHEMA_VERSION``, and a change to one comes with the matching
+step in the other. The PostgreSQL statements are here as text (with a
+``{schema}`` placeholder for the quoted schema name); :mod:`eventstore.postgres`
+applies them. The rest of this docstring is about SQLite.
 
 A store is a SQLite file whose header carries ``PRAGMA application_id =
 APPLICATION_ID`` and ``PRAGMA user_version = <schema version>``. Opening a
@@ -32,6 +38,8 @@ __all__ = [
     "APPLICATION_ID",
     "MIGRATIONS",
     "Migration",
+    "POSTGRES_APPLICATION",
+    "POSTGRES_MIGRATIONS",
     "SCHEMA_VERSION",
     "SYNCHRONOUS_MODES",
     "prepare",
@@ -102,8 +110,64 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
 )
 
-if [m.version for m in MIGRATIONS] != list(range(1, SCHEMA_VERSION + 1)):  # pragma: no cover
-    raise RuntimeError("MIGRATIONS must be numbered 1..SCHEMA_VERSION without gaps.")
+POSTGRES_APPLICATION = "runledger.eventstore"
+"""The marker in the ``meta`` table of every PostgreSQL store (its application_id)."""
+
+POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        version=1,
+        description="meta marker, events log, runs projection, leases",
+        statements=(
+            # One row: which application owns this schema, at which version.
+            """
+            CREATE TABLE {schema}.meta (
+                singleton      boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+                application    text    NOT NULL,
+                schema_version integer NOT NULL
+            )
+            """,
+            # data is json, not jsonb: json keeps the exact text the hash was
+            # computed over (jsonb would reorder keys and drop whitespace),
+            # and still answers data->>'task_id'. at is timestamptz: it keeps
+            # microseconds, so the hashed ISO text is rebuilt exactly.
+            """
+            CREATE TABLE {schema}.events (
+                run_id    text        NOT NULL,
+                seq       bigint      NOT NULL CHECK (seq >= 1),
+                type      text        NOT NULL,
+                at        timestamptz NOT NULL,
+                data      json        NOT NULL,
+                prev_hash text        NOT NULL,
+                hash      text        NOT NULL,
+                PRIMARY KEY (run_id, seq)
+            )
+            """,
+            """
+            CREATE TABLE {schema}.runs (
+                run_id     text        NOT NULL PRIMARY KEY,
+                status     text        NOT NULL DEFAULT '',
+                label      text        NOT NULL DEFAULT '',
+                created_at timestamptz NOT NULL,
+                updated_at timestamptz NOT NULL,
+                last_seq   bigint      NOT NULL
+            )
+            """,
+            "CREATE INDEX runs_by_updated ON {schema}.runs (updated_at DESC, run_id)",
+            "CREATE INDEX runs_by_status ON {schema}.runs (status, updated_at DESC, run_id)",
+            """
+            CREATE TABLE {schema}.leases (
+                run_id     text        NOT NULL PRIMARY KEY,
+                owner      text        NOT NULL,
+                expires_at timestamptz NOT NULL
+            )
+            """,
+        ),
+    ),
+)
+
+for _migrations in (MIGRATIONS, POSTGRES_MIGRATIONS):  # pragma: no cover
+    if [m.version for m in _migrations] != list(range(1, SCHEMA_VERSION + 1)):
+        raise RuntimeError("Migrations must be numbered 1..SCHEMA_VERSION without gaps.")
 
 
 def _check_is_sqlite(path: str) -> None:

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from eventstore import Envelope
 from machines import Event, RunState, evolve
 from machines.events import TaskEvent
-from replay.timeline import decode_log
+from replay.timeline import LogRow, decode_log
 
 __all__ = ["Step", "is_trouble", "walk"]
 
@@ -27,18 +26,10 @@ _TROUBLE = frozenset({
 
 
 @dataclass(frozen=True, slots=True)
-class Step:
-    """One event of a run and its effect on the state."""
+class Step(LogRow):
+    """One event of a run, as in the decision log, and its effect on the state."""
 
-    seq: int
-    at: datetime
-    type: str
-    machine: str
-    trigger: str
-    src: str
-    dst: str
-    reason: str
-    changes: tuple[str, ...]
+    changes: tuple[str, ...] = ()
 
     @property
     def move(self) -> str:
@@ -106,5 +97,5 @@ def _step(state: RunState, env: Envelope, event: Event) -> Step:
     return Step(
         seq=env.seq, at=env.at, type=event.type, machine=event.machine,
         trigger=event.trigger or "", src=event.src, dst=event.dst, reason=event.reason,
-        changes=tuple(changes),
+        event=event, changes=tuple(changes),
     )
