@@ -3,7 +3,8 @@
 It knows nothing of agents or tasks: a run is a sequence of typed JSON events
 (1, 2, 3, ... gapless), each chained to the one before it by SHA-256, plus a
 ``runs`` projection kept in the same transaction. SQLite is the embedded
-backend; PostgreSQL will come later.
+backend; PostgreSQL (``open_store("postgresql://...")``, asyncpg) is the one
+many workers share.
 
 Example::
 
@@ -41,6 +42,7 @@ from .errors import (
     StoreUrlError,
 )
 from .opening import StoreOpener, open_store
+from .postgres import PostgresEventStore
 from .protocol import EventStore
 from .schema import SCHEMA_VERSION
 from .sqlite import SQLiteEventStore
@@ -56,6 +58,7 @@ __all__ = [
     "InvalidAppendError",
     "NewEvent",
     "NotAStoreError",
+    "PostgresEventStore",
     "RunSummary",
     "SCHEMA_VERSION",
     "SQLiteEventStore",

@@ -6,7 +6,15 @@ Accepted forms::
     "sqlite:///relative.db"                      a SQLite file, relative path
     "sqlite:////abs/path.db"                     a SQLite file, absolute path
     "sqlite:///x.db?synchronous=normal&busy_timeout_ms=10000&max_event_bytes=65536"
-    "postgresql://..." / "postgres://..."        PostgreSQL (not built yet)
+    "postgresql://user:pw@host:5432/db"          PostgreSQL, schema "runledger"
+    "postgres://user@host/db?schema=team_a&pool_size=8&max_event_bytes=65536"
+
+PostgreSQL urls take the options ``schema`` (the PostgreSQL schema holding
+the store's tables, default ``runledger``), ``pool_size`` (the most
+connections one store object opens, default 4), ``max_event_bytes``,
+``busy_timeout_ms`` (becomes ``lock_timeout``) and ``synchronous``
+(``normal`` becomes ``synchronous_commit = off``); any other query parameter
+(``sslmode``, ``connect_timeout``, ...) is left in the url for asyncpg.
 
 Options given as keyword arguments win over the same option in the url.
 """
@@ -19,9 +27,10 @@ from collections.abc import Generator
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from .errors import StoreUrlError
+from .postgres import DEFAULT_POOL_SIZE, DEFAULT_SCHEMA, PostgresEventStore, check_schema_name
 from .protocol import EventStore
 from .schema import SYNCHRONOUS_MODES
 from .sqlite import DEFAULT_BUSY_TIMEOUT_MS, DEFAULT_MAX_EVENT_BYTES, SQLiteEventStore
@@ -34,6 +43,7 @@ _ACCEPTED = (
     "or 'postgresql://user@host/db'"
 )
 _OPTIONS = ("synchronous", "busy_timeout_ms", "max_event_bytes")
+_POSTGRES_OPTIONS = (*_OPTIONS, "schema", "pool_size")
 
 
 @dataclass(frozen=True)
@@ -55,7 +65,16 @@ def _int_option(url: str, name: str, raw: str, minimum: int) -> int:
     return value
 
 
-def _option(url: str, name: str, raw: str) -> Any:
+def _option(url: str, name: str, raw: str, backend: str = "sqlite") -> Any:
+    if name in _POSTGRES_OPTIONS and name not in _OPTIONS and backend != "postgres":
+        raise StoreUrlError(url, f"the option {name} applies only to PostgreSQL stores")
+    if name == "schema":
+        problem = check_schema_name(raw)
+        if problem is not None:
+            raise StoreUrlError(url, problem)
+        return raw
+    if name == "pool_size":
+        return _int_option(url, name, raw, 1)
     if name == "synchronous":
         if raw.upper() not in SYNCHRONOUS_MODES:
             raise StoreUrlError(url, f"the option synchronous must be full or normal, not {raw!r}")
@@ -76,6 +95,20 @@ def _options(url: str, query: str) -> dict[str, Any]:
     }
 
 
+def _postgres_target(url: str) -> StoreTarget:
+    # Our options come out of the query; the rest stays in the dsn for asyncpg.
+    parts = urlsplit(url)
+    options: dict[str, Any] = {}
+    rest = []
+    for name, raw in parse_qsl(parts.query, keep_blank_values=True, strict_parsing=False):
+        if name in _POSTGRES_OPTIONS:
+            options[name] = _option(url, name, raw, "postgres")
+        else:
+            rest.append((name, raw))
+    dsn = urlunsplit(parts._replace(query=urlencode(rest), fragment=""))
+    return StoreTarget("postgres", dsn, options)
+
+
 def parse_store_url(url_or_path: str | os.PathLike[str]) -> StoreTarget:
     """Read a path or url into a :class:`StoreTarget`; raise :class:`StoreUrlError` if unusable.
 
@@ -94,11 +127,7 @@ def parse_store_url(url_or_path: str | os.PathLike[str]) -> StoreTarget:
     else:
         scheme = match.group(1).lower()
         if scheme in ("postgresql", "postgres"):
-            raise StoreUrlError(
-                url,
-                "PostgreSQL support is not built yet (a PostgreSQL backend will come later); "
-                "use a SQLite file such as 'runs.db' for now",
-            )
+            return _postgres_target(url)
         if scheme != "sqlite":
             raise StoreUrlError(url, f"the scheme {scheme!r} is unknown; use {_ACCEPTED}")
         parts = urlsplit(url)
@@ -139,6 +168,15 @@ class StoreOpener:
 
     async def _open(self) -> EventStore:
         opts = self.target.options
+        if self.target.backend == "postgres":
+            return await PostgresEventStore.open(
+                self.target.location,
+                schema=opts.get("schema", DEFAULT_SCHEMA),
+                synchronous=opts.get("synchronous", "FULL"),
+                busy_timeout_ms=opts.get("busy_timeout_ms", DEFAULT_BUSY_TIMEOUT_MS),
+                max_event_bytes=opts.get("max_event_bytes", DEFAULT_MAX_EVENT_BYTES),
+                pool_size=opts.get("pool_size", DEFAULT_POOL_SIZE),
+            )
         return await SQLiteEventStore.open(
             self.target.location,
             synchronous=opts.get("synchronous", "FULL"),
@@ -173,6 +211,8 @@ def open_store(
     synchronous: str | None = None,
     busy_timeout_ms: int | None = None,
     max_event_bytes: int | None = None,
+    schema: str | None = None,
+    pool_size: int | None = None,
 ) -> StoreOpener:
     """Open the event store at a path or url (see the module docstring for the forms).
 
@@ -180,12 +220,17 @@ def open_store(
     loss; ``"NORMAL"`` is faster and survives a process crash, but the last
     commits may be lost on power loss. ``busy_timeout_ms`` is how long a
     write waits for another writer's lock; ``max_event_bytes`` caps one
-    event's data. Keyword arguments win over the same option in the url.
+    event's data. For PostgreSQL, ``schema`` names the PostgreSQL schema of
+    the store's tables (created if missing) and ``pool_size`` caps the
+    connections of this store object. Keyword arguments win over the same
+    option in the url.
 
     Example::
 
         async with open_store("runs.db") as store:
             await store.append("r1", [NewEvent("RunStarted", b"{}")], expected_seq=0)
+        async with open_store("postgresql://app@db/runs", schema="team_a") as store:
+            ...
     """
     target = parse_store_url(url_or_path)
     url = os.fspath(url_or_path)
@@ -193,9 +238,11 @@ def open_store(
         "synchronous": synchronous,
         "busy_timeout_ms": busy_timeout_ms,
         "max_event_bytes": max_event_bytes,
+        "schema": schema,
+        "pool_size": pool_size,
     }
     options = dict(target.options)
     for name, value in given.items():
         if value is not None:
-            options[name] = _option(url, name, str(value))
+            options[name] = _option(url, name, str(value), target.backend)
     return StoreOpener(StoreTarget(target.backend, target.location, options))

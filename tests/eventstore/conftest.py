@@ -3,10 +3,17 @@
 The contract suite (``test_eventstore_contract.py``) only uses
 ``store_factory`` and ``store``; a new backend joins it by adding one param
 here that opens a fresh, empty store of that backend.
+
+PostgreSQL runs only when ``RUNLEDGER_TEST_PG_DSN`` names a database the
+tests may create schemas in, e.g.
+``RUNLEDGER_TEST_PG_DSN=postgresql://postgres@127.0.0.1:5432/test``. Each
+test gets fresh schemas (``rlt_<random>_<name>``), dropped afterwards.
 """
 
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -18,25 +25,61 @@ from eventstore import EventStore, NewEvent, open_store
 
 StoreFactory = Callable[..., Awaitable[EventStore]]
 
+PG_DSN = os.environ.get("RUNLEDGER_TEST_PG_DSN", "")
+needs_pg = pytest.mark.skipif(
+    not PG_DSN,
+    reason="PostgreSQL tests need RUNLEDGER_TEST_PG_DSN "
+    "(e.g. postgresql://postgres@127.0.0.1:5432/test)",
+)
+
 
 def ev(type_: str = "Ticked", **data: Any) -> NewEvent:
     """A small event whose data is the keyword arguments as a JSON object."""
     return NewEvent(type_, msgspec.json.encode(data))
 
 
-@pytest.fixture(params=["sqlite"])
+async def drop_schemas(*schemas: str) -> None:
+    """Drop the PostgreSQL schemas a test created, with everything in them."""
+    import asyncpg  # noqa: PLC0415 - only PostgreSQL tests need it
+
+    conn = await asyncpg.connect(PG_DSN)
+    try:
+        for schema in schemas:
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+async def pg_schema() -> AsyncIterator[str]:
+    """A fresh PostgreSQL schema name (not yet created), dropped after the test."""
+    if not PG_DSN:
+        pytest.skip(needs_pg.kwargs["reason"])
+    schema = f"rlt_{uuid.uuid4().hex[:12]}"
+    yield schema
+    await drop_schemas(schema)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=needs_pg)])
 async def store_factory(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> AsyncIterator[StoreFactory]:
     """Open stores of one backend; the same ``name`` opens the same database again.
 
-    Every store it opened is closed at the end of the test.
+    Every store it opened is closed at the end of the test (and, for
+    PostgreSQL, every schema it created is dropped).
     """
     opened: list[EventStore] = []
+    prefix = f"rlt_{uuid.uuid4().hex[:12]}"
+    schemas: set[str] = set()
 
     async def make(name: str = "store", **options: Any) -> EventStore:
         if request.param == "sqlite":
             store = await open_store(tmp_path / f"{name}.db", **options)
+        elif request.param == "postgres":
+            schema = f"{prefix}_{name}"
+            schemas.add(schema)
+            store = await open_store(PG_DSN, schema=schema, **options)
         else:  # pragma: no cover - a backend param without an opener
             raise NotImplementedError(request.param)
         opened.append(store)
@@ -45,6 +88,8 @@ async def store_factory(
     yield make
     for store in opened:
         await store.close()
+    if schemas:
+        await drop_schemas(*schemas)
 
 
 @pytest.fixture

@@ -30,6 +30,7 @@ def test_public_names_are_pinned_and_sorted() -> None:
         "InvalidAppendError",
         "NewEvent",
         "NotAStoreError",
+        "PostgresEventStore",
         "RunSummary",
         "SCHEMA_VERSION",
         "SQLiteEventStore",

@@ -322,8 +322,8 @@ def test_open_store_url_forms(url: Any, location: str, options: dict[str, Any]) 
 @pytest.mark.parametrize(
     ("url", "needle"),
     [
-        ("postgresql://u@h/db", "PostgreSQL support is not built yet"),
-        ("postgres://u@h/db", "PostgreSQL support is not built yet"),
+        ("sqlite:///x.db?schema=a", "option schema applies only to PostgreSQL"),
+        ("sqlite:///x.db?pool_size=2", "option pool_size applies only to PostgreSQL"),
         ("mysql://u@h/db", "scheme 'mysql' is unknown; use a file path such as 'runs.db'"),
         ("sqlite://host/x.db", "no host"),
         ("sqlite:///x.db?synchronous=off", "synchronous must be full or normal"),
