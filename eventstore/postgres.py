@@ -60,7 +60,7 @@ from .errors import (
 from .schema import POSTGRES_APPLICATION, POSTGRES_MIGRATIONS, SCHEMA_VERSION, SYNCHRONOUS_MODES
 
 try:
-    import asyncpg  # type: ignore[import-untyped]
+    import asyncpg
 except ImportError:  # pragma: no cover - asyncpg is the optional "postgres" extra
     asyncpg = None
 

@@ -1,4 +1,4 @@
-"""The ``EventStore`` protocol every backend implements (SQLite now, PostgreSQL later).
+"""The ``EventStore`` protocol every backend implements (SQLite and PostgreSQL).
 
 The contract, whichever backend:
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -98,7 +99,7 @@ def demo(db: str) -> None:
         f"runledger replay {run.run_id} --step",
         f"runledger verify {run.run_id} --workflow examples.travel:wf",
     ):
-        click.echo(f"  {hint}" + ("" if db == DEFAULT_DB else f" --db {db}"))
+        click.echo(f"  {hint}" + ("" if db == DEFAULT_DB else f" --db {shlex.quote(db)}"))
 
 
 @main.command("run")
