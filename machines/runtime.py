@@ -99,7 +99,11 @@ class Orchestrator:
     ``clock`` stamps the events (recorded, never re-read on replay);
     ``lease_ttl_s`` is how long a crashed process keeps others from taking
     its runs over; ``lease_wait_s`` is how long to wait for a busy run's
-    lease before refusing with :class:`RunBusyError`.
+    lease before refusing with :class:`RunBusyError`. With
+    ``durable_dispatch=True`` every agent, not only a side-effecting one,
+    starts only once its ``TaskDispatched`` is durable (one fsync per step of
+    a chain, as the step-checkpointing peers do); by default an agent free of
+    side effects starts at once and its dispatch is committed meanwhile.
     """
 
     def __init__(
@@ -109,12 +113,14 @@ class Orchestrator:
         clock: Callable[[], datetime] = utcnow,
         lease_ttl_s: float = 30.0,
         lease_wait_s: float = 0.0,
+        durable_dispatch: bool = False,
         owner: str | None = None,
     ) -> None:
         self.store = store
         self.clock = clock
         self.lease_ttl_s = lease_ttl_s
         self.lease_wait_s = lease_wait_s
+        self.durable_dispatch = durable_dispatch
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
     # -- public API -------------------------------------------------------
@@ -364,11 +370,12 @@ class _Driver:
         """Start what the events describe: the harmless at once, the rest once durable."""
         agents = self.wf.agents
         tasks = self.state.tasks
+        strict = self.orch.durable_dispatch
         for event in events:
             kind = type(event)  # exact types: events are final classes, and this is hot
             if kind is ev.TaskDispatched:
                 dispatched: ev.TaskDispatched = event  # type: ignore[assignment]
-                if durable == agents[tasks[dispatched.task_id].agent].side_effect:
+                if durable == (strict or agents[tasks[dispatched.task_id].agent].side_effect):
                     self.spawn(self.call_agent(dispatched))
             elif durable:
                 if kind is ev.TaskEscalated and self.wf.escalation_handler:
