@@ -124,15 +124,16 @@ def parse_at(text: str) -> datetime:
 def _hash_text(  # noqa: PLR0917 - positional in the order the hash frames the fields
     prev_hash: str, run_id: str, seq: int, type_: str, at_text: str, data: bytes
 ) -> str:
-    parts = (
-        prev_hash.encode(),
-        run_id.encode(),
-        str(seq).encode(),
-        type_.encode(),
-        at_text.encode(),
-        data,
-    )
-    return hashlib.sha256(_DOMAIN + b"".join(_LEN(len(p)) + p for p in parts)).hexdigest()
+    # Written out rather than looped: this runs once per appended event.
+    p = prev_hash.encode()
+    r = run_id.encode()
+    s = str(seq).encode()
+    t = type_.encode()
+    a = at_text.encode()
+    return hashlib.sha256(b"".join((
+        _DOMAIN, _LEN(len(p)), p, _LEN(len(r)), r, _LEN(len(s)), s, _LEN(len(t)), t,
+        _LEN(len(a)), a, _LEN(len(data)), data,
+    ))).hexdigest()
 
 
 def chain_hash(  # noqa: PLR0917 - positional in the order the hash frames the fields
