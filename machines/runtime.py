@@ -287,6 +287,12 @@ class _Driver:
                 self.rearm()
             self.arm_deadline()
             while self.work or self.pending or self.committing is not None:
+                if not self.work and self.committing is None:
+                    # Nothing to overlap with: commit inline, saving a task hand-off.
+                    events, self.pending = self.pending, []
+                    await self.commit(events)
+                    self.perform(events, durable=True)
+                    continue
                 self.flush()
                 finished = [await self.finished.get()]
                 while not self.finished.empty():
