@@ -26,6 +26,7 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import sqlite3
 import time
@@ -306,7 +307,17 @@ class SQLiteEventStore:
         # isolation_level=None: sqlite3 must not open transactions behind our
         # back; every BEGIN and COMMIT is ours.
         conn = aiosqlite.connect(path, isolation_level=None, timeout=busy_timeout_ms / 1000)
-        await conn
+        try:
+            await conn
+        except BaseException:
+            # aiosqlite stops the worker thread of a connection that failed to
+            # open, but does not wait for it: wait here, while the loop still
+            # runs, or the thread reports "Event loop is closed" at exit.
+            worker = getattr(conn, "_thread", None)
+            if worker is not None and worker.is_alive():
+                with contextlib.suppress(Exception):
+                    await asyncio.get_running_loop().run_in_executor(None, worker.join, 2.0)
+            raise
         opened.append(conn)
         return conn
 

@@ -50,6 +50,10 @@ from machines.workflow import AgentSpec, Workflow, idempotency_key
 
 __all__ = ["advance", "decide"]
 
+#: Room left in a TaskDispatched for everything around its input.
+_INPUT_ROOM = 4096
+encode_json = msgspec.json.encode
+
 
 def decide(state: RunState, fact: ev.Event, workflow: Workflow) -> list[ev.Event]:
     """The events that follow from ``fact``; ``state`` is left as it was."""
@@ -464,6 +468,17 @@ def _dispatch(d: _Decision, task: TaskState, *, reason: str, same_attempt: bool 
             d.emit_task(task, ev.TaskEscalated(
                 task_id=task.id, kind="input_unresolvable",
                 reason=f"The input of task '{task.id}' could not be built: {exc}",
+            ))
+            return
+    limit = state.max_event_bytes
+    if limit is not None:
+        size = len(encode_json(inp))
+        if size > limit - _INPUT_ROOM:
+            d.emit_task(task, ev.TaskEscalated(
+                task_id=task.id, kind="input_too_large",
+                reason=f"The input of task '{task.id}' would be {size:,} bytes, over the "
+                f"{limit - _INPUT_ROOM:,} bytes one logged event can hold; narrow what it maps "
+                "from upstream outputs.",
             ))
             return
     attempt = task.attempt if same_attempt else task.attempt + 1

@@ -136,6 +136,9 @@ class RunStarted(RunEvent, frozen=True, kw_only=True):
     max_retries: int | None = None
     max_cost: float | None = None
     deadline_s: float | None = None
+    #: The store's limit on one event, so that the decider refuses an input it
+    #: could not log (recorded: replay decides against the same limit).
+    max_event_bytes: int | None = None
 
 
 class PlanProposed(RunEvent, frozen=True, kw_only=True):
@@ -204,6 +207,8 @@ class ForkedFrom(RunEvent, frozen=True, kw_only=True):
     FACT: ClassVar[bool] = True
     origin_run_id: str
     at_seq: int
+    #: When the fork was made: its deadline budget counts from here.
+    started_at: str = ""
 
 
 # -- tasks -------------------------------------------------------------------

@@ -128,6 +128,7 @@ def _run_started(state: RunState, e: ev.RunStarted, seq: int) -> None:
     state.goal = e.goal
     state.started_at = e.started_at
     state.key_base = e.key_base or state.run_id
+    state.max_event_bytes = e.max_event_bytes
     state.max_concurrency = e.max_concurrency
     state.max_retries = e.max_retries
     state.max_cost = e.max_cost
@@ -270,6 +271,8 @@ def _run_move(state: RunState, e: ev.Event, seq: int) -> None:
 
 def _forked_from(state: RunState, e: ev.ForkedFrom, seq: int) -> None:
     state.forked_from = (e.origin_run_id, e.at_seq)
+    if e.started_at:
+        state.started_at = e.started_at
 
 
 _HANDLERS: dict[type[Any], Callable[[RunState, Any, int], None]] = {

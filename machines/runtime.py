@@ -23,7 +23,7 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -47,7 +47,13 @@ from machines.fsm import RunStatus, TaskStatus
 from machines.loader import load_workflow
 from machines.policies import exception_names
 from machines.state import RunState
-from machines.workflow import AgentContext, EscalationRequest, Workflow, idempotency_key
+from machines.workflow import (
+    AgentContext,
+    EscalationRequest,
+    Resolution,
+    Workflow,
+    idempotency_key,
+)
 
 __all__ = ["Orchestrator", "RunResult", "load_run_state"]
 
@@ -56,6 +62,10 @@ log = logging.getLogger("runledger")
 _PERMANENT_NAMES = exception_names(PermanentError)
 #: Room left in an event for everything around an agent's output.
 _ENVELOPE_ROOM = 4096
+
+
+async def _const(fact: ev.Event) -> ev.Event:
+    return fact
 
 
 def utcnow() -> datetime:
@@ -122,6 +132,9 @@ class Orchestrator:
         self.lease_wait_s = lease_wait_s
         self.durable_dispatch = durable_dispatch
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        #: Runs this orchestrator is driving right now (a lease is per process,
+        #: so two calls of one orchestrator must not drive one run together).
+        self._live: dict[str, _Driver] = {}
 
     # -- public API -------------------------------------------------------
 
@@ -150,9 +163,10 @@ class Orchestrator:
         fact = ev.RunStarted(
             workflow=workflow.name, workflow_ref=workflow.ref, goal=goal_doc,
             started_at=self.clock().isoformat(), max_concurrency=workflow.max_concurrency,
+            max_event_bytes=self.store.max_event_bytes,
         )
         driver = _Driver(self, workflow, RunState(run_id=run_id), seq=0)
-        async with self._lease(run_id):
+        async with self._lease(run_id, driver):
             await driver.run([fact])
         return driver.result()
 
@@ -164,10 +178,10 @@ class Orchestrator:
         idempotent or free of side effects, and escalated as "outcome unknown"
         otherwise.
         """
-        async with self._lease(run_id):
+        async with self._lease(run_id) as slot:
             state = await load_run_state(self.store, run_id)
             wf = workflow or load_workflow(state.workflow_ref, state.workflow)
-            driver = _Driver(self, wf, state, seq=state.seq)
+            driver = slot.bind(_Driver(self, wf, state, seq=state.seq))
             if state.status.terminal:
                 return driver.result()
             await driver.run([ev.RunResumed(by=self.owner)], resuming=True)
@@ -198,15 +212,21 @@ class Orchestrator:
                 "Resolve needs exactly one of output=, retry=True or abandon=True "
                 f"(got {', '.join(chosen) or 'none'})."
             )
-        if isinstance(output, BaseModel):
-            output = output.model_dump(mode="json")
-        async with self._lease(run_id):
+        logged: dict[str, Any] | None = None
+        if output is not None:
+            raw = output.model_dump(mode="json") if isinstance(output, BaseModel) else output
+            logged = as_logged(raw)
+        async with self._lease(run_id) as slot:
             state = await load_run_state(self.store, run_id)
             wf = workflow or load_workflow(state.workflow_ref, state.workflow)
-            driver = _Driver(self, wf, state, seq=state.seq)
-            fact = ev.EscalationResolved(
-                task_id=task_id, action=chosen[0], by=by, output=output, note=note)
-            await driver.run([fact], resuming=True, strict=True)
+            driver = slot.bind(_Driver(self, wf, state, seq=state.seq))
+            facts: list[ev.Event] = []
+            if any(t.outstanding for t in state.tasks.values()):
+                # The process that drove it died: settle its lost attempts too.
+                facts.append(ev.RunResumed(by=self.owner))
+            facts.append(ev.EscalationResolved(
+                task_id=task_id, action=chosen[0], by=by, output=logged, note=note))
+            await driver.run(facts, resuming=True, strict=True)
         return driver.result()
 
     async def state(self, run_id: str, at: int | None = None) -> RunState:
@@ -214,11 +234,19 @@ class Orchestrator:
         return await load_run_state(self.store, run_id, at)
 
     async def cancel(self, run_id: str, *, by: str = "api") -> RunResult:
-        """Cancel a run that is not finished; nothing more is dispatched."""
-        async with self._lease(run_id):
+        """Cancel a run that is not finished; nothing more is dispatched.
+
+        A run this orchestrator is driving is cancelled in place (its agents
+        are cancelled, ``start`` returns ``cancelled``); a run driven by
+        another live process is refused with :class:`RunBusyError`.
+        """
+        live = self._live.get(run_id)
+        if live is not None:
+            return await live.cancel(by)
+        async with self._lease(run_id) as slot:
             state = await load_run_state(self.store, run_id)
             wf = load_workflow(state.workflow_ref, state.workflow, required=False)
-            driver = _Driver(self, wf, state, seq=state.seq)
+            driver = slot.bind(_Driver(self, wf, state, seq=state.seq))
             if not state.status.terminal:
                 await driver.commit(advance(state, ev.RunCancelled(by=by), driver.wf))
         return driver.result()
@@ -226,7 +254,15 @@ class Orchestrator:
     # -- leases -----------------------------------------------------------
 
     @contextlib.asynccontextmanager
-    async def _lease(self, run_id: str) -> Any:
+    async def _lease(self, run_id: str, driver: _Driver | None = None) -> AsyncIterator[_Slot]:
+        """Hold the run's lease (renewed) while a driver works on it.
+
+        If the lease is lost (another process took the run over after our
+        renewals failed for a whole ttl), the driving task is stopped and
+        :class:`RunBusyError` raised: two processes never drive one run.
+        """
+        if run_id in self._live:
+            raise RunBusyError(run_id)
         loop = asyncio.get_running_loop()
         give_up = loop.time() + self.lease_wait_s
         while not await self.store.try_lease(run_id, self.owner, self.lease_ttl_s):
@@ -234,21 +270,70 @@ class Orchestrator:
             if loop.time() >= give_up:
                 raise RunBusyError(run_id)
             await asyncio.sleep(min(0.05, self.lease_ttl_s / 4))
-        renewer = asyncio.create_task(self._renew(run_id))
+        slot = _Slot(self, run_id)
+        if driver is not None:
+            slot.bind(driver)
+        current = asyncio.current_task()
+        lost = asyncio.Event()
+        renewer = asyncio.create_task(self._renew(run_id, lost, current))
         try:
-            yield
+            yield slot
+        except asyncio.CancelledError:
+            if lost.is_set():
+                raise RunBusyError(run_id) from None
+            raise
         finally:
+            self._live.pop(run_id, None)
             renewer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await renewer
-            await self.store.release_lease(run_id, self.owner)
+            if not lost.is_set():
+                await self.store.release_lease(run_id, self.owner)
 
-    async def _renew(self, run_id: str) -> None:
+    async def _renew(
+        self, run_id: str, lost: asyncio.Event, holder: asyncio.Task[Any] | None
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        held_until = loop.time() + self.lease_ttl_s
         while True:
             await asyncio.sleep(self.lease_ttl_s / 3)
-            if not await self.store.try_lease(run_id, self.owner, self.lease_ttl_s):
-                log.error("Lost the lease on run %s to another process.", run_id)
+            try:
+                renewed = await self.store.try_lease(run_id, self.owner, self.lease_ttl_s)
+            except Exception:  # a busy or dropped store: try again until the ttl runs out
+                log.warning("Could not renew the lease on run %s; retrying.", run_id,
+                            exc_info=True)
+                renewed = loop.time() < held_until
+            else:
+                if renewed:
+                    held_until = loop.time() + self.lease_ttl_s
+            if not renewed:
+                log.error("Lost the lease on run %s; stopping so that only one process "
+                          "drives it.", run_id)
+                lost.set()
+                if holder is not None:
+                    holder.cancel()
                 return
+
+
+class _Slot:
+    """A run's place in an orchestrator's registry of live drivers."""
+
+    def __init__(self, orch: Orchestrator, run_id: str) -> None:
+        self.orch = orch
+        self.run_id = run_id
+
+    def bind(self, driver: _Driver) -> _Driver:
+        self.orch._live[self.run_id] = driver
+        return driver
+
+
+def as_logged(value: Any) -> Any:
+    """``value`` as the log will hold it (NaN and infinities become null).
+
+    Decisions are taken on exactly what replay will read back, so the log
+    stays the truth.
+    """
+    return msgspec.json.decode(msgspec.json.encode(value))
 
 
 class _Driver:
@@ -277,14 +362,17 @@ class _Driver:
         self.pending: list[ev.Event] = []
         self.committing: asyncio.Task[None] | None = None
         self.in_commit: list[ev.Event] = []
+        self.stopped = asyncio.Event()
 
     async def run(
         self, facts: list[ev.Event], *, resuming: bool = False, strict: bool = False
     ) -> None:
+        # Escalations already in the log may be re-asked; new ones wait until durable.
+        logged_escalations = list(self.state.escalations)
         try:
             self.queue(self.decide(facts, strict=strict))
             if resuming:
-                self.rearm()
+                self.rearm(logged_escalations)
             self.arm_deadline()
             while self.work or self.pending or self.committing is not None:
                 if not self.work and self.committing is None:
@@ -306,6 +394,13 @@ class _Driver:
                     self.queue(self.decide(arrived))
         finally:
             await self.stop_all()
+            self.stopped.set()
+
+    async def cancel(self, by: str) -> RunResult:
+        """Cancel this live run from the same process: a fact like any other."""
+        self.spawn(_const(ev.RunCancelled(by=by)))
+        await self.stopped.wait()
+        return self.result()
 
     def _order(self, work: asyncio.Task[Any]) -> int:
         return self.work.get(work, 0)
@@ -395,7 +490,7 @@ class _Driver:
             for work in self.work:
                 work.cancel()
 
-    def rearm(self) -> None:
+    def rearm(self, logged_escalations: list[str]) -> None:
         """After a resume: timers and handlers whose process is gone."""
         state = self.state
         if state.status is RunStatus.PLANNING:
@@ -404,8 +499,9 @@ class _Driver:
             if task.status is TaskStatus.RETRY_WAIT:
                 self.spawn(self.timer(task.id, 0.0))
         if self.wf.escalation_handler:
-            for task_id in state.escalations:
-                self.spawn(self.ask_handler(task_id))
+            for task_id in logged_escalations:
+                if task_id in state.escalations:
+                    self.spawn(self.ask_handler(task_id))
 
     def arm_deadline(self) -> None:
         """The deadline is a fact like any other, but it keeps no run alive."""
@@ -472,15 +568,18 @@ class _Driver:
             return failed(names[0], names, str(exc) or type(exc).__name__)
         raw = result.model_dump(mode="json") if isinstance(result, BaseModel) else result
         try:
-            size = len(msgspec.json.encode(raw))
+            encoded = msgspec.json.encode(raw)
         except (TypeError, msgspec.EncodeError) as exc:
             return failed("runledger.UnloggableOutput", ["runledger.UnloggableOutput"],
                           f"the output cannot be recorded as JSON: {exc}")
+        size = len(encoded)
         limit = self.orch.store.max_event_bytes - _ENVELOPE_ROOM
         if size > limit:
             return failed("runledger.OutputTooLarge", ["runledger.OutputTooLarge"],
                           f"the output is {size:,} bytes, over the {limit:,}-byte limit of "
                           "one logged event")
+        # Decide on exactly what the log will hold (NaN becomes null there).
+        raw = msgspec.json.decode(encoded)
         return ev.OutputReceived(
             task_id=task_id, attempt=attempt, output=raw, tokens=ctx.tokens, cost=ctx.cost)
 
@@ -501,10 +600,10 @@ class _Driver:
             return ev.PlanProposed(error=f"{type(exc).__name__}: {exc}")
         raw = plan.model_dump(mode="json") if isinstance(plan, BaseModel) else plan
         try:
-            msgspec.json.encode(raw)
+            logged = as_logged(raw)
         except (TypeError, msgspec.EncodeError) as exc:
             return ev.PlanProposed(error=f"the plan cannot be recorded as JSON: {exc}")
-        return ev.PlanProposed(plan=raw)
+        return ev.PlanProposed(plan=logged)
 
     async def timer(self, task_id: str, delay_s: float) -> ev.Event:
         await asyncio.sleep(delay_s)
@@ -528,9 +627,21 @@ class _Driver:
             return None
         if resolution is None:
             return None
+        if not isinstance(resolution, Resolution):
+            log.warning("The escalation handler returned %s, not a Resolution or None, for "
+                        "task %s; leaving the escalation open.", type(resolution).__name__,
+                        task_id)
+            return None
         output = resolution.output
         if isinstance(output, BaseModel):
             output = output.model_dump(mode="json")
+        if output is not None:
+            try:
+                output = as_logged(output)
+            except (TypeError, msgspec.EncodeError):
+                log.warning("The escalation handler's output for task %s cannot be logged as "
+                            "JSON; leaving the escalation open.", task_id)
+                return None
         if resolution.action == "output":
             verdict = validate_output(self.wf.spec(task.agent).output, output, task_id=task_id)
             if not verdict.ok:

@@ -87,6 +87,7 @@ class RunState:
     goal: dict[str, Any] = field(default_factory=dict)
     started_at: str = ""
     key_base: str = ""
+    max_event_bytes: int | None = None
     max_concurrency: int = 1
     max_retries: int | None = None
     max_cost: float | None = None

@@ -225,6 +225,11 @@ def resolve(*, run_id: str, task_id: str, output: str | None, retry: bool, aband
 
     run = run_async(go())
     click.echo(f"run {run.run_id}: {run.status}" + (f" — {run.reason}" if run.reason else ""))
+    for waiting in run.escalations:
+        click.echo(f"  waiting on {waiting}: runledger resolve {run.run_id} {waiting} "
+                   "(--output JSON | --retry | --abandon)")
+    if run.status == RunStatus.FAILED:
+        sys.exit(1)
 
 
 # The debugging-loop commands live in their own module.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
+import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
@@ -40,6 +41,11 @@ def friendly(fn: F) -> F:
             raise click.ClickException(str(exc)) from None
         except KeyboardInterrupt:
             raise click.Abort from None
+        except BrokenPipeError:
+            # The reader went away (`| head`): stop quietly, as cat and grep do.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            sys.exit(0)
         except Exception as exc:
             if os.environ.get("RUNLEDGER_DEBUG"):
                 raise

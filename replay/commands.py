@@ -120,6 +120,8 @@ def resume(*, run_id: str, workflow: str | None, db: str) -> None:
     for task_id in run.escalations:
         click.echo(f"  waiting on {task_id}: runledger resolve {run.run_id} {task_id} "
                    "(--output JSON | --retry | --abandon)")
+    if run.status == "failed":
+        sys.exit(1)
 
 
 @click.command()
@@ -148,6 +150,8 @@ def fork(*, run_id: str, at_seq: int, workflow: str | None, stop: bool, db: str)
     if run is not None:
         click.echo(f"run {new_id}: {run.status}" + (f" — {run.reason}" if run.reason else ""))
     click.echo(f"compare: runledger diff {run_id} {new_id}")
+    if run is not None and run.status == "failed":
+        sys.exit(1)
 
 
 @click.command()

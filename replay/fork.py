@@ -20,6 +20,7 @@ Example::
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 
 from eventstore import EventStore, NewEvent
 from machines import Event, RunNotFoundError, RunState, Workflow, advance, encode_event, evolve
@@ -79,7 +80,7 @@ async def fork_run(
         raise ForkError(f"A run '{new_id}' already exists; choose another id for the fork.")
     copy = [NewEvent(type=env.type, data=env.data) for env in envelopes if env.seq <= at_seq]
     marker = ForkedFrom(
-        origin_run_id=run_id, at_seq=at_seq,
+        origin_run_id=run_id, at_seq=at_seq, started_at=datetime.now(UTC).isoformat(),
         reason=f"Forked from run '{run_id}' at seq {at_seq}; the current code continues.",
     )
     tail = [marker, *completion]
