@@ -107,6 +107,19 @@ BAD_INPUTS = [
     (["resolve", "RUN", "price", "--output", "{bad"], "is not valid JSON"),
     (["show"], "Missing argument 'RUN'"),
     (["frobnicate"], "No such command"),
+    (["replay", "nope"], "No run 'nope'"),
+    (["replay", "RUN", "--to", "0"], "Invalid value for '--to'"),
+    (["replay", "RUN", "--to", "x"], "Invalid value for '--to'"),
+    (["verify", "nope"], "No run 'nope'"),
+    (["verify", "RUN", "--workflow", "examples.travel:nope"], "is not a runledger Workflow"),
+    (["resume", "nope"], "No run 'nope'"),
+    (["resume", "RUN", "--workflow", "no_such_mod:wf"], "Cannot import module"),
+    (["fork", "RUN"], "Missing option '--at'"),
+    (["fork", "RUN", "--at", "0"], "Invalid value for '--at'"),
+    (["fork", "nope", "--at", "3"], "No run 'nope'"),
+    (["diff", "RUN", "nope"], "No run 'nope'"),
+    (["diff", "RUN"], "Missing argument 'RUN_B'"),
+    (["resolve", "nope", "price", "--retry"], "No run 'nope'"),
 ]
 
 
@@ -144,3 +157,24 @@ def test_unknown_url_scheme_is_refused(tmp_path: Path) -> None:
     result = invoke("runs", "--db", "mysql://localhost/x")
     assert_one_clear_line(result, code=1)
     assert "mysql" in result.output
+
+
+def test_cli_resolve_refuses_an_invalid_output_and_appends_nothing(tmp_path: Path) -> None:
+    db = str(tmp_path / "w.db")
+    started = invoke("run", "examples.travel_unreviewed:wf", "--goal",
+                     '{"destination": "Lisbon", "passengers": 2}', "--db", db)
+    assert started.exit_code == 0, started.output
+    run_id = started.output.split()[1].rstrip(":")
+    assert "waiting on price" in started.output
+    conn = sqlite3.connect(db)
+    before = conn.execute("SELECT count(*) FROM events").fetchone()
+    for bad in ('[1, 2]', '{"total": "lots", "line_items": [], "confidence": 1}',
+                '{"total": NaN, "line_items": [], "confidence": 1}'):
+        result = invoke("resolve", run_id, "price", "--output", bad, "--db", db)
+        assert_one_clear_line(result, code=1)
+        assert "does not satisfy PricingOutput" in result.output
+    assert conn.execute("SELECT count(*) FROM events").fetchone() == before
+    good = json.dumps({"total": 836.0, "line_items": [], "confidence": 0.9})
+    done = invoke("resolve", run_id, "price", "--output", good, "--by", "cli:test", "--db", db)
+    assert done.exit_code == 0, done.output
+    assert "completed" in done.output
