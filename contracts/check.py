@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
 
+import msgspec
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from contracts.agent import AgentContract
@@ -160,8 +160,8 @@ def _task_problems(ctx: _Context, task: Task, position: int) -> Iterator[PlanPro
         yield from _value_problems(ctx, task, field, value, model=model, target=target)
     if contract is not None:
         mapped = {keys[k] for k in task.inputs if k in keys}
-        for name, info in contract.input.model_fields.items():
-            if info.is_required() and name not in mapped:
+        for name in _required_fields(contract.input):
+            if name not in mapped:
                 yield problem(
                     ProblemCode.MISSING_INPUT,
                     f"Task {tid!r} leaves required input {name!r} of "
@@ -265,6 +265,13 @@ def _unescape_all(value: Any) -> Any:
     return value
 
 
+@functools.lru_cache(maxsize=1024)
+def _required_fields(model: type[BaseModel]) -> tuple[str, ...]:
+    return tuple(name for name, info in model.model_fields.items() if info.is_required())
+
+
+# Cached: a 10,000-task plan asks the same few models again and again.
+@functools.lru_cache(maxsize=1024)
 def _input_keys(model: type[BaseModel]) -> dict[str, str]:
     """Input key -> field name, for every key ``model.model_validate`` accepts."""
     config = model.model_config
@@ -292,8 +299,9 @@ def _adapter(model: type[BaseModel], field: str) -> TypeAdapter[Any]:
 
 def _literal_errors(model: type[BaseModel], field: str, literal: Any) -> str | None:
     try:
-        encoded = json.dumps(literal)
-    except (TypeError, ValueError) as exc:
+        # msgspec, as the recorded plan is encoded: the literal is checked as logged.
+        encoded = msgspec.json.encode(literal)
+    except (TypeError, ValueError, msgspec.EncodeError) as exc:
         return f"it is not JSON ({exc})"
     try:
         # JSON mode, like the resolved input after the plan has been recorded.

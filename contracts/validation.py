@@ -7,6 +7,7 @@ acts on. Everything here is pure, so a replay reaches the same verdict.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -65,6 +66,7 @@ def describe_errors(exc: ValidationError) -> tuple[str, ...]:
     return tuple(lines)
 
 
+@functools.lru_cache(maxsize=1024)  # asked once per validated output
 def confidence_field(model: type[BaseModel]) -> bool:
     """Whether ``model`` declares a numeric ``confidence`` field.
 
