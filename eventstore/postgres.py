@@ -42,13 +42,11 @@ from types import TracebackType
 from typing import Any, NamedTuple, Self, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
-import msgspec
-
+from .appending import check_append
 from .envelope import GENESIS_HASH, Envelope, NewEvent, RunSummary, _hash_text, format_at
 from .errors import (
     ConcurrencyError,
     EventStoreError,
-    EventTooLargeError,
     InvalidAppendError,
     NotAStoreError,
     SchemaVersionError,
@@ -82,7 +80,6 @@ _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 _T = TypeVar("_T")
 
-_json_object = msgspec.json.Decoder(dict[str, Any])
 
 
 def check_schema_name(name: str) -> str | None:
@@ -464,47 +461,10 @@ class PostgresEventStore:
     def _validate(
         self, run_id: str, events: Sequence[NewEvent], expected_seq: int, at: datetime
     ) -> list[tuple[str, bytes]]:
-        if not isinstance(run_id, str) or not run_id:
-            raise InvalidAppendError(str(run_id), "the run id must be a non-empty string")
-        if "\x00" in run_id:
-            raise InvalidAppendError(
-                repr(run_id), "the run id holds a NUL character, which PostgreSQL text cannot"
-            )
-        if not events:
-            raise InvalidAppendError(run_id, "there are no events to append")
-        if isinstance(expected_seq, bool) or not isinstance(expected_seq, int) or expected_seq < 0:
-            raise InvalidAppendError(
-                run_id, f"expected_seq must be an int >= 0 (0 for a new run), not {expected_seq!r}"
-            )
+        items = check_append(run_id, events, expected_seq, at,
+                             max_event_bytes=self.max_event_bytes, forbid_nul=True)
         if expected_seq > _MAX_SEQ - len(events):
             raise InvalidAppendError(run_id, f"expected_seq {expected_seq} is beyond the last seq")
-        if at.tzinfo is None or at.utcoffset() is None:
-            raise InvalidAppendError(
-                run_id, f"the time {at!r} has no timezone; pass a UTC datetime"
-            )
-        items = []
-        limit = self.max_event_bytes
-        for index, event in enumerate(events):
-            data = event.data
-            if not isinstance(data, bytes):
-                raise InvalidAppendError(
-                    run_id,
-                    f"event {index} ({event.type!r}) has data of type "
-                    f"{type(data).__name__}; encode it with msgspec.json.encode",
-                )
-            if len(data) > limit:
-                raise EventTooLargeError(run_id, event.type, len(data), limit)
-            if "\x00" in event.type:
-                raise InvalidAppendError(
-                    run_id, f"event {index} type {event.type!r} holds a NUL character"
-                )
-            try:
-                _json_object.decode(data)
-            except msgspec.DecodeError as exc:
-                raise InvalidAppendError(
-                    run_id, f"event {index} ({event.type!r}) data is not a JSON object ({exc})"
-                ) from exc
-            items.append((event.type, data))
         return items
 
     async def _append(self, conn: Any, batch: _Batch) -> list[Envelope]:

@@ -36,14 +36,12 @@ from types import TracebackType
 from typing import Any, NamedTuple, Self, TypeVar
 
 import aiosqlite
-import msgspec
 
+from .appending import check_append
 from .envelope import GENESIS_HASH, Envelope, NewEvent, RunSummary, _hash_text, format_at
 from .errors import (
     ConcurrencyError,
     EventStoreError,
-    EventTooLargeError,
-    InvalidAppendError,
     NotAStoreError,
     StoreBusyError,
     StoreClosedError,
@@ -218,7 +216,6 @@ def _query(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> list[
 
 # --- the store ---------------------------------------------------------------------------
 
-_json_object = msgspec.json.Decoder(dict[str, Any])
 
 
 class SQLiteEventStore:
@@ -371,38 +368,9 @@ class SQLiteEventStore:
     def _validate(
         self, run_id: str, events: Sequence[NewEvent], expected_seq: int, at: datetime
     ) -> list[tuple[str, bytes, str]]:
-        if not isinstance(run_id, str) or not run_id:
-            raise InvalidAppendError(str(run_id), "the run id must be a non-empty string")
-        if not events:
-            raise InvalidAppendError(run_id, "there are no events to append")
-        if isinstance(expected_seq, bool) or not isinstance(expected_seq, int) or expected_seq < 0:
-            raise InvalidAppendError(
-                run_id, f"expected_seq must be an int >= 0 (0 for a new run), not {expected_seq!r}"
-            )
-        if at.tzinfo is None or at.utcoffset() is None:
-            raise InvalidAppendError(
-                run_id, f"the time {at!r} has no timezone; pass a UTC datetime"
-            )
-        items = []
-        limit = self.max_event_bytes
-        for index, event in enumerate(events):
-            data = event.data
-            if not isinstance(data, bytes):
-                raise InvalidAppendError(
-                    run_id,
-                    f"event {index} ({event.type!r}) has data of type "
-                    f"{type(data).__name__}; encode it with msgspec.json.encode",
-                )
-            if len(data) > limit:
-                raise EventTooLargeError(run_id, event.type, len(data), limit)
-            try:
-                _json_object.decode(data)
-            except msgspec.DecodeError as exc:
-                raise InvalidAppendError(
-                    run_id, f"event {index} ({event.type!r}) data is not a JSON object ({exc})"
-                ) from exc
-            items.append((event.type, data, data.decode()))
-        return items
+        checked = check_append(run_id, events, expected_seq, at,
+                               max_event_bytes=self.max_event_bytes)
+        return [(type_, data, data.decode()) for type_, data in checked]
 
     async def append(
         self,

@@ -1,0 +1,77 @@
+"""Checks every backend makes on an append before touching its database.
+
+Example::
+
+    items = check_append("r1", events, expected_seq=0, at=now, max_event_bytes=1 << 20)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from .envelope import NewEvent
+from .errors import EventTooLargeError, InvalidAppendError
+
+__all__ = ["check_append"]
+
+_json_object = msgspec.json.Decoder(dict[str, Any])
+
+
+def check_append(
+    run_id: str,
+    events: Sequence[NewEvent],
+    expected_seq: int,
+    at: datetime,
+    *,
+    max_event_bytes: int,
+    forbid_nul: bool = False,
+) -> list[tuple[str, bytes]]:
+    """The ``(type, data)`` of each event, once all of them are fit to be written.
+
+    Raises :class:`InvalidAppendError` for malformed arguments and
+    :class:`EventTooLargeError` for an event over ``max_event_bytes``; nothing
+    is written in either case. ``forbid_nul`` refuses NUL characters in the
+    run id and types (PostgreSQL text cannot hold them).
+    """
+    if not isinstance(run_id, str) or not run_id:
+        raise InvalidAppendError(str(run_id), "the run id must be a non-empty string")
+    if forbid_nul and "\x00" in run_id:
+        raise InvalidAppendError(
+            repr(run_id), "the run id holds a NUL character, which PostgreSQL text cannot"
+        )
+    if not events:
+        raise InvalidAppendError(run_id, "there are no events to append")
+    if isinstance(expected_seq, bool) or not isinstance(expected_seq, int) or expected_seq < 0:
+        raise InvalidAppendError(
+            run_id, f"expected_seq must be an int >= 0 (0 for a new run), not {expected_seq!r}"
+        )
+    if at.tzinfo is None or at.utcoffset() is None:
+        raise InvalidAppendError(run_id, f"the time {at!r} has no timezone; pass a UTC datetime")
+    items = []
+    for index, event in enumerate(events):
+        data = event.data
+        if not isinstance(data, bytes):
+            raise InvalidAppendError(
+                run_id,
+                f"event {index} ({event.type!r}) has data of type "
+                f"{type(data).__name__}; encode it with msgspec.json.encode",
+            )
+        if len(data) > max_event_bytes:
+            raise EventTooLargeError(run_id, event.type, len(data), max_event_bytes)
+        if forbid_nul and "\x00" in event.type:
+            raise InvalidAppendError(
+                run_id, f"event {index} type {event.type!r} holds a NUL character"
+            )
+        try:
+            # The data must stay queryable (json_extract, ->>) on every row.
+            _json_object.decode(data)
+        except msgspec.DecodeError as exc:
+            raise InvalidAppendError(
+                run_id, f"event {index} ({event.type!r}) data is not a JSON object ({exc})"
+            ) from exc
+        items.append((event.type, data))
+    return items
