@@ -10,6 +10,7 @@ failed validation (or was not confident enough) never reaches a later task.
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,8 @@ import machines
 from contracts import Plan, Task
 from eventstore import EventStore, open_store
 from machines import events as ev
+from replay.fork import fork_run
+from replay.verify import verify_run
 
 BEHAVIOURS = ("valid", "invalid", "transient", "permanent", "low_confidence", "timeout")
 AGENTS = {
@@ -59,6 +62,7 @@ class Scenario:
     max_concurrency: int
     max_retries: int | None
     resolutions: list[str] = field(default_factory=list)
+    fork_at: float = 0.5
 
 
 @st.composite
@@ -74,6 +78,7 @@ def scenarios(draw: st.DrawFn) -> Scenario:
         max_concurrency=draw(st.integers(1, 4)),
         max_retries=draw(st.none() | st.integers(0, 6)),
         resolutions=draw(st.lists(st.sampled_from(RESOLUTIONS), max_size=6)),
+        fork_at=draw(st.floats(0.0, 1.0)),
     )
 
 
@@ -175,9 +180,23 @@ async def _drive(store: EventStore, sc: Scenario) -> None:
     for kind in sorted({e.type for e in log}):
         note_event(kind)
     await assert_fold_matches(store, run.run_id, run.state)
+    # The current code, fed the recorded facts, makes every recorded decision.
+    report = await verify_run(store, run.run_id, workflow=wf)
+    assert report.ok, report.lines()
+    # A fork at any seq is a valid run that the current code can carry on.
+    last = len(log)
+    at = max(1, min(last, round(sc.fork_at * last)))
+    fork_id = await fork_run(store, run.run_id, at_seq=at, workflow=wf)
+    forked = await orch.resume(fork_id, wf)
+    while forked.status == "waiting":
+        forked = await orch.resolve(fork_id, forked.escalations[0], abandon=True, workflow=wf)
+    assert forked.status in ("completed", "failed"), forked.reason
+    fork_report = await verify_run(store, fork_id, workflow=wf)
+    assert fork_report.ok, (at, fork_report.lines())
+    await assert_fold_matches(store, fork_id, forked.state)
 
 
-@settings(max_examples=25, deadline=None,
+@settings(max_examples=int(os.environ.get("RUNLEDGER_PROPERTY_EXAMPLES", "25")), deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(sc=scenarios())
 def test_state_rebuilt_from_any_prefix_equals_fold_and_live_state(
