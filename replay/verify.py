@@ -34,7 +34,7 @@ from machines import (
 )
 from machines.events import ForkedFrom
 from replay.batches import comparable, split_batches
-from replay.errors import LogDecodeError
+from replay.errors import LogDecodeError, ReplayDivergenceError
 from replay.timeline import decode_log
 
 __all__ = ["Check", "Divergence", "VerifyReport", "check_determinism", "verify_run"]
@@ -49,13 +49,8 @@ class Divergence:
     decided: Event | None
 
     def describe(self) -> str:
-        def show(e: Event | None) -> str:
-            if e is None:
-                return "nothing"
-            return f"{e.type} on {e.machine}" + (f" ({e.src} -> {e.dst})" if e.dst else "")
-
-        return (f"seq {self.seq}: recorded {show(self.recorded)}, "
-                f"current code decides {show(self.decided)}")
+        return (f"seq {self.seq}: recorded {_describe(self.recorded)}, "
+                f"current code decides {_describe(self.decided)}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +76,27 @@ class VerifyReport:
 
     def lines(self) -> list[str]:
         return [c.line() for c in self.checks]
+
+    def raise_for_divergence(self) -> None:
+        """Raise :class:`ReplayDivergenceError` if the current code decides differently.
+
+        For a test that pins a policy change against recorded runs::
+
+            (await verify_run(store, run_id, workflow=wf)).raise_for_divergence()
+        """
+        for check in self.checks:
+            div = check.divergence
+            if div is not None:
+                raise ReplayDivergenceError(
+                    self.run_id, div.seq,
+                    _describe(div.recorded), _describe(div.decided))
+
+
+def _describe(event: Event | None) -> str:
+    if event is None:
+        return "nothing"
+    move = f" ({event.src} -> {event.dst})" if event.dst else ""
+    return f"{event.type} on {event.machine}{move}"
 
 
 def _chain_check(run_id: str, envelopes: Sequence[Envelope]) -> Check:

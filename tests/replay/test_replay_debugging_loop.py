@@ -22,6 +22,7 @@ from machines import Orchestrator, RetryPolicy, Workflow, load_run_state
 from machines.events import TaskSucceeded, encode_event
 from replay.cli import main
 from replay.diff import RunDiff, diff_runs
+from replay.errors import ReplayDivergenceError
 from replay.fork import fork_run
 from replay.verify import verify_run
 
@@ -143,6 +144,9 @@ async def test_changed_retry_policy_reports_the_first_divergent_seq(
     assert determinism.divergence.recorded.type == "RetryScheduled"
     assert determinism.divergence.decided is not None
     assert determinism.divergence.decided.type == "TaskEscalated"
+    same.raise_for_divergence()
+    with pytest.raises(ReplayDivergenceError, match="diverges at seq 10"):
+        changed.raise_for_divergence()
 
 
 async def test_changed_plan_rule_reports_divergence_at_the_plan(demo: tuple[Path, str]) -> None:
