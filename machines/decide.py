@@ -333,6 +333,8 @@ def _deadline_passed(d: _Decision, fact: ev.DeadlinePassed) -> None:
 
 
 def _run_cancelled(d: _Decision, fact: ev.RunCancelled) -> None:
+    if d.state.status.terminal:
+        return  # a cancel that raced the run's end: nothing left to cancel
     d.emit_run(msgspec.structs.replace(
         fact, reason=fact.reason or f"Cancelled by {fact.by or 'request'}."))
 

@@ -68,6 +68,12 @@ async def _const(fact: ev.Event) -> ev.Event:
     return fact
 
 
+def _cancelled_from_outside() -> bool:
+    """Whether the running task was cancelled (by the driver or its caller)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -134,7 +140,7 @@ class Orchestrator:
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         #: Runs this orchestrator is driving right now (a lease is per process,
         #: so two calls of one orchestrator must not drive one run together).
-        self._live: dict[str, _Driver] = {}
+        self._live: dict[str, _Slot] = {}
 
     # -- public API -------------------------------------------------------
 
@@ -241,14 +247,17 @@ class Orchestrator:
         another live process is refused with :class:`RunBusyError`.
         """
         live = self._live.get(run_id)
-        if live is not None:
-            return await live.cancel(by)
+        if live is not None and live.driver is not None:
+            return await live.driver.cancel(by)
         async with self._lease(run_id) as slot:
             state = await load_run_state(self.store, run_id)
             wf = load_workflow(state.workflow_ref, state.workflow, required=False)
             driver = slot.bind(_Driver(self, wf, state, seq=state.seq))
-            if not state.status.terminal:
-                await driver.commit(advance(state, ev.RunCancelled(by=by), driver.wf))
+            try:
+                if not state.status.terminal:
+                    await driver.commit(advance(state, ev.RunCancelled(by=by), driver.wf))
+            finally:
+                driver.stopped.set()  # nobody runs this driver: a second cancel must not wait
         return driver.result()
 
     # -- leases -----------------------------------------------------------
@@ -263,14 +272,14 @@ class Orchestrator:
         """
         if run_id in self._live:
             raise RunBusyError(run_id)
-        loop = asyncio.get_running_loop()
-        give_up = loop.time() + self.lease_wait_s
-        while not await self.store.try_lease(run_id, self.owner, self.lease_ttl_s):
-            # A crashed owner's lease lapses after its ttl; a live one keeps renewing.
-            if loop.time() >= give_up:
-                raise RunBusyError(run_id)
-            await asyncio.sleep(min(0.05, self.lease_ttl_s / 4))
+        # Reserved before the first await, so two calls cannot both get past the check.
         slot = _Slot(self, run_id)
+        self._live[run_id] = slot
+        try:
+            await self._acquire(run_id)
+        except BaseException:
+            del self._live[run_id]
+            raise
         if driver is not None:
             slot.bind(driver)
         current = asyncio.current_task()
@@ -280,15 +289,27 @@ class Orchestrator:
             yield slot
         except asyncio.CancelledError:
             if lost.is_set():
+                if current is not None:
+                    current.uncancel()  # the cancel was ours: report the lost lease instead
                 raise RunBusyError(run_id) from None
             raise
         finally:
-            self._live.pop(run_id, None)
+            if self._live.get(run_id) is slot:
+                del self._live[run_id]
             renewer.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await renewer
             if not lost.is_set():
                 await self.store.release_lease(run_id, self.owner)
+
+    async def _acquire(self, run_id: str) -> None:
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + self.lease_wait_s
+        while not await self.store.try_lease(run_id, self.owner, self.lease_ttl_s):
+            # A crashed owner's lease lapses after its ttl; a live one keeps renewing.
+            if loop.time() >= give_up:
+                raise RunBusyError(run_id)
+            await asyncio.sleep(min(0.05, self.lease_ttl_s / 4))
 
     async def _renew(
         self, run_id: str, lost: asyncio.Event, holder: asyncio.Task[Any] | None
@@ -321,9 +342,10 @@ class _Slot:
     def __init__(self, orch: Orchestrator, run_id: str) -> None:
         self.orch = orch
         self.run_id = run_id
+        self.driver: _Driver | None = None
 
     def bind(self, driver: _Driver) -> _Driver:
-        self.orch._live[self.run_id] = driver
+        self.driver = driver
         return driver
 
 
@@ -398,8 +420,9 @@ class _Driver:
 
     async def cancel(self, by: str) -> RunResult:
         """Cancel this live run from the same process: a fact like any other."""
-        self.spawn(_const(ev.RunCancelled(by=by)))
-        await self.stopped.wait()
+        if not self.state.status.terminal and not self.stopped.is_set():
+            self.spawn(_const(ev.RunCancelled(by=by)))
+            await self.stopped.wait()
         return self.result()
 
     def _order(self, work: asyncio.Task[Any]) -> int:
@@ -563,6 +586,12 @@ class _Driver:
                 return failed("builtins.TimeoutError", exception_names(TimeoutError),
                               f"{dispatched.timeout_s:g}s", timed_out=True)
             return failed(exception_names(type(exc))[0], exception_names(type(exc)), str(exc))
+        except asyncio.CancelledError as exc:
+            if _cancelled_from_outside():
+                raise
+            # The agent (or a library inside it) raised CancelledError itself.
+            names = exception_names(type(exc))
+            return failed(names[0], names, str(exc) or "the agent raised CancelledError")
         except Exception as exc:  # every agent error becomes a recorded fact
             names = exception_names(type(exc))
             return failed(names[0], names, str(exc) or type(exc).__name__)
@@ -596,6 +625,10 @@ class _Driver:
                 plan = await planner(goal, ctx)
         except TimeoutError:
             return ev.PlanProposed(error=f"timed out after {self.wf.planner_timeout_s:g}s")
+        except asyncio.CancelledError as exc:
+            if _cancelled_from_outside():
+                raise
+            return ev.PlanProposed(error=f"CancelledError: {exc or 'raised by the planner'}")
         except Exception as exc:  # a planner error is a recorded fact, not a crash
             return ev.PlanProposed(error=f"{type(exc).__name__}: {exc}")
         raw = plan.model_dump(mode="json") if isinstance(plan, BaseModel) else plan

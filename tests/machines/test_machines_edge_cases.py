@@ -251,3 +251,74 @@ async def test_handler_answering_nonsense_leaves_the_escalation_open(store: Even
     run = await Orchestrator(store).start(wf, Goal())
     assert run.status == "waiting"
     assert run.escalations == ["search"]
+
+
+async def test_cancel_twice_is_recorded_once(store: EventStore) -> None:
+    async def slow(ctx: AgentContext) -> SearchOut:
+        await asyncio.sleep(3600)
+        raise AssertionError
+
+    orch = Orchestrator(store)
+    started = asyncio.create_task(orch.start(search_workflow(slow), Goal(), run_id="r1"))
+    await logged_at_least(store, "r1", 5)
+    first, second = await asyncio.gather(orch.cancel("r1"), orch.cancel("r1"))
+    assert (first.status, second.status) == ("cancelled", "cancelled")
+    assert (await asyncio.wait_for(started, 5)).status == "cancelled"
+    log = await read_log(store, "r1")
+    assert sum(isinstance(e, ev.RunCancelled) for e in log) == 1
+    assert (await verify_run(store, "r1")).ok
+
+
+async def test_cancel_after_the_run_finished_changes_nothing(store: EventStore) -> None:
+    async def quick(ctx: AgentContext) -> SearchOut:
+        return SearchOut(price=1.0)
+
+    orch = Orchestrator(store)
+    run = await orch.start(search_workflow(quick), Goal())
+    last = await store.last_seq(run.run_id)
+    assert (await orch.cancel(run.run_id)).status == "completed"
+    assert await store.last_seq(run.run_id) == last
+
+
+async def test_two_resumes_at_once_in_one_orchestrator_drive_the_run_once(
+    store: EventStore,
+) -> None:
+    calls: list[int] = []
+
+    async def slow_then_fine(ctx: AgentContext) -> SearchOut:
+        calls.append(ctx.attempt)
+        if len(calls) == 1:
+            await asyncio.sleep(3600)  # the process "dies" during the first call
+        return SearchOut(price=2.0)
+
+    wf = search_workflow(slow_then_fine)
+    crashed = asyncio.create_task(
+        Orchestrator(store, lease_ttl_s=0.2).start(wf, Goal(), run_id="r1"))
+    await logged_at_least(store, "r1", 5)
+    crashed.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await crashed
+    orch = Orchestrator(store, lease_wait_s=2)
+    results = await asyncio.gather(orch.resume("r1", wf), orch.resume("r1", wf),
+                                   return_exceptions=True)
+    assert sorted(type(r).__name__ for r in results) == ["RunBusyError", "RunResult"]
+    done = next(r for r in results if not isinstance(r, BaseException))
+    assert done.status == "completed"
+    assert orch._live == {}  # the registry is empty again
+    assert len(calls) == 2  # the lost call, then exactly one re-dispatch
+
+
+async def test_an_agent_raising_cancelled_error_itself_is_a_recorded_failure(
+    store: EventStore,
+) -> None:
+    async def leaky(ctx: AgentContext) -> SearchOut:
+        if ctx.attempt == 1:
+            raise asyncio.CancelledError("a library leaked a cancellation")
+        return SearchOut(price=3.0)
+
+    run = await Orchestrator(store).start(search_workflow(leaky), Goal())
+    failures = [e for e in await read_log(store, run.run_id) if isinstance(e, ev.AgentFailed)]
+    assert [f.error_type for f in failures] == ["asyncio.exceptions.CancelledError"]
+    # Not an Exception, so not transient by default: escalated, never silently lost.
+    assert run.status == "waiting"
+    assert run.state.escalations["search"].kind == "permanent_error"
