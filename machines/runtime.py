@@ -301,6 +301,8 @@ class Orchestrator:
                 await renewer
             if not lost.is_set():
                 await self.store.release_lease(run_id, self.owner)
+            if _cancelled_from_outside() and not lost.is_set():
+                raise asyncio.CancelledError  # one swallowed while awaiting the renewer
 
     async def _acquire(self, run_id: str) -> None:
         loop = asyncio.get_running_loop()
@@ -554,6 +556,10 @@ class _Driver:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await work
         self.work.clear()
+        if _cancelled_from_outside():
+            # A cancel of this task that landed during the clean-up above was
+            # swallowed with the work's own: deliver it.
+            raise asyncio.CancelledError
 
     # -- the outside world --------------------------------------------------
 

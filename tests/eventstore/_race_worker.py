@@ -28,5 +28,13 @@ async def _append_many(path: str, run_id: str, worker: str, count: int) -> list[
 
 
 def append_many(path: str, run_id: str, worker: str, count: int, out: Queue[Any]) -> None:
-    """Append ``count`` two-event batches, retrying on conflicts; report what was acknowledged."""
-    out.put(asyncio.run(_append_many(path, run_id, worker, count)))
+    """Append ``count`` two-event batches, retrying on conflicts; report what was acknowledged.
+
+    A failure is reported too, so the test fails at once with the child's error
+    instead of waiting for a result that never comes.
+    """
+    try:
+        out.put(asyncio.run(_append_many(path, run_id, worker, count)))
+    except BaseException as exc:
+        out.put(f"worker {worker} failed: {type(exc).__name__}: {exc}")
+        raise

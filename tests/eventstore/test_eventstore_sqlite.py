@@ -258,6 +258,8 @@ def test_two_processes_racing_appends_lose_nothing(tmp_path: Path) -> None:
     for w in workers:
         w.start()
     acknowledged = [out.get(timeout=120) for _ in workers]
+    failures = [a for a in acknowledged if isinstance(a, str)]
+    assert not failures, failures
     for w in workers:
         w.join(timeout=60)
         assert w.exitcode == 0
