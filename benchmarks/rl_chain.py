@@ -22,7 +22,7 @@ from machines import Orchestrator
 async def _run(n: int, db: str, *, durable_dispatch: bool = False) -> Result:
     async with open_store(db) as store:
         counting = _CountingStore(store)
-        orch = Orchestrator(counting, durable_dispatch=durable_dispatch)  # type: ignore[arg-type]
+        orch = Orchestrator(counting, durable_dispatch=durable_dispatch)
         with Timer() as t:
             run = await orch.start(chain, ChainGoal(n=n))
         events = len(await store.read_all(run.run_id))

@@ -34,7 +34,7 @@ class _CountingStore:
 async def _run(n: int, db: str) -> Result:
     async with open_store(db) as raw:
         store = _CountingStore(raw)
-        orch = Orchestrator(store)  # type: ignore[arg-type]
+        orch = Orchestrator(store)
         with Timer() as t:
             run = await orch.start(fanout, FanGoal(n=n))
         events = len(await raw.read_all(run.run_id))

@@ -2,13 +2,13 @@
 
 Example::
 
-    items = check_append("r1", events, expected_seq=0, at=now, max_event_bytes=1 << 20)
+    items, at = check_append("r1", events, 0, None, max_event_bytes=1 << 20)
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -25,12 +25,12 @@ def check_append(
     run_id: str,
     events: Sequence[NewEvent],
     expected_seq: int,
-    at: datetime,
+    at: datetime | None,
     *,
     max_event_bytes: int,
     forbid_nul: bool = False,
-) -> list[tuple[str, bytes]]:
-    """The ``(type, data)`` of each event, once all of them are fit to be written.
+) -> tuple[list[tuple[str, bytes]], datetime]:
+    """The ``(type, data)`` of each event, and the append's time in UTC (default: now).
 
     Raises :class:`InvalidAppendError` for malformed arguments and
     :class:`EventTooLargeError` for an event over ``max_event_bytes``; nothing
@@ -49,6 +49,8 @@ def check_append(
         raise InvalidAppendError(
             run_id, f"expected_seq must be an int >= 0 (0 for a new run), not {expected_seq!r}"
         )
+    if at is None:
+        at = datetime.now(UTC)
     if at.tzinfo is None or at.utcoffset() is None:
         raise InvalidAppendError(run_id, f"the time {at!r} has no timezone; pass a UTC datetime")
     items = []
@@ -74,4 +76,4 @@ def check_append(
                 run_id, f"event {index} ({event.type!r}) data is not a JSON object ({exc})"
             ) from exc
         items.append((event.type, data))
-    return items
+    return items, at.astimezone(UTC)

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from types import TracebackType
 from typing import Any, NamedTuple, Self, TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -458,15 +458,6 @@ class PostgresEventStore:
 
     # --- writes ---
 
-    def _validate(
-        self, run_id: str, events: Sequence[NewEvent], expected_seq: int, at: datetime
-    ) -> list[tuple[str, bytes]]:
-        items = check_append(run_id, events, expected_seq, at,
-                             max_event_bytes=self.max_event_bytes, forbid_nul=True)
-        if expected_seq > _MAX_SEQ - len(events):
-            raise InvalidAppendError(run_id, f"expected_seq {expected_seq} is beyond the last seq")
-        return items
-
     async def _append(self, conn: Any, batch: _Batch) -> list[Envelope]:
         run_id, items, expected_seq, at, status, label = batch
         row = await conn.fetchrow(self._last_sql, run_id)
@@ -512,10 +503,10 @@ class PostgresEventStore:
         If the calling task is cancelled while the commit is in flight, the
         append may or may not have been committed: re-read the run.
         """
-        if at is None:
-            at = datetime.now(UTC)
-        items = self._validate(run_id, events, expected_seq, at)
-        at = at.astimezone(UTC)
+        items, at = check_append(run_id, events, expected_seq, at,
+                                 max_event_bytes=self.max_event_bytes, forbid_nul=True)
+        if expected_seq > _MAX_SEQ - len(events):
+            raise InvalidAppendError(run_id, f"expected_seq {expected_seq} is beyond the last seq")
         batch = _Batch(run_id, items, expected_seq, at, status, label)
         return await self._call(self._append, batch, run_id=run_id, expected_seq=expected_seq)
 

@@ -31,7 +31,7 @@ import functools
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from types import TracebackType
 from typing import Any, NamedTuple, Self, TypeVar
 
@@ -365,13 +365,6 @@ class SQLiteEventStore:
 
     # --- writes ---
 
-    def _validate(
-        self, run_id: str, events: Sequence[NewEvent], expected_seq: int, at: datetime
-    ) -> list[tuple[str, bytes, str]]:
-        checked = check_append(run_id, events, expected_seq, at,
-                               max_event_bytes=self.max_event_bytes)
-        return [(type_, data, data.decode()) for type_, data in checked]
-
     async def append(
         self,
         run_id: str,
@@ -393,10 +386,9 @@ class SQLiteEventStore:
         If the calling task is cancelled while the commit is in flight, the
         append may or may not have been committed: re-read the run.
         """
-        if at is None:
-            at = datetime.now(UTC)
-        items = self._validate(run_id, events, expected_seq, at)
-        at = at.astimezone(UTC)
+        checked, at = check_append(run_id, events, expected_seq, at,
+                                   max_event_bytes=self.max_event_bytes)
+        items = [(type_, data, data.decode()) for type_, data in checked]
         at_text = format_at(at)
         async with self._write_lock:
             batch = _Batch(run_id, items, expected_seq, at, at_text, status, label)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -79,7 +80,7 @@ def test_compare_summarises_and_judges_goals() -> None:
     def w(metric: str, value: float, **extra: object) -> dict[str, object]:
         return {"n": 200, metric: value, **extra}
 
-    runs = {
+    runs: dict[tuple[str, str], list[dict[str, Any]]] = {
         ("W1", "runledger"): [w("steps_per_s", 3000.0), w("steps_per_s", 3200.0)],
         ("W1", "Burr"): [w("steps_per_s", 900.0)],
         ("W1", "eventsourcing"): [{"error": ["boom"]}],

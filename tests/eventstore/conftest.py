@@ -12,42 +12,15 @@ test gets fresh schemas (``rlt_<random>_<name>``), dropped afterwards.
 
 from __future__ import annotations
 
-import os
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import pytest
+from eventstore_helpers import PG_DSN, StoreFactory, drop_schemas, needs_pg
 
-from eventstore import EventStore, NewEvent, open_store
-
-StoreFactory = Callable[..., Awaitable[EventStore]]
-
-PG_DSN = os.environ.get("RUNLEDGER_TEST_PG_DSN", "")
-needs_pg = pytest.mark.skipif(
-    not PG_DSN,
-    reason="PostgreSQL tests need RUNLEDGER_TEST_PG_DSN "
-    "(e.g. postgresql://postgres@127.0.0.1:5432/test)",
-)
-
-
-def ev(type_: str = "Ticked", **data: Any) -> NewEvent:
-    """A small event whose data is the keyword arguments as a JSON object."""
-    return NewEvent(type_, msgspec.json.encode(data))
-
-
-async def drop_schemas(*schemas: str) -> None:
-    """Drop the PostgreSQL schemas a test created, with everything in them."""
-    import asyncpg  # noqa: PLC0415 - only PostgreSQL tests need it
-
-    conn = await asyncpg.connect(PG_DSN)
-    try:
-        for schema in schemas:
-            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-    finally:
-        await conn.close()
+from eventstore import EventStore, open_store
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import msgspec
 import pytest
-from conftest import StoreFactory, ev
+from eventstore_helpers import StoreFactory, ev
 
 from eventstore import (
     GENESIS_HASH,

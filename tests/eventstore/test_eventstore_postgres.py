@@ -14,7 +14,7 @@ from typing import Any
 import asyncpg
 import msgspec
 import pytest
-from conftest import PG_DSN, drop_schemas, ev, needs_pg
+from eventstore_helpers import PG_DSN, drop_schemas, ev, needs_pg
 
 from eventstore import (
     ConcurrencyError,
@@ -429,14 +429,15 @@ async def test_table_locked_past_busy_timeout_raises_store_busy(pg_schema: str) 
 async def test_synchronous_normal_turns_synchronous_commit_off(
     pg_schema: str, how: str, expected: str
 ) -> None:
-    opener = {
+    opener: Any = {
         "default": lambda: open_store(url(pg_schema)),
         "url": lambda: open_store(url(pg_schema) + "&synchronous=normal"),
         "keyword": lambda: open_store(url(pg_schema), synchronous="normal"),
     }[how]
     async with opener() as store:
         assert isinstance(store, PostgresEventStore)
-        async with store._pool.acquire() as conn:
+        pool: Any = store._pool
+        async with pool.acquire() as conn:
             assert await conn.fetchval("SHOW synchronous_commit") == expected
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import aiosqlite
 import msgspec
 import pytest
-from conftest import ev
+from eventstore_helpers import ev
 
 from eventstore import (
     ConcurrencyError,

@@ -34,6 +34,12 @@ from replay.verify import verify_run
 SEARCH = Task(id="search", agent="search", inputs={"city": "$goal.city"})
 
 
+async def stall(ctx: AgentContext) -> SearchOut:
+    """An agent that never answers: its run stays live until cancelled."""
+    await asyncio.sleep(3600)
+    raise AssertionError
+
+
 async def logged_at_least(store: EventStore, run_id: str, seq: int) -> None:
     """Poll (bounded) until the run's log reaches ``seq``."""
     for _ in range(1000):
@@ -85,12 +91,8 @@ async def test_handler_is_asked_once_and_only_after_the_escalation_is_durable(
 
 
 async def test_cancel_stops_a_live_run_of_the_same_orchestrator(store: EventStore) -> None:
-    async def slow(ctx: AgentContext) -> SearchOut:
-        await asyncio.sleep(3600)
-        raise AssertionError
-
     orch = Orchestrator(store)
-    started = asyncio.create_task(orch.start(search_workflow(slow), Goal(), run_id="r1"))
+    started = asyncio.create_task(orch.start(search_workflow(stall), Goal(), run_id="r1"))
     await logged_at_least(store, "r1", 5)
     cancelled = await orch.cancel("r1", by="operator")
     assert cancelled.status == "cancelled"
@@ -100,11 +102,7 @@ async def test_cancel_stops_a_live_run_of_the_same_orchestrator(store: EventStor
 
 
 async def test_a_second_drive_of_a_live_run_is_refused(store: EventStore) -> None:
-    async def slow(ctx: AgentContext) -> SearchOut:
-        await asyncio.sleep(3600)
-        raise AssertionError
-
-    wf = search_workflow(slow)
+    wf = search_workflow(stall)
     orch = Orchestrator(store)
     started = asyncio.create_task(orch.start(wf, Goal(), run_id="r1"))
     await logged_at_least(store, "r1", 5)
@@ -254,12 +252,8 @@ async def test_handler_answering_nonsense_leaves_the_escalation_open(store: Even
 
 
 async def test_cancel_twice_is_recorded_once(store: EventStore) -> None:
-    async def slow(ctx: AgentContext) -> SearchOut:
-        await asyncio.sleep(3600)
-        raise AssertionError
-
     orch = Orchestrator(store)
-    started = asyncio.create_task(orch.start(search_workflow(slow), Goal(), run_id="r1"))
+    started = asyncio.create_task(orch.start(search_workflow(stall), Goal(), run_id="r1"))
     await logged_at_least(store, "r1", 5)
     first, second = await asyncio.gather(orch.cancel("r1"), orch.cancel("r1"))
     assert (first.status, second.status) == ("cancelled", "cancelled")

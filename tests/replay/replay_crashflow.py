@@ -119,7 +119,7 @@ class CrashingStore:
 
 async def main(db: str, run_id: str) -> None:
     async with open_store(db) as store:
-        orch = Orchestrator(CrashingStore(store), lease_ttl_s=0.3)  # type: ignore[arg-type]
+        orch = Orchestrator(CrashingStore(store), lease_ttl_s=0.3)
         run = await orch.start(wf, Goal(amount=1.0), run_id=run_id)
     print(f"status={run.status} points={_points[0]}", flush=True)
 
