@@ -1,1 +1,1 @@
-"""Side-by-side performance runs of runledger, its peers and raw SQLite (see README.md)."""
+"""Side-by-side performance runs of ledgerflow, its peers and raw SQLite (see README.md)."""

@@ -25,7 +25,7 @@ from typing import Any
 Result = dict[str, Any]
 RunFn = Callable[[int, str], Result]
 
-#: The pragmas of the raw baselines: what runledger's store sets (WAL, FULL).
+#: The pragmas of the raw baselines: what ledgerflow's store sets (WAL, FULL).
 DURABLE_PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL")
 
 

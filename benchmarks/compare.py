@@ -1,10 +1,10 @@
-"""Run runledger, its peers and raw SQLite side by side; print medians, min-max and the goals.
+"""Run ledgerflow, its peers and raw SQLite side by side; print medians, min-max and the goals.
 
 Usage (from the repository root)::
 
     python -m benchmarks.compare            # warm-up + 5 runs of everything (~5 min)
     python -m benchmarks.compare --quick    # 1 run, small sizes (~1 min)
-    python -m benchmarks.compare --no-peers # runledger and raw SQLite only
+    python -m benchmarks.compare --no-peers # ledgerflow and raw SQLite only
 
 Every measurement runs in a fresh subprocess (``python -m benchmarks.<script>``)
 on a fresh database file; the systems are interleaved round by round, so a
@@ -46,14 +46,14 @@ class Bench:
     keep_dir: bool = False  # reuse one folder across runs (replay's prebuilt log)
 
 
-STRICT = "runledger, durable_dispatch=True"
+STRICT = "ledgerflow, durable_dispatch=True"
 
 
 def plan(quick: bool, peers: bool) -> list[Bench]:
     chain_n = fan_n = 50 if quick else 200
     scale = (50, 200, 1000) if quick else (200, 1000, 10_000)
     benches = [
-        Bench("runledger", "W1", "rl_chain", chain_n),
+        Bench("ledgerflow", "W1", "rl_chain", chain_n),
         Bench(STRICT, "W1", "rl_chain_strict", chain_n),
         Bench("Burr", "W1", "burr_chain", chain_n, "burr"),
         Bench("LangGraph", "W1", "langgraph_chain", chain_n, "langgraph.checkpoint.sqlite"),
@@ -62,14 +62,14 @@ def plan(quick: bool, peers: bool) -> list[Bench]:
         Bench("raw aiosqlite, commit/task, WAL+FULL", "W1", "raw_aiosqlite", chain_n),
         Bench("raw sqlite3, commit/task, WAL+FULL", "W1", "raw_sqlite3", chain_n),
         Bench("raw sqlite3, one tx, WAL+NORMAL", "W1", "raw_sqlite3_onetx", chain_n),
-        Bench("runledger", "W2", "rl_fanout", fan_n),
+        Bench("ledgerflow", "W2", "rl_fanout", fan_n),
         Bench("Burr", "W2", "burr_fanout", fan_n, "burr"),
         Bench("LangGraph", "W2", "langgraph_fanout", fan_n, "langgraph.checkpoint.sqlite"),
         Bench("DBOS", "W2", "dbos_fanout", fan_n, "dbos"),
         Bench("eventsourcing", "W2", "es_fanout", fan_n, "eventsourcing"),
-        *[Bench(f"runledger n={n:,}", "W3", "rl_fanout", n) for n in scale],
-        Bench("runledger", "Replay", "rl_replay", 50_000 if quick else 1_000_000, keep_dir=True),
-        Bench("runledger", "Core", "rl_core", 200 if quick else 2000),
+        *[Bench(f"ledgerflow n={n:,}", "W3", "rl_fanout", n) for n in scale],
+        Bench("ledgerflow", "Replay", "rl_replay", 50_000 if quick else 1_000_000, keep_dir=True),
+        Bench("ledgerflow", "Core", "rl_core", 200 if quick else 2000),
     ]
     out = []
     for b in benches:
@@ -135,7 +135,7 @@ def med(summary: dict[str, Any], workload: str, key: str, metric: str | None = N
 def goals(summary: dict[str, Any]) -> list[tuple[str, bool, str]]:
     """(goal, met, the figures) for each goal of the issue."""
     out: list[tuple[str, bool, str]] = []
-    for key, label in (("runledger", ""), (STRICT, " (durable_dispatch)")):
+    for key, label in (("ledgerflow", ""), (STRICT, " (durable_dispatch)")):
         w1 = med(summary, "W1", key)
         for peer, want in (("Burr", 3.0), ("eventsourcing", 1.0)):
             r = w1 / med(summary, "W1", peer)
@@ -143,7 +143,7 @@ def goals(summary: dict[str, Any]) -> list[tuple[str, bool, str]]:
         r = w1 / med(summary, "W1", "raw aiosqlite, commit/task, WAL+FULL")
         out.append((f"W1{label} >= 60% of raw aiosqlite (commit/task, WAL+FULL)", r >= 0.6,
                     f"{100 * r:.0f}%"))
-    w2_tasks = med(summary, "W2", "runledger")
+    w2_tasks = med(summary, "W2", "ledgerflow")
     out.append(("W2 >= 10,000 steps/s", w2_tasks >= 10_000, f"{w2_tasks:,.0f} steps/s"))
     for peer, want in (("Burr", 2.0), ("LangGraph", 6.0)):
         r = w2_tasks / med(summary, "W2", peer)
@@ -155,7 +155,7 @@ def goals(summary: dict[str, Any]) -> list[tuple[str, bool, str]]:
             r = max(per) / min(per)
             out.append(("W3 per-task cost flat (max/min <= 1.5) up to the largest n", r <= 1.5,
                         " / ".join(f"{p:.0f}" for p in per) + f" µs/task, max/min {r:.2f}"))
-    rep = summary.get("Replay|runledger")
+    rep = summary.get("Replay|ledgerflow")
     if rep and "fold_vs_read_decode" in rep:
         r = rep["fold_vs_read_decode"]["median"]
         out.append(("Replay fold within 5x of read+decode", r <= 5, f"{r:.2f}x"))
@@ -165,7 +165,7 @@ def goals(summary: dict[str, Any]) -> list[tuple[str, bool, str]]:
                     f"{rep['at_s']['median'] * 1e3:.0f} ms (of which the plan events "
                     f"{rep['plan_only_s']['median'] * 1e3:.0f} ms) vs "
                     f"{rep['fold_s']['median']:.2f} s for the whole log"))
-    core = summary.get("Core|runledger")
+    core = summary.get("Core|ledgerflow")
     if core and "shares_pct" in core:
         share = core["shares_pct"]["transitions"]
         out.append(("Core: transitions does not dominate", share < 10,
@@ -184,7 +184,7 @@ def fmt(entry: dict[str, Any], metric: str, digits: int = 0) -> str:
 def table(summary: dict[str, Any], meta: dict[str, Any]) -> str:
     lines = [f"Run {meta['date']} on {meta['machine']}; {meta['runs']} run(s) after a warm-up, "
              f"median (min{DASH}max). Durable: every system on a SQLite file with its default "
-             "durable settings; runledger and the raw baselines WAL + synchronous=FULL "
+             "durable settings; ledgerflow and the raw baselines WAL + synchronous=FULL "
              "unless marked.", ""]
     for workload, title, unit in (("W1", "W1: chain of n tasks", "steps/s"),
                                   ("W2", "W2: planner + fan-out + join", "steps/s")):
@@ -197,13 +197,13 @@ def table(summary: dict[str, Any], meta: dict[str, Any]) -> str:
                              f"{fmt(entry, 'steps_per_s')} | {entry.get('events', '')} | "
                              f"{entry.get('commits', '')} |")
         lines.append("")
-    lines += ["### W3: runledger fan-out scaling", "",
+    lines += ["### W3: ledgerflow fan-out scaling", "",
               "| n | steps/s | µs per step | peak RSS MiB |", "|---|---|---|---|"]
     for entry in summary.values():
         if entry["workload"] == "W3":
             lines.append(f"| {entry.get('n', '')} | {fmt(entry, 'steps_per_s')} | "
                          f"{fmt(entry, 'us_per_step', 1)} | {fmt(entry, 'peak_rss_mb')} |")
-    rep = summary.get("Replay|runledger")
+    rep = summary.get("Replay|ledgerflow")
     if rep and "fold_s" in rep:
         lines += ["", f"### Replay: one run of {rep['n']:,} events", "",
                   "| step | seconds |", "|---|---|",
@@ -216,7 +216,7 @@ def table(summary: dict[str, Any], meta: dict[str, Any]) -> str:
                   "", f"Fold: {fmt(rep, 'fold_events_per_s')} events/s, "
                   f"{fmt(rep, 'fold_vs_read_decode', 2)}{TIMES} read+decode; "
                   f"peak RSS {fmt(rep, 'peak_rss_mb')} MiB."]
-    core = summary.get("Core|runledger")
+    core = summary.get("Core|ledgerflow")
     if core and "us_per_decision" in core:
         shares = ", ".join(f"{k} {v:.0f}%" for k, v in core["shares_pct"].items())
         lines += ["", f"### Core: decide + evolve, no I/O ({core['n']:,}-task fan-out outcomes)",
@@ -232,7 +232,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else "")
     parser.add_argument("--quick", action="store_true", help="1 run, small sizes")
     parser.add_argument("--runs", type=int, default=None, help="measured runs (default 5)")
-    parser.add_argument("--no-peers", action="store_true", help="runledger and raw SQLite only")
+    parser.add_argument("--no-peers", action="store_true", help="ledgerflow and raw SQLite only")
     parser.add_argument("--only", default="", help="comma-separated workloads, e.g. W1,W2")
     parser.add_argument("--out", default=str(RESULTS), help="folder for latest.json/.md")
     args = parser.parse_args()

@@ -1,6 +1,6 @@
 """Raw baseline, aiosqlite: a chain of n no-op async steps, 4 events per task, 1 commit per task.
 
-WAL + synchronous=FULL, like runledger's store. Per task: await the no-op
+WAL + synchronous=FULL, like ledgerflow's store. Per task: await the no-op
 agent, then ``executemany`` 4 msgspec-JSON events and ``commit`` (two awaited
 aiosqlite calls). What a chain costs when each task is durable before the next.
 """

@@ -1,4 +1,4 @@
-"""W1, runledger: a chain of n no-op async agents, each needing the previous one's output.
+"""W1, ledgerflow: a chain of n no-op async agents, each needing the previous one's output.
 
 Durable defaults: one SQLite file, WAL, synchronous=FULL (``open_store``'s default).
 Timed: ``Orchestrator.start`` from the goal to the completed run (planner included).
@@ -15,8 +15,8 @@ import asyncio
 from benchmarks._common import Result, Timer, cli, result
 from benchmarks.rl_fanout import _CountingStore
 from benchmarks.rl_workflows import ChainGoal, chain
-from eventstore import open_store
-from machines import Orchestrator
+from ledgerflow.eventstore import open_store
+from ledgerflow.machines import Orchestrator
 
 
 async def _run(n: int, db: str, *, durable_dispatch: bool = False) -> Result:
@@ -28,7 +28,7 @@ async def _run(n: int, db: str, *, durable_dispatch: bool = False) -> Result:
         events = len(await store.read_all(run.run_id))
         last = run.outputs[f"t{n - 1}"]
     assert run.status == "completed", run.reason
-    return result(system="runledger", workload="W1", n=n, steps=n, seconds=t.seconds,
+    return result(system="ledgerflow", workload="W1", n=n, steps=n, seconds=t.seconds,
                   events=events, commits=counting.appends, completed=len(run.outputs),
                   last_output=last.x,  # type: ignore[attr-defined]
                   store_sync=store.synchronous)  # type: ignore[attr-defined]

@@ -1,4 +1,4 @@
-"""W1, runledger with ``durable_dispatch=True``: every dispatch durable before its agent runs.
+"""W1, ledgerflow with ``durable_dispatch=True``: every dispatch durable before its agent runs.
 
 One commit (one fsync) per task of the chain: the like-for-like comparison with
 peers that checkpoint every step before taking the next.

@@ -1,11 +1,11 @@
-"""Core, runledger: per-decision cost of the pure core (decide + evolve), no I/O, profiled.
+"""Core, ledgerflow: per-decision cost of the pure core (decide + evolve), no I/O, profiled.
 
 Feeds the facts of an n-task fan-out (one ``OutputReceived`` per task: the
 decision validates the output, records it, marks the task succeeded and, for
 the last one, readies and dispatches the join) to ``machines.advance`` and
 times it; then profiles the same with cProfile and splits the time among
 ``transitions``, pydantic, msgspec, contracts (reference resolution, output
-validation) and runledger's own machines code.
+validation) and ledgerflow's own machines code.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 from benchmarks._common import Result, cli, result
 from benchmarks.rl_synth import fanout_facts
 from benchmarks.rl_workflows import fanout
-from machines import RunState, advance, evolve
+from ledgerflow.machines import RunState, advance, evolve
 
 CATEGORIES = ("transitions", "pydantic", "msgspec", "contracts", "machines", "other")
 
@@ -94,7 +94,7 @@ def run(n: int, db: str) -> Result:
     _decide_all(facts, "prof", profiler)
     stats = pstats.Stats(profiler)
     decisions = len(facts) - 2
-    return result(system="runledger", workload="Core", n=n, steps=decisions, seconds=seconds,
+    return result(system="ledgerflow", workload="Core", n=n, steps=decisions, seconds=seconds,
                   events=events, us_per_decision=seconds / decisions * 1e6,
                   evolve_us_per_event=evolve_s / len(produced) * 1e6,
                   shares_pct=shares(stats), top=top(stats))

@@ -1,4 +1,4 @@
-"""W2, runledger: a planner, n independent no-op agents, then one join task that needs them all.
+"""W2, ledgerflow: a planner, n independent no-op agents, then one join task that needs them all.
 
 Durable defaults (WAL, synchronous=FULL). Steps counted as the peers count them:
 planner + n tasks + join. Also reports how many commits (appends) the run took,
@@ -12,8 +12,8 @@ from typing import Any
 
 from benchmarks._common import Result, Timer, cli, result
 from benchmarks.rl_workflows import FanGoal, fanout
-from eventstore import open_store
-from machines import Orchestrator
+from ledgerflow.eventstore import open_store
+from ledgerflow.machines import Orchestrator
 
 
 class _CountingStore:
@@ -39,7 +39,7 @@ async def _run(n: int, db: str) -> Result:
             run = await orch.start(fanout, FanGoal(n=n))
         events = len(await raw.read_all(run.run_id))
     assert run.status == "completed", run.reason
-    return result(system="runledger", workload="W2", n=n, steps=n + 2, seconds=t.seconds,
+    return result(system="ledgerflow", workload="W2", n=n, steps=n + 2, seconds=t.seconds,
                   tasks_per_s=n / t.seconds, events=events, commits=store.appends,
                   completed=len(run.outputs))
 

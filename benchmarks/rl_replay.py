@@ -1,4 +1,4 @@
-"""Replay, runledger: fold a ~n-event log vs merely reading and msgspec-decoding its rows.
+"""Replay, ledgerflow: fold a ~n-event log vs merely reading and msgspec-decoding its rows.
 
 The log is one fan-out run made by the real decider (``rl_synth``) and
 written with the store's ``append`` in batches of ~50,000 events (a valid,
@@ -27,8 +27,8 @@ from pathlib import Path
 
 from benchmarks._common import Result, cli, result
 from benchmarks.rl_synth import fanout_decisions
-from eventstore import NewEvent, open_store
-from machines import decode_event, encode_event, load_run_state
+from ledgerflow.eventstore import NewEvent, open_store
+from ledgerflow.machines import decode_event, encode_event, load_run_state
 
 RUN_ID = "replay-bench"
 BATCH_EVENTS = 50_000
@@ -98,7 +98,7 @@ async def _run(n: int, db: str) -> Result:
     assert at_seq == min(AT, last)
     db_mb = Path(db).stat().st_size / 2**20  # noqa: ASYNC240 - after the timings
     return result(
-        system="runledger", workload="Replay", n=seq, steps=seq, seconds=fold_s,
+        system="ledgerflow", workload="Replay", n=seq, steps=seq, seconds=fold_s,
         events=seq, build_s=build_s, db_mb=db_mb,
         floor_sqlite3_s=floor_s, read_decode_s=read_s, fold_s=fold_s,
         fold_events_per_s=seq / fold_s, fold_vs_read_decode=fold_s / read_s,

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from benchmarks.rl_workflows import FanGoal, fanout, plan_fanout
-from machines import AgentContext, Event, RunState, advance
-from machines import events as ev
+from ledgerflow.machines import AgentContext, Event, RunState, advance
+from ledgerflow.machines import events as ev
 
 __all__ = ["fanout_decisions", "fanout_facts"]
 

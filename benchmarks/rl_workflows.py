@@ -1,4 +1,4 @@
-"""The runledger workflows the benchmarks run: no-op async agents, sized by the goal.
+"""The ledgerflow workflows the benchmarks run: no-op async agents, sized by the goal.
 
 - ``chain``: task ``t{i}`` needs ``t{i-1}`` and takes its output ``x`` as input;
   each agent returns ``x + 1``, so the last output is ``n``.
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from contracts import Plan, Task
-from machines import AgentContext, Workflow
+from ledgerflow.contracts import Plan, Task
+from ledgerflow.machines import AgentContext, Workflow
 
 __all__ = ["ChainGoal", "FanGoal", "chain", "fanout"]
 

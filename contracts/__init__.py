@@ -10,9 +10,9 @@ runtime calls it inside its pure ``decide`` and replays must agree::
 ``contracts`` knows nothing of the event store or the runtime.
 """
 
-from contracts.agent import AgentContract
-from contracts.check import check_plan
-from contracts.errors import (
+from ledgerflow.contracts.agent import AgentContract
+from ledgerflow.contracts.check import check_plan
+from ledgerflow.contracts.errors import (
     ConfidenceContractError,
     ContractError,
     InputContractError,
@@ -20,11 +20,11 @@ from contracts.errors import (
     ReferenceResolutionError,
     ReferenceSyntaxError,
 )
-from contracts.plan import Plan, Task
-from contracts.problems import PlanProblem, ProblemCode
-from contracts.references import Reference, parse_reference, references_in
-from contracts.resolve import resolve_inputs
-from contracts.validation import (
+from ledgerflow.contracts.plan import Plan, Task
+from ledgerflow.contracts.problems import PlanProblem, ProblemCode
+from ledgerflow.contracts.references import Reference, parse_reference, references_in
+from ledgerflow.contracts.resolve import resolve_inputs
+from ledgerflow.contracts.validation import (
     OutputVerdict,
     confidence_field,
     validate_input,

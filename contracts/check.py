@@ -10,13 +10,13 @@ from typing import Annotated, Any
 import msgspec
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from contracts.agent import AgentContract
-from contracts.cycles import find_cycles
-from contracts.errors import ReferenceSyntaxError
-from contracts.plan import GOAL, Plan, Task
-from contracts.problems import PlanProblem, ProblemCode
-from contracts.references import iter_strings, parse_reference, unescape
-from contracts.typecheck import (
+from ledgerflow.contracts.agent import AgentContract
+from ledgerflow.contracts.cycles import find_cycles
+from ledgerflow.contracts.errors import ReferenceSyntaxError
+from ledgerflow.contracts.plan import GOAL, Plan, Task
+from ledgerflow.contracts.problems import PlanProblem, ProblemCode
+from ledgerflow.contracts.references import iter_strings, parse_reference, unescape
+from ledgerflow.contracts.typecheck import (
     Found,
     Missing,
     obviously_incompatible,
@@ -24,7 +24,7 @@ from contracts.typecheck import (
     suggest,
     type_name,
 )
-from contracts.validation import describe_errors
+from ledgerflow.contracts.validation import describe_errors
 
 __all__ = ["check_plan"]
 

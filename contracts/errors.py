@@ -2,7 +2,7 @@
 
 The hierarchy::
 
-    RunledgerError                      (runledger.errors)
+    LedgerflowError                      (ledgerflow.errors)
     └── ContractError                   anything a contract refused
         ├── ReferenceSyntaxError        "$a..b" is not a reference
         ├── ReferenceResolutionError    a reference names data that is not there
@@ -18,10 +18,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from runledger.errors import RunledgerError
+from ledgerflow.errors import LedgerflowError
 
 if TYPE_CHECKING:
-    from contracts.problems import PlanProblem
+    from ledgerflow.contracts.problems import PlanProblem
 
 __all__ = [
     "ConfidenceContractError",
@@ -33,7 +33,7 @@ __all__ = [
 ]
 
 
-class ContractError(RunledgerError):
+class ContractError(LedgerflowError):
     """Base class of every error raised by ``contracts``."""
 
 
@@ -92,7 +92,7 @@ class ConfidenceContractError(ContractError):
 
 
 class PlanRejectedError(ContractError):
-    """A plan failed :func:`contracts.check_plan`; ``problems`` lists why."""
+    """A plan failed :func:`ledgerflow.contracts.check_plan`; ``problems`` lists why."""
 
     def __init__(self, problems: tuple[PlanProblem, ...]) -> None:
         self.problems = problems

@@ -1,7 +1,7 @@
 """The plan a planner proposes: tasks, the agents that run them, and their inputs.
 
 A plan is data, not code: it is recorded in the event log and checked by
-:func:`contracts.check_plan` before anything runs.
+:func:`ledgerflow.contracts.check_plan` before anything runs.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from contracts.errors import ReferenceSyntaxError
+from ledgerflow.contracts.errors import ReferenceSyntaxError
 
 __all__ = ["Reference", "iter_strings", "parse_reference", "references_in", "unescape"]
 

@@ -6,9 +6,9 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
-from contracts.errors import ReferenceResolutionError
-from contracts.plan import GOAL, Task
-from contracts.references import parse_reference, unescape
+from ledgerflow.contracts.errors import ReferenceResolutionError
+from ledgerflow.contracts.plan import GOAL, Task
+from ledgerflow.contracts.references import parse_reference, unescape
 
 __all__ = ["resolve_inputs"]
 

@@ -15,8 +15,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from contracts.errors import ConfidenceContractError, InputContractError
-from contracts.typecheck import is_number, type_name
+from ledgerflow.contracts.errors import ConfidenceContractError, InputContractError
+from ledgerflow.contracts.typecheck import is_number, type_name
 
 __all__ = [
     "OutputVerdict",

@@ -1,4 +1,4 @@
-"""runledger's event store: an append-only, hash-chained log of runs.
+"""ledgerflow's event store: an append-only, hash-chained log of runs.
 
 It knows nothing of agents or tasks: a run is a sequence of typed JSON events
 (1, 2, 3, ... gapless), each chained to the one before it by SHA-256, plus a
@@ -9,7 +9,7 @@ many workers share.
 Example::
 
     import msgspec
-    from eventstore import NewEvent, check_chain, open_store
+    from ledgerflow.eventstore import NewEvent, check_chain, open_store
 
     async with open_store("runs.db") as store:
         await store.append(

@@ -1,15 +1,15 @@
 """The errors the event store raises on purpose.
 
 Every one derives from :class:`EventStoreError`, itself a
-:class:`runledger.errors.RunledgerError`::
+:class:`ledgerflow.errors.LedgerflowError`::
 
-    RunledgerError
+    LedgerflowError
     └── EventStoreError
         ├── ConcurrencyError        another writer appended first (stale expected_seq)
         ├── EventTooLargeError      one event's data is over max_event_bytes
         ├── InvalidAppendError      the append's arguments are malformed (also a ValueError)
-        ├── SchemaVersionError      the file was written by a newer runledger
-        ├── NotAStoreError          the file is SQLite but not a runledger store, or not SQLite
+        ├── SchemaVersionError      the file was written by a newer ledgerflow
+        ├── NotAStoreError          the file is SQLite but not a ledgerflow store, or not SQLite
         ├── StoreUrlError           open_store() cannot read the url or path
         ├── StoreOpenError          the file cannot be opened or created at all
         ├── StoreBusyError          the database stayed locked past the busy timeout
@@ -26,7 +26,7 @@ fix; the values are kept as attributes so callers never parse messages::
 
 from __future__ import annotations
 
-from runledger.errors import RunledgerError
+from ledgerflow.errors import LedgerflowError
 
 __all__ = [
     "ConcurrencyError",
@@ -42,7 +42,7 @@ __all__ = [
 ]
 
 
-class EventStoreError(RunledgerError):
+class EventStoreError(LedgerflowError):
     """Base class of every error the event store raises on purpose."""
 
 
@@ -93,27 +93,27 @@ class InvalidAppendError(EventStoreError, ValueError):
 
 
 class SchemaVersionError(EventStoreError):
-    """The store file was written by a newer runledger than this one."""
+    """The store file was written by a newer ledgerflow than this one."""
 
     def __init__(self, path: str, found: int, supported: int) -> None:
         self.path = path
         self.found = found
         self.supported = supported
         super().__init__(
-            f"The store {path!r} was written by a newer runledger (schema {found}); "
-            f"this version reads schema {supported}. Upgrade runledger."
+            f"The store {path!r} was written by a newer ledgerflow (schema {found}); "
+            f"this version reads schema {supported}. Upgrade ledgerflow."
         )
 
 
 class NotAStoreError(EventStoreError):
-    """The file exists but is not a runledger store (or not SQLite at all)."""
+    """The file exists but is not a ledgerflow store (or not SQLite at all)."""
 
     def __init__(self, path: str, reason: str) -> None:
         self.path = path
         self.reason = reason
         super().__init__(
-            f"The file {path!r} is not a runledger store: {reason}. "
-            "It was left untouched; point runledger at a new file or at an existing store."
+            f"The file {path!r} is not a ledgerflow store: {reason}. "
+            "It was left untouched; point ledgerflow at a new file or at an existing store."
         )
 
 

@@ -1,4 +1,4 @@
-"""``open_store``: from a path or url to an open :class:`~eventstore.EventStore`.
+"""``open_store``: from a path or url to an open :class:`~ledgerflow.eventstore.EventStore`.
 
 Accepted forms::
 
@@ -6,11 +6,11 @@ Accepted forms::
     "sqlite:///relative.db"                      a SQLite file, relative path
     "sqlite:////abs/path.db"                     a SQLite file, absolute path
     "sqlite:///x.db?synchronous=normal&busy_timeout_ms=10000&max_event_bytes=65536"
-    "postgresql://user:pw@host:5432/db"          PostgreSQL, schema "runledger"
+    "postgresql://user:pw@host:5432/db"          PostgreSQL, schema "ledgerflow"
     "postgres://user@host/db?schema=team_a&pool_size=8&max_event_bytes=65536"
 
 PostgreSQL urls take the options ``schema`` (the PostgreSQL schema holding
-the store's tables, default ``runledger``), ``pool_size`` (the most
+the store's tables, default ``ledgerflow``), ``pool_size`` (the most
 connections one store object opens, default 4), ``max_event_bytes``,
 ``busy_timeout_ms`` (becomes ``lock_timeout``) and ``synchronous``
 (``normal`` becomes ``synchronous_commit = off``); any other query parameter

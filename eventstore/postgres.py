@@ -1,12 +1,12 @@
 """The PostgreSQL backend of the event store: the multi-worker one, through asyncpg.
 
-This module is the only one in runledger that touches asyncpg (an optional
-dependency: ``pip install runledger[postgres]``). Design:
+This module is the only one in ledgerflow that touches asyncpg (an optional
+dependency: ``pip install ledgerflow[postgres]``). Design:
 
 - A small connection pool (1 to ``pool_size`` connections, default 4) per
   store object, so the tasks of one worker share connections and many
   workers or processes share one database.
-- A store lives in one PostgreSQL schema (default ``runledger``): tables
+- A store lives in one PostgreSQL schema (default ``ledgerflow``): tables
   ``meta`` (application marker + schema version), ``events``, ``runs``,
   ``leases``. Opening checks the marker and the version, and creates or
   migrates under a transaction-level advisory lock, so processes opening at
@@ -21,12 +21,12 @@ dependency: ``pip install runledger[postgres]``). Design:
 - ``data`` is stored as ``json`` (the exact bytes the hash covers, key
   order and whitespace kept; ``data->>'task_id'`` works), passed through as
   bytes in asyncpg's binary format with no decode or encode in Python.
-- asyncpg and socket errors are translated into :mod:`eventstore.errors` in
+- asyncpg and socket errors are translated into :mod:`ledgerflow.eventstore.errors` in
   exactly one place, :meth:`PostgresEventStore._translate`.
 
 Example::
 
-    store = await PostgresEventStore.open("postgresql://app@db/runs", schema="runledger")
+    store = await PostgresEventStore.open("postgresql://app@db/runs", schema="ledgerflow")
     try:
         await store.append("r1", [NewEvent("RunStarted", b"{}")], expected_seq=0)
     finally:
@@ -69,7 +69,7 @@ __all__ = [
     "check_schema_name",
 ]
 
-DEFAULT_SCHEMA = "runledger"
+DEFAULT_SCHEMA = "ledgerflow"
 DEFAULT_POOL_SIZE = 4
 DEFAULT_BUSY_TIMEOUT_MS = 5000
 DEFAULT_MAX_EVENT_BYTES = 1_048_576
@@ -126,9 +126,9 @@ class _NotAPostgresStoreError(NotAStoreError):
         self.reason = reason
         EventStoreError.__init__(
             self,
-            f"The PostgreSQL schema {schema!r} of {location!r} is not a runledger store: "
+            f"The PostgreSQL schema {schema!r} of {location!r} is not a ledgerflow store: "
             f"{reason}. It was left untouched; open the store with another schema= "
-            "(a new name is created) or point runledger at an existing store.",
+            "(a new name is created) or point ledgerflow at an existing store.",
         )
 
 
@@ -218,7 +218,7 @@ async def _no_reset(conn: Any) -> None:
 
 
 async def _prepare(conn: Any, schema: str, location: str) -> None:
-    """Check that ``schema`` is a runledger store; create or migrate it if needed.
+    """Check that ``schema`` is a ledgerflow store; create or migrate it if needed.
 
     Does exactly one of, in one transaction under an advisory lock (so two
     processes opening at once take turns, and a crash leaves the old schema):
@@ -264,7 +264,7 @@ async def _prepare(conn: Any, schema: str, location: str) -> None:
             if row is None or row[0] != POSTGRES_APPLICATION:
                 found = "no marker" if row is None else f"the marker {row[0]!r}"
                 raise _NotAPostgresStoreError(
-                    location, schema, f"its meta table holds {found}, not runledger's"
+                    location, schema, f"its meta table holds {found}, not ledgerflow's"
                 )
             version = int(row[1])
             if version > SCHEMA_VERSION:
@@ -281,13 +281,13 @@ async def _prepare(conn: Any, schema: str, location: str) -> None:
 
 
 class PostgresEventStore:
-    """An :class:`~eventstore.EventStore` in one PostgreSQL schema, shared by many workers.
+    """An :class:`~ledgerflow.eventstore.EventStore` in one PostgreSQL schema, shared by workers.
 
-    Prefer :func:`eventstore.open_store`; this class is its PostgreSQL result.
+    Prefer :func:`ledgerflow.eventstore.open_store`; this class is its PostgreSQL result.
 
     Example::
 
-        async with open_store("postgresql://app@db/runs?schema=runledger") as store:
+        async with open_store("postgresql://app@db/runs?schema=ledgerflow") as store:
             await store.append("r1", [NewEvent("RunStarted", b"{}")], expected_seq=0)
             assert await store.last_seq("r1") == 1
     """
@@ -353,10 +353,10 @@ class PostgresEventStore:
             )
         if asyncpg is None:  # pragma: no cover - the optional dependency is missing
             raise _PostgresOpenError(
-                location, "asyncpg is not installed; install runledger[postgres]"
+                location, "asyncpg is not installed; install ledgerflow[postgres]"
             )
         settings = {
-            "application_name": "runledger",
+            "application_name": "ledgerflow",
             "lock_timeout": f"{int(busy_timeout_ms)}ms",
         }
         if synchronous == "NORMAL":

@@ -1,9 +1,9 @@
-"""The schemas of a runledger store, how a store is recognised, and its migrations.
+"""The schemas of a ledgerflow store, how a store is recognised, and its migrations.
 
 SQLite and PostgreSQL share :data:`SCHEMA_VERSION`: both migration lists are
 numbered ``1..SCHEMA_VERSION``, and a change to one comes with the matching
 step in the other. The PostgreSQL statements are here as text (with a
-``{schema}`` placeholder for the quoted schema name); :mod:`eventstore.postgres`
+``{schema}`` placeholder for the quoted schema name); :mod:`ledgerflow.eventstore.postgres`
 applies them. The rest of this docstring is about SQLite.
 
 A store is a SQLite file whose header carries ``PRAGMA application_id =
@@ -20,7 +20,7 @@ file does exactly one of:
 
 Everything here is synchronous and runs on the writer connection's thread.
 
-Example (what :class:`eventstore.sqlite.SQLiteEventStore` does on open)::
+Example (what :class:`ledgerflow.eventstore.sqlite.SQLiteEventStore` does on open)::
 
     conn = sqlite3.connect(path, isolation_level=None)
     prepare(conn, path, synchronous="FULL", busy_timeout_ms=5000)
@@ -47,10 +47,10 @@ __all__ = [
 ]
 
 APPLICATION_ID = 0x524C4447
-"""``PRAGMA application_id`` of every runledger store: the ASCII bytes "RLDG"."""
+"""``PRAGMA application_id`` of every ledgerflow store: the ASCII bytes "RLDG"."""
 
 SCHEMA_VERSION = 1
-"""The newest schema this version of runledger reads and writes."""
+"""The newest schema this version of ledgerflow reads and writes."""
 
 SYNCHRONOUS_MODES = ("FULL", "NORMAL")
 """FULL (default): a commit survives power loss. NORMAL: survives a process
@@ -204,7 +204,7 @@ def _check_ours(path: str, app_id: int, version: int, objects: int) -> None:
 
 
 def prepare(conn: sqlite3.Connection, path: str, *, synchronous: str, busy_timeout_ms: int) -> None:
-    """Check that ``conn`` is a runledger store, initialise or migrate it, set its pragmas.
+    """Check that ``conn`` is a ledgerflow store, initialise or migrate it, set its pragmas.
 
     ``conn`` must be in autocommit mode (``isolation_level=None``).
     Raises :class:`NotAStoreError` or :class:`SchemaVersionError` without

@@ -1,6 +1,6 @@
 """The SQLite backend of the event store: the embedded default, through aiosqlite.
 
-This module is the only one in runledger that touches aiosqlite. Design:
+This module is the only one in ledgerflow that touches aiosqlite. Design:
 
 - One writer connection per store object, guarded by an ``asyncio.Lock``,
   and a separate query-only reader connection, so reads never queue behind
@@ -11,7 +11,7 @@ This module is the only one in runledger that touches aiosqlite. Design:
   a chain of tasks is most of the cost of an append.
 - The last seq and hash of a run are read inside the transaction, never
   from a cache: another process may be writing to the same file.
-- sqlite3 errors are translated into :mod:`eventstore.errors` in exactly one
+- sqlite3 errors are translated into :mod:`ledgerflow.eventstore.errors` in exactly one
   place, :meth:`SQLiteEventStore._translate`.
 
 Example::
@@ -68,7 +68,7 @@ async def _one_hop(conn: aiosqlite.Connection, fn: Callable[..., _T], *args: obj
     and COMMIT as separate awaits costs ~50 µs each (PERFORMANCE.md), which
     would make an append several times slower. ``Connection._execute(fn)``
     queues ``fn`` on the thread and ``Connection._conn`` is the sqlite3
-    connection; this is the only place runledger uses either, and
+    connection; this is the only place ledgerflow uses either, and
     ``test_aiosqlite_still_offers_one_hop_execute`` fails loudly if a new
     aiosqlite release drops them.
     """
@@ -219,9 +219,9 @@ def _query(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> list[
 
 
 class SQLiteEventStore:
-    """An :class:`~eventstore.EventStore` in one SQLite file (WAL, ``synchronous=FULL``).
+    """An :class:`~ledgerflow.eventstore.EventStore` in one SQLite file (WAL, ``synchronous=FULL``).
 
-    Prefer :func:`eventstore.open_store`; this class is its SQLite result.
+    Prefer :func:`ledgerflow.eventstore.open_store`; this class is its SQLite result.
 
     Example::
 

@@ -1,1 +1,1 @@
-"""Runnable workflows; ``examples.travel`` is what ``runledger demo`` runs."""
+"""Runnable workflows; ``ledgerflow.examples.travel`` is what ``ledgerflow demo`` runs."""

@@ -12,7 +12,7 @@ act out the failure stories of "The Orchestrator Trap":
 - booking is a side effect: idempotent, keyed by ``ctx.idempotency_key``, and
   done exactly once.
 
-Run it with ``runledger demo`` or::
+Run it with ``ledgerflow demo`` or::
 
     run = await Orchestrator(store).start(wf, TripGoal(destination="Lisbon", passengers=2))
 """
@@ -24,8 +24,15 @@ from datetime import date
 
 from pydantic import BaseModel, Field
 
-from contracts import Plan, Task
-from machines import AgentContext, Budget, EscalationRequest, Resolution, RetryPolicy, Workflow
+from ledgerflow.contracts import Plan, Task
+from ledgerflow.machines import (
+    AgentContext,
+    Budget,
+    EscalationRequest,
+    Resolution,
+    RetryPolicy,
+    Workflow,
+)
 
 __all__ = ["BOOKINGS", "TripGoal", "plan_trip", "wf"]
 

@@ -2,14 +2,15 @@
 
 Used by the README's "Debugging a failed run" walkthrough::
 
-    runledger run examples.travel_unreviewed:wf --goal '{"destination": "Lisbon", "passengers": 2}'
-    # -> waiting on price: runledger resolve RUN price --output @price.json | --retry | --abandon
+    ledgerflow run ledgerflow.examples.travel_unreviewed:wf \\
+        --goal '{"destination": "Lisbon", "passengers": 2}'
+    # -> waiting on price: ledgerflow resolve RUN price --output @price.json | --retry | --abandon
 """
 
 from __future__ import annotations
 
-from examples import travel
-from machines import Workflow
+from ledgerflow.examples import travel
+from ledgerflow.machines import Workflow
 
 __all__ = ["wf"]
 

@@ -2,13 +2,13 @@
 
 Example::
 
-    from machines import Workflow, Orchestrator, RetryPolicy, Budget, AgentContext
+    from ledgerflow.machines import Workflow, Orchestrator, RetryPolicy, Budget, AgentContext
 
     wf = Workflow("travel", goal=TripGoal, budget=Budget(max_retries=10))
 """
 
-from machines.decide import advance, decide
-from machines.errors import (
+from ledgerflow.machines.decide import advance, decide
+from ledgerflow.machines.errors import (
     IllegalTransitionError,
     PermanentError,
     ResolutionError,
@@ -16,14 +16,14 @@ from machines.errors import (
     RunNotFoundError,
     WorkflowDefinitionError,
 )
-from machines.events import Event, decode_event, encode_event, event_types
-from machines.evolve import evolve, fold
-from machines.fsm import RunStatus, TaskStatus
-from machines.loader import load_workflow
-from machines.policies import Budget, RetryPolicy
-from machines.runtime import Orchestrator, RunResult, load_run_state
-from machines.state import Escalation, RunState, TaskState
-from machines.workflow import (
+from ledgerflow.machines.events import Event, decode_event, encode_event, event_types
+from ledgerflow.machines.evolve import evolve, fold
+from ledgerflow.machines.fsm import RunStatus, TaskStatus
+from ledgerflow.machines.loader import load_workflow
+from ledgerflow.machines.policies import Budget, RetryPolicy
+from ledgerflow.machines.runtime import Orchestrator, RunResult, load_run_state
+from ledgerflow.machines.state import Escalation, RunState, TaskState
+from ledgerflow.machines.workflow import (
     AgentContext,
     AgentSpec,
     EscalationRequest,

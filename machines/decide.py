@@ -15,7 +15,7 @@ Two entry points share one implementation:
   quadratic).
 
 No clock, no randomness, no I/O: the same state, fact and workflow always give
-the same events, which is what makes ``runledger verify --workflow`` possible.
+the same events, which is what makes ``ledgerflow verify --workflow`` possible.
 
 Example::
 
@@ -33,7 +33,7 @@ from typing import Any
 import msgspec
 from pydantic import ValidationError
 
-from contracts import (
+from ledgerflow.contracts import (
     ContractError,
     Plan,
     Task,
@@ -41,12 +41,12 @@ from contracts import (
     resolve_inputs,
     validate_output,
 )
-from machines import events as ev
-from machines.errors import IllegalTransitionError, ResolutionError
-from machines.evolve import evolve
-from machines.fsm import RUN_TABLE, TASK_TABLE, RunStatus, TaskStatus
-from machines.state import RunState, TaskState
-from machines.workflow import AgentSpec, Workflow, idempotency_key
+from ledgerflow.machines import events as ev
+from ledgerflow.machines.errors import IllegalTransitionError, ResolutionError
+from ledgerflow.machines.evolve import evolve
+from ledgerflow.machines.fsm import RUN_TABLE, TASK_TABLE, RunStatus, TaskStatus
+from ledgerflow.machines.state import RunState, TaskState
+from ledgerflow.machines.workflow import AgentSpec, Workflow, idempotency_key
 
 __all__ = ["advance", "decide"]
 

@@ -2,7 +2,7 @@
 
 ::
 
-    RunledgerError
+    LedgerflowError
     ├── IllegalTransitionError      an event that its machine cannot take (corrupt or edited log)
     ├── WorkflowDefinitionError     a workflow declared wrongly (caught at decoration time)
     ├── RunNotFoundError            no run with that id in the store
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from runledger.errors import RunledgerError
+from ledgerflow.errors import LedgerflowError
 
 __all__ = [
     "IllegalTransitionError",
@@ -27,7 +27,7 @@ __all__ = [
 ]
 
 
-class IllegalTransitionError(RunledgerError):
+class IllegalTransitionError(LedgerflowError):
     """An event asks a machine for a move its transition table does not allow."""
 
     def __init__(
@@ -53,21 +53,21 @@ class IllegalTransitionError(RunledgerError):
         )
 
 
-class WorkflowDefinitionError(RunledgerError):
+class WorkflowDefinitionError(LedgerflowError):
     """A workflow, agent or planner is declared in a way that cannot work."""
 
 
-class RunNotFoundError(RunledgerError):
+class RunNotFoundError(LedgerflowError):
     """The store holds no run with that id."""
 
     def __init__(self, run_id: str) -> None:
         self.run_id = run_id
         super().__init__(
-            f"No run '{run_id}' in this store; list the runs with `runledger runs`."
+            f"No run '{run_id}' in this store; list the runs with `ledgerflow runs`."
         )
 
 
-class RunBusyError(RunledgerError):
+class RunBusyError(LedgerflowError):
     """Another live process holds the run's lease."""
 
     def __init__(self, run_id: str) -> None:
@@ -78,11 +78,11 @@ class RunBusyError(RunledgerError):
         )
 
 
-class ResolutionError(RunledgerError):
+class ResolutionError(LedgerflowError):
     """A resolution that cannot be applied; nothing was appended."""
 
 
-class PermanentError(RunledgerError):
+class PermanentError(LedgerflowError):
     """Raise from an agent when retrying cannot help: the task escalates at once.
 
     Example::

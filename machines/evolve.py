@@ -2,7 +2,7 @@
 
 ``evolve(state, event)`` fires the event's trigger on the run or task machine,
 through the lookup compiled from the ``transitions`` definition
-(:mod:`machines.fsm`), and records the event's data. A move the table does not
+(:mod:`ledgerflow.machines.fsm`), and records the event's data. A move the table does not
 allow, or an event whose recorded source state is not the state the fold is
 in, raises :class:`IllegalTransitionError`: a corrupt or hand-edited log is
 caught on replay, never silently accepted.
@@ -26,10 +26,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from machines import events as ev
-from machines.errors import IllegalTransitionError
-from machines.fsm import RUN_TABLE, TASK_TABLE, RunStatus, TaskStatus, allowed_sources
-from machines.state import Escalation, RunState, TaskState
+from ledgerflow.machines import events as ev
+from ledgerflow.machines.errors import IllegalTransitionError
+from ledgerflow.machines.fsm import RUN_TABLE, TASK_TABLE, RunStatus, TaskStatus, allowed_sources
+from ledgerflow.machines.state import Escalation, RunState, TaskState
 
 __all__ = ["evolve", "fold"]
 

@@ -4,7 +4,7 @@ This is the only module that imports ``transitions``. Each machine is one
 shared ``Machine`` with no models attached: it is the single source of the
 states and triggers (and can draw its diagram), and :data:`RUN_TABLE` /
 :data:`TASK_TABLE` are compiled from it into a ``(state, trigger) ->
-destination`` dict that :func:`machines.evolve` consults.
+destination`` dict that :func:`ledgerflow.machines.evolve` consults.
 
 Why not a model per task: a ``Machine`` per task costs ~57 µs, and
 ``add_model`` on a shared machine grows with the number of models (128 µs each

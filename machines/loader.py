@@ -8,8 +8,8 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from machines.errors import WorkflowDefinitionError
-from machines.workflow import Workflow
+from ledgerflow.machines.errors import WorkflowDefinitionError
+from ledgerflow.machines.workflow import Workflow
 
 __all__ = ["load_workflow"]
 
@@ -25,7 +25,7 @@ def load_workflow(ref: str, name: str = "", *, required: bool = True) -> Workflo
 
     Example::
 
-        wf = load_workflow("examples.travel:wf")
+        wf = load_workflow("ledgerflow.examples.travel:wf")
     """
     if not ref:
         if not required:
@@ -37,7 +37,7 @@ def load_workflow(ref: str, name: str = "", *, required: bool = True) -> Workflo
     module_name, _, attr = ref.partition(":")
     if not module_name or not attr:
         raise WorkflowDefinitionError(
-            f"'{ref}' is not MODULE:WORKFLOW (for example examples.travel:wf)."
+            f"'{ref}' is not MODULE:WORKFLOW (for example ledgerflow.examples.travel:wf)."
         )
     cwd = str(Path.cwd())
     if cwd not in sys.path:
@@ -49,6 +49,6 @@ def load_workflow(ref: str, name: str = "", *, required: bool = True) -> Workflo
     workflow = getattr(module, attr, None)
     if not isinstance(workflow, Workflow):
         raise WorkflowDefinitionError(
-            f"'{ref}' is not a runledger Workflow (found {type(workflow).__name__})."
+            f"'{ref}' is not a ledgerflow Workflow (found {type(workflow).__name__})."
         )
     return workflow

@@ -17,7 +17,7 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from machines.errors import PermanentError, WorkflowDefinitionError
+from ledgerflow.machines.errors import PermanentError, WorkflowDefinitionError
 
 __all__ = ["Budget", "RetryPolicy", "exception_names"]
 

@@ -1,6 +1,6 @@
 """The imperative shell: call agents, turn what happens into facts, log decisions.
 
-The :class:`Orchestrator` owns the I/O. It asks :func:`machines.advance` what
+The :class:`Orchestrator` owns the I/O. It asks :func:`ledgerflow.machines.advance` what
 follows from each fact, appends the resulting events in one transaction, and
 only then performs what they describe: a ``TaskDispatched`` is durable before
 its agent is called, so a crash can never hide a side effect. Facts that
@@ -31,23 +31,23 @@ from typing import Any
 import msgspec
 from pydantic import BaseModel, ValidationError
 
-from contracts import validate_output
-from eventstore import EventStore, NewEvent
-from machines import events as ev
-from machines.decide import advance
-from machines.errors import (
+from ledgerflow.contracts import validate_output
+from ledgerflow.eventstore import EventStore, NewEvent
+from ledgerflow.machines import events as ev
+from ledgerflow.machines.decide import advance
+from ledgerflow.machines.errors import (
     PermanentError,
     ResolutionError,
     RunBusyError,
     RunNotFoundError,
     WorkflowDefinitionError,
 )
-from machines.evolve import evolve
-from machines.fsm import RunStatus, TaskStatus
-from machines.loader import load_workflow
-from machines.policies import exception_names
-from machines.state import RunState
-from machines.workflow import (
+from ledgerflow.machines.evolve import evolve
+from ledgerflow.machines.fsm import RunStatus, TaskStatus
+from ledgerflow.machines.loader import load_workflow
+from ledgerflow.machines.policies import exception_names
+from ledgerflow.machines.state import RunState
+from ledgerflow.machines.workflow import (
     AgentContext,
     EscalationRequest,
     Resolution,
@@ -57,7 +57,7 @@ from machines.workflow import (
 
 __all__ = ["Orchestrator", "RunResult", "load_run_state"]
 
-log = logging.getLogger("runledger")
+log = logging.getLogger("ledgerflow")
 
 _PERMANENT_NAMES = exception_names(PermanentError)
 #: Room left in an event for everything around an agent's output.
@@ -581,7 +581,7 @@ class _Driver:
         try:
             inp = spec.input.model_validate(dispatched.input)
         except ValidationError as exc:
-            return failed("runledger.InputContractError", _PERMANENT_NAMES,
+            return failed("ledgerflow.InputContractError", _PERMANENT_NAMES,
                           f"the dispatched input does not satisfy {spec.input.__name__}: {exc}")
         timeout = asyncio.timeout(dispatched.timeout_s)
         try:
@@ -605,12 +605,12 @@ class _Driver:
         try:
             encoded = msgspec.json.encode(raw)
         except (TypeError, msgspec.EncodeError) as exc:
-            return failed("runledger.UnloggableOutput", ["runledger.UnloggableOutput"],
+            return failed("ledgerflow.UnloggableOutput", ["ledgerflow.UnloggableOutput"],
                           f"the output cannot be recorded as JSON: {exc}")
         size = len(encoded)
         limit = self.orch.store.max_event_bytes - _ENVELOPE_ROOM
         if size > limit:
-            return failed("runledger.OutputTooLarge", ["runledger.OutputTooLarge"],
+            return failed("ledgerflow.OutputTooLarge", ["ledgerflow.OutputTooLarge"],
                           f"the output is {size:,} bytes, over the {limit:,}-byte limit of "
                           "one logged event")
         # Decide on exactly what the log will hold (NaN becomes null there).

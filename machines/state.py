@@ -1,7 +1,7 @@
 """The state of a run, as rebuilt by folding its events.
 
-A :class:`RunState` is what :func:`machines.evolve` folds events into and what
-:func:`machines.decide` reads. It is plain data (JSON-ready via
+A :class:`RunState` is what :func:`ledgerflow.machines.evolve` folds events into and what
+:func:`ledgerflow.machines.decide` reads. It is plain data (JSON-ready via
 :meth:`RunState.to_dict`); counters that make decisions O(1) per event (tasks
 per status, unmet dependencies per task, the ready queue) are kept beside it
 so that a 10,000-task run never rescans its tasks.
@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from machines.fsm import RunStatus, TaskStatus
+from ledgerflow.machines.fsm import RunStatus, TaskStatus
 
 __all__ = ["Escalation", "RunState", "TaskState"]
 

@@ -27,9 +27,9 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from contracts import AgentContract, confidence_field
-from machines.errors import WorkflowDefinitionError
-from machines.policies import Budget, RetryPolicy
+from ledgerflow.contracts import AgentContract, confidence_field
+from ledgerflow.machines.errors import WorkflowDefinitionError
+from ledgerflow.machines.policies import Budget, RetryPolicy
 
 __all__ = [
     "AgentContext",
@@ -263,7 +263,7 @@ class Workflow:
         """Register an async handler ``fn(request) -> Resolution | None``.
 
         It is asked to settle every escalation as it happens; returning
-        ``None`` leaves the escalation open for ``runledger resolve``.
+        ``None`` leaves the escalation open for ``ledgerflow resolve``.
         """
         if self.escalation_handler is not None:
             raise WorkflowDefinitionError(

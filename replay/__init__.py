@@ -2,17 +2,17 @@
 
 Example::
 
-    from replay import verify_run
+    from ledgerflow.replay import verify_run
     report = await verify_run(store, run_id, workflow=wf)
     print("\\n".join(report.lines()))
 """
 
-from replay.diff import RunDiff, TaskDifference, diff_runs
-from replay.errors import ForkError, LogDecodeError, ReplayDivergenceError
-from replay.fork import fork_run
-from replay.steps import Step, walk
-from replay.timeline import LogRow, decision_log, decode_log
-from replay.verify import Check, Divergence, VerifyReport, check_determinism, verify_run
+from ledgerflow.replay.diff import RunDiff, TaskDifference, diff_runs
+from ledgerflow.replay.errors import ForkError, LogDecodeError, ReplayDivergenceError
+from ledgerflow.replay.fork import fork_run
+from ledgerflow.replay.steps import Step, walk
+from ledgerflow.replay.timeline import LogRow, decision_log, decode_log
+from ledgerflow.replay.verify import Check, Divergence, VerifyReport, check_determinism, verify_run
 
 __all__ = [
     "Check",

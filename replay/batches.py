@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import msgspec
 
-from machines import Event
-from machines.events import ForkedFrom
+from ledgerflow.machines import Event
+from ledgerflow.machines.events import ForkedFrom
 
 __all__ = ["Batch", "comparable", "split_batches"]
 

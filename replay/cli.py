@@ -1,7 +1,7 @@
-"""The ``runledger`` command line (the only module that touches click).
+"""The ``ledgerflow`` command line (the only module that touches click).
 
-Every command reads the same store: ``--db`` (default ``runledger.db``, or
-``$RUNLEDGER_DB``). Errors are one line on stderr and a non-zero exit code,
+Every command reads the same store: ``--db`` (default ``ledgerflow.db``, or
+``$LEDGERFLOW_DB``). Errors are one line on stderr and a non-zero exit code,
 never a traceback: 1 for a refused operation, 2 for a usage error.
 """
 
@@ -18,9 +18,9 @@ from typing import Any
 import click
 import msgspec
 
-from eventstore import open_store
-from examples.travel import BOOKING_CALLS, TripGoal, wf
-from machines import (
+from ledgerflow.eventstore import open_store
+from ledgerflow.examples.travel import BOOKING_CALLS, TripGoal, wf
+from ledgerflow.machines import (
     Orchestrator,
     RunNotFoundError,
     RunStatus,
@@ -28,9 +28,9 @@ from machines import (
     load_run_state,
     load_workflow,
 )
-from replay import commands, render
-from replay.cli_support import DEFAULT_DB, db_option, friendly, open_existing, run_async
-from replay.timeline import decision_log
+from ledgerflow.replay import commands, render
+from ledgerflow.replay.cli_support import DEFAULT_DB, db_option, friendly, open_existing, run_async
+from ledgerflow.replay.timeline import decision_log
 
 __all__ = ["main"]
 
@@ -69,9 +69,9 @@ def _print_log(rows: list[Any], fmt: str) -> None:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="runledger")
+@click.version_option(package_name="ledgerflow")
 def main() -> None:
-    """runledger: deterministic, replayable, auditable orchestration of agents."""
+    """ledgerflow: deterministic, replayable, auditable orchestration of agents."""
 
 
 # -- running ---------------------------------------------------------------
@@ -94,10 +94,10 @@ def demo(db: str) -> None:
     click.echo(f"{len(rows)} events in {db}; bookings made: {booked}")
     click.echo("next:")
     for hint in (
-        f"runledger show {run.run_id}",
-        f"runledger log {run.run_id} --format jsonl",
-        f"runledger replay {run.run_id} --step",
-        f"runledger verify {run.run_id} --workflow examples.travel:wf",
+        f"ledgerflow show {run.run_id}",
+        f"ledgerflow log {run.run_id} --format jsonl",
+        f"ledgerflow replay {run.run_id} --step",
+        f"ledgerflow verify {run.run_id} --workflow ledgerflow.examples.travel:wf",
     ):
         click.echo(f"  {hint}" + ("" if db == DEFAULT_DB else f" --db {shlex.quote(db)}"))
 
@@ -119,10 +119,10 @@ def run_cmd(*, workflow: str, goal: str, db: str) -> None:
             return await Orchestrator(store).start(wf, goal_doc)
 
     run = run_async(go())
-    click.echo(f"run {run.run_id}: {run.status} — {run.reason or 'see runledger show'}")
+    click.echo(f"run {run.run_id}: {run.status} — {run.reason or 'see ledgerflow show'}")
     if run.status == RunStatus.WAITING:
         for task_id in run.escalations:
-            click.echo(f"  waiting on {task_id}: runledger resolve {run.run_id} {task_id} "
+            click.echo(f"  waiting on {task_id}: ledgerflow resolve {run.run_id} {task_id} "
                        "(--output JSON | --retry | --abandon)")
     if run.status == RunStatus.FAILED:
         sys.exit(1)
@@ -226,7 +226,7 @@ def resolve(*, run_id: str, task_id: str, output: str | None, retry: bool, aband
     run = run_async(go())
     click.echo(f"run {run.run_id}: {run.status}" + (f" — {run.reason}" if run.reason else ""))
     for waiting in run.escalations:
-        click.echo(f"  waiting on {waiting}: runledger resolve {run.run_id} {waiting} "
+        click.echo(f"  waiting on {waiting}: ledgerflow resolve {run.run_id} {waiting} "
                    "(--output JSON | --retry | --abandon)")
     if run.status == RunStatus.FAILED:
         sys.exit(1)

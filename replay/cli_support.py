@@ -12,16 +12,16 @@ from typing import Any, TypeVar
 
 import click
 
-from eventstore import EventStore, open_store
-from eventstore.opening import parse_store_url
-from runledger.errors import RunledgerError
+from ledgerflow.errors import LedgerflowError
+from ledgerflow.eventstore import EventStore, open_store
+from ledgerflow.eventstore.opening import parse_store_url
 
 __all__ = ["DEFAULT_DB", "db_option", "friendly", "open_existing", "run_async"]
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
 
-DEFAULT_DB = "runledger.db"
+DEFAULT_DB = "ledgerflow.db"
 
 
 def run_async(coro: Coroutine[Any, Any, T]) -> T:
@@ -37,7 +37,7 @@ def friendly(fn: F) -> F:
             return fn(*args, **kwargs)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
-        except RunledgerError as exc:
+        except LedgerflowError as exc:
             raise click.ClickException(str(exc)) from None
         except KeyboardInterrupt:
             raise click.Abort from None
@@ -47,10 +47,11 @@ def friendly(fn: F) -> F:
             os.dup2(devnull, sys.stdout.fileno())
             sys.exit(0)
         except Exception as exc:
-            if os.environ.get("RUNLEDGER_DEBUG"):
+            if os.environ.get("LEDGERFLOW_DEBUG"):
                 raise
             raise click.ClickException(
-                f"Unexpected {type(exc).__name__}: {exc} (set RUNLEDGER_DEBUG=1 for the traceback)."
+                f"Unexpected {type(exc).__name__}: {exc} "
+                "(set LEDGERFLOW_DEBUG=1 for the traceback)."
             ) from None
 
     return wrapper  # type: ignore[return-value]
@@ -58,7 +59,7 @@ def friendly(fn: F) -> F:
 
 def db_option(fn: F) -> F:
     return click.option(
-        "--db", default=DEFAULT_DB, envvar="RUNLEDGER_DB", show_default=True,
+        "--db", default=DEFAULT_DB, envvar="LEDGERFLOW_DB", show_default=True,
         help="The store: a SQLite file path or a sqlite:/// url.",
     )(fn)
 
@@ -68,8 +69,8 @@ def _require_existing(db: str) -> None:
     target = parse_store_url(db)
     if target.backend == "sqlite" and not Path(target.location).exists():
         raise click.ClickException(
-            f"No store at '{target.location}'; run `runledger demo` to create one, "
-            "or pass --db (or set RUNLEDGER_DB)."
+            f"No store at '{target.location}'; run `ledgerflow demo` to create one, "
+            "or pass --db (or set LEDGERFLOW_DB)."
         )
 
 

@@ -1,6 +1,6 @@
 """The debugging-loop commands: replay, verify, resume, fork, diff.
 
-Registered on the ``runledger`` group by :mod:`replay.cli`.
+Registered on the ``ledgerflow`` group by :mod:`ledgerflow.replay.cli`.
 """
 
 from __future__ import annotations
@@ -12,13 +12,13 @@ from typing import Any
 import click
 import msgspec
 
-from machines import Orchestrator, RunNotFoundError, load_run_state, load_workflow
-from replay import render
-from replay.cli_support import db_option, friendly, open_existing, run_async
-from replay.diff import diff_runs
-from replay.fork import fork_run
-from replay.stepper import step_through
-from replay.verify import verify_run
+from ledgerflow.machines import Orchestrator, RunNotFoundError, load_run_state, load_workflow
+from ledgerflow.replay import render
+from ledgerflow.replay.cli_support import db_option, friendly, open_existing, run_async
+from ledgerflow.replay.diff import diff_runs
+from ledgerflow.replay.fork import fork_run
+from ledgerflow.replay.stepper import step_through
+from ledgerflow.replay.verify import verify_run
 
 __all__ = ["register"]
 
@@ -118,7 +118,7 @@ def resume(*, run_id: str, workflow: str | None, db: str) -> None:
     run = run_async(go())
     click.echo(f"run {run.run_id}: {run.status}" + (f" — {run.reason}" if run.reason else ""))
     for task_id in run.escalations:
-        click.echo(f"  waiting on {task_id}: runledger resolve {run.run_id} {task_id} "
+        click.echo(f"  waiting on {task_id}: ledgerflow resolve {run.run_id} {task_id} "
                    "(--output JSON | --retry | --abandon)")
     if run.status == "failed":
         sys.exit(1)
@@ -149,7 +149,7 @@ def fork(*, run_id: str, at_seq: int, workflow: str | None, stop: bool, db: str)
     click.echo(f"forked run {new_id} from {run_id} at seq {at_seq}")
     if run is not None:
         click.echo(f"run {new_id}: {run.status}" + (f" — {run.reason}" if run.reason else ""))
-    click.echo(f"compare: runledger diff {run_id} {new_id}")
+    click.echo(f"compare: ledgerflow diff {run_id} {new_id}")
     if run is not None and run.status == "failed":
         sys.exit(1)
 

@@ -16,11 +16,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from eventstore import Envelope
-from machines import Event, RunState, evolve
-from machines.events import ForkedFrom, RunResumed
-from replay.batches import comparable
-from replay.timeline import decode_log
+from ledgerflow.eventstore import Envelope
+from ledgerflow.machines import Event, RunState, evolve
+from ledgerflow.machines.events import ForkedFrom, RunResumed
+from ledgerflow.replay.batches import comparable
+from ledgerflow.replay.timeline import decode_log
 
 __all__ = ["RunDiff", "TaskDifference", "diff_runs"]
 

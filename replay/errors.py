@@ -2,7 +2,7 @@
 
 ::
 
-    RunledgerError
+    LedgerflowError
     ├── LogDecodeError            an event's data is not a known, well-formed event
     ├── ReplayDivergenceError     the current code decides differently from the log
     └── ForkError                 a fork point outside the run's log
@@ -10,12 +10,12 @@
 
 from __future__ import annotations
 
-from runledger.errors import RunledgerError
+from ledgerflow.errors import LedgerflowError
 
 __all__ = ["ForkError", "LogDecodeError", "ReplayDivergenceError"]
 
 
-class LogDecodeError(RunledgerError):
+class LogDecodeError(LedgerflowError):
     """An event in the log cannot be decoded into a domain event."""
 
     def __init__(self, run_id: str, seq: int, detail: str) -> None:
@@ -23,11 +23,11 @@ class LogDecodeError(RunledgerError):
         self.seq = seq
         super().__init__(
             f"Event seq {seq} of run '{run_id}' cannot be decoded: {detail}; "
-            "the log was edited or written by another program. Run `runledger verify` on it."
+            "the log was edited or written by another program. Run `ledgerflow verify` on it."
         )
 
 
-class ReplayDivergenceError(RunledgerError):
+class ReplayDivergenceError(LedgerflowError):
     """The current code's decision differs from the recorded one."""
 
     def __init__(self, run_id: str, seq: int, recorded: str, decided: str) -> None:
@@ -41,5 +41,5 @@ class ReplayDivergenceError(RunledgerError):
         )
 
 
-class ForkError(RunledgerError):
+class ForkError(LedgerflowError):
     """A fork that cannot be made."""

@@ -22,12 +22,20 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-from eventstore import EventStore, NewEvent
-from machines import Event, RunNotFoundError, RunState, Workflow, advance, encode_event, evolve
-from machines.events import ForkedFrom
-from replay.batches import comparable, split_batches
-from replay.errors import ForkError
-from replay.timeline import decode_log
+from ledgerflow.eventstore import EventStore, NewEvent
+from ledgerflow.machines import (
+    Event,
+    RunNotFoundError,
+    RunState,
+    Workflow,
+    advance,
+    encode_event,
+    evolve,
+)
+from ledgerflow.machines.events import ForkedFrom
+from ledgerflow.replay.batches import comparable, split_batches
+from ledgerflow.replay.errors import ForkError
+from ledgerflow.replay.timeline import decode_log
 
 __all__ = ["fork_run"]
 

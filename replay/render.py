@@ -11,9 +11,9 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from eventstore import RunSummary
-from machines import RunState
-from replay.timeline import LogRow
+from ledgerflow.eventstore import RunSummary
+from ledgerflow.machines import RunState
+from ledgerflow.replay.timeline import LogRow
 
 __all__ = ["console", "log_table", "runs_table", "state_tables", "summarize"]
 

@@ -13,8 +13,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TextIO
 
-from eventstore import Envelope
-from replay.steps import Step, is_trouble, walk
+from ledgerflow.eventstore import Envelope
+from ledgerflow.replay.steps import Step, is_trouble, walk
 
 __all__ = ["format_step", "step_through"]
 

@@ -12,10 +12,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from eventstore import Envelope
-from machines import Event, RunState, evolve
-from machines.events import TaskEvent
-from replay.timeline import LogRow, decode_log
+from ledgerflow.eventstore import Envelope
+from ledgerflow.machines import Event, RunState, evolve
+from ledgerflow.machines.events import TaskEvent
+from ledgerflow.replay.timeline import LogRow, decode_log
 
 __all__ = ["Step", "is_trouble", "walk"]
 

@@ -16,9 +16,9 @@ from typing import Any
 
 import msgspec
 
-from eventstore import Envelope
-from machines import Event, decode_event
-from replay.errors import LogDecodeError
+from ledgerflow.eventstore import Envelope
+from ledgerflow.machines import Event, decode_event
+from ledgerflow.replay.errors import LogDecodeError
 
 __all__ = ["LogRow", "decision_log", "decode_log"]
 

@@ -20,8 +20,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from eventstore import Envelope, EventStore, check_chain
-from machines import (
+from ledgerflow.eventstore import Envelope, EventStore, check_chain
+from ledgerflow.machines import (
     Event,
     IllegalTransitionError,
     ResolutionError,
@@ -32,10 +32,10 @@ from machines import (
     advance,
     evolve,
 )
-from machines.events import ForkedFrom
-from replay.batches import comparable, split_batches
-from replay.errors import LogDecodeError, ReplayDivergenceError
-from replay.timeline import decode_log
+from ledgerflow.machines.events import ForkedFrom
+from ledgerflow.replay.batches import comparable, split_batches
+from ledgerflow.replay.errors import LogDecodeError, ReplayDivergenceError
+from ledgerflow.replay.timeline import decode_log
 
 __all__ = ["Check", "Divergence", "VerifyReport", "check_determinism", "verify_run"]
 

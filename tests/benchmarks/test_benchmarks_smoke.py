@@ -1,4 +1,4 @@
-"""The runledger benchmarks at tiny sizes: the scripts keep working and count right.
+"""The ledgerflow benchmarks at tiny sizes: the scripts keep working and count right.
 
 Never asserts on time (a busy CI machine must not fail a test); only that
 every task completed and the logs hold the events they should.
@@ -81,19 +81,19 @@ def test_compare_summarises_and_judges_goals() -> None:
         return {"n": 200, metric: value, **extra}
 
     runs: dict[tuple[str, str], list[dict[str, Any]]] = {
-        ("W1", "runledger"): [w("steps_per_s", 3000.0), w("steps_per_s", 3200.0)],
+        ("W1", "ledgerflow"): [w("steps_per_s", 3000.0), w("steps_per_s", 3200.0)],
         ("W1", "Burr"): [w("steps_per_s", 900.0)],
         ("W1", "eventsourcing"): [{"error": ["boom"]}],
-        ("W2", "runledger"): [w("steps_per_s", 12000.0, commits=4)],
+        ("W2", "ledgerflow"): [w("steps_per_s", 12000.0, commits=4)],
     }
     summary = compare.summarise(runs)
-    assert summary["W1|runledger"]["steps_per_s"]["median"] == 3100.0
+    assert summary["W1|ledgerflow"]["steps_per_s"]["median"] == 3100.0
     assert summary["W1|eventsourcing"]["errors"] == [["boom"]]
     judged = {g: ok for g, ok, _ in compare.goals(summary)}
     assert judged["W1 >= 3x Burr"] is True
     assert judged["W2 >= 10,000 steps/s"] is True
     md = compare.table(summary, {"date": "today", "machine": "m", "runs": 2})
-    assert "| runledger | 200 | 3,100 (3,000\u20133,200)" in md
+    assert "| ledgerflow | 200 | 3,100 (3,000\u20133,200)" in md
     assert "ERROR" in md
     first = next(b for b in compare.plan(quick=True, peers=False) if b.workload == "W1")
     assert first.module == "rl_chain"

@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from contracts import AgentContract
+from ledgerflow.contracts import AgentContract
 
 
 class DateRange(BaseModel):

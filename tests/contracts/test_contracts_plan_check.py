@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from contracts_travel import AGENTS, TripGoal
 
-from contracts import (
+from ledgerflow.contracts import (
     AgentContract,
     Plan,
     PlanProblem,

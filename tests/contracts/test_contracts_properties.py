@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from contracts import AgentContract, Plan, Task, check_plan
+from ledgerflow.contracts import AgentContract, Plan, Task, check_plan
 
 
 class Nothing(BaseModel):

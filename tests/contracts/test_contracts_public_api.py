@@ -8,8 +8,8 @@ import pkgutil
 
 import pytest
 
-import contracts
-from runledger.errors import RunledgerError
+from ledgerflow import contracts
+from ledgerflow.errors import LedgerflowError
 
 MODULES = sorted(m.name for m in pkgutil.iter_modules(contracts.__path__, "contracts."))
 
@@ -40,12 +40,12 @@ def test_public_names_are_pinned_and_sorted() -> None:
     ]
 
 
-def test_errors_derive_from_the_runledger_root() -> None:
+def test_errors_derive_from_the_ledgerflow_root() -> None:
     for name in contracts.__all__:
         obj = getattr(contracts, name)
         if name.endswith("Error"):
             assert issubclass(obj, contracts.ContractError)
-    assert issubclass(contracts.ContractError, RunledgerError)
+    assert issubclass(contracts.ContractError, LedgerflowError)
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from contracts import (
+from ledgerflow.contracts import (
     Reference,
     ReferenceResolutionError,
     ReferenceSyntaxError,

@@ -10,7 +10,7 @@ import pytest
 from contracts_travel import BookingInput, BookingOutput, PricingOutput
 from pydantic import BaseModel, field_validator
 
-from contracts import (
+from ledgerflow.contracts import (
     ConfidenceContractError,
     InputContractError,
     OutputVerdict,

@@ -8,7 +8,7 @@ from typing import Any
 
 import msgspec
 
-from eventstore import ConcurrencyError, NewEvent, open_store
+from ledgerflow.eventstore import ConcurrencyError, NewEvent, open_store
 
 
 async def _append_many(path: str, run_id: str, worker: str, count: int) -> list[Any]:

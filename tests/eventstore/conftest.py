@@ -4,9 +4,9 @@ The contract suite (``test_eventstore_contract.py``) only uses
 ``store_factory`` and ``store``; a new backend joins it by adding one param
 here that opens a fresh, empty store of that backend.
 
-PostgreSQL runs only when ``RUNLEDGER_TEST_PG_DSN`` names a database the
+PostgreSQL runs only when ``LEDGERFLOW_TEST_PG_DSN`` names a database the
 tests may create schemas in, e.g.
-``RUNLEDGER_TEST_PG_DSN=postgresql://postgres@127.0.0.1:5432/test``. Each
+``LEDGERFLOW_TEST_PG_DSN=postgresql://postgres@127.0.0.1:5432/test``. Each
 test gets fresh schemas (``rlt_<random>_<name>``), dropped afterwards.
 """
 
@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from eventstore_helpers import PG_DSN, StoreFactory, drop_schemas, needs_pg
 
-from eventstore import EventStore, open_store
+from ledgerflow.eventstore import EventStore, open_store
 
 
 @pytest.fixture

@@ -10,14 +10,14 @@ from typing import Any
 import msgspec
 import pytest
 
-from eventstore import EventStore, NewEvent
+from ledgerflow.eventstore import EventStore, NewEvent
 
 StoreFactory = Callable[..., Awaitable[EventStore]]
 
-PG_DSN = os.environ.get("RUNLEDGER_TEST_PG_DSN", "")
+PG_DSN = os.environ.get("LEDGERFLOW_TEST_PG_DSN", "")
 needs_pg = pytest.mark.skipif(
     not PG_DSN,
-    reason="PostgreSQL tests need RUNLEDGER_TEST_PG_DSN "
+    reason="PostgreSQL tests need LEDGERFLOW_TEST_PG_DSN "
     "(e.g. postgresql://postgres@127.0.0.1:5432/test)",
 )
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import eventstore
-from eventstore import (
+from ledgerflow import eventstore
+from ledgerflow.errors import LedgerflowError
+from ledgerflow.eventstore import (
     ConcurrencyError,
     EventStoreError,
     EventTooLargeError,
@@ -15,7 +16,6 @@ from eventstore import (
     StoreOpenError,
     StoreUrlError,
 )
-from runledger.errors import RunledgerError
 
 
 def test_public_names_are_pinned_and_sorted() -> None:
@@ -48,7 +48,7 @@ def test_public_names_are_pinned_and_sorted() -> None:
     assert all(hasattr(eventstore, name) for name in eventstore.__all__)
 
 
-def test_every_store_error_is_a_runledger_error() -> None:
+def test_every_store_error_is_a_ledgerflow_error() -> None:
     errors = [
         ConcurrencyError("r1", 5, 6),
         EventTooLargeError("r1", "Huge", 2000, 1000),
@@ -62,7 +62,7 @@ def test_every_store_error_is_a_runledger_error() -> None:
     ]
     for error in errors:
         assert isinstance(error, EventStoreError)
-        assert isinstance(error, RunledgerError)
+        assert isinstance(error, LedgerflowError)
         message = str(error)
         assert message[0].isupper()
         assert message.endswith(".")

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from eventstore import GENESIS_HASH, ChainProblem, Envelope, chain_hash, check_chain
-from eventstore.envelope import format_at, parse_at
+from ledgerflow.eventstore import GENESIS_HASH, ChainProblem, Envelope, chain_hash, check_chain
+from ledgerflow.eventstore.envelope import format_at, parse_at
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, 500, tzinfo=UTC)
 

@@ -10,7 +10,7 @@ import msgspec
 import pytest
 from eventstore_helpers import StoreFactory, ev
 
-from eventstore import (
+from ledgerflow.eventstore import (
     GENESIS_HASH,
     ConcurrencyError,
     EventStore,

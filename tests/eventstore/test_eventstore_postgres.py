@@ -1,6 +1,6 @@
 """What only the PostgreSQL backend promises: its schema, tampering, processes, urls.
 
-The database tests need ``RUNLEDGER_TEST_PG_DSN`` (see conftest.py) and are
+The database tests need ``LEDGERFLOW_TEST_PG_DSN`` (see conftest.py) and are
 skipped without it; the url-parsing tests always run.
 """
 
@@ -16,7 +16,7 @@ import msgspec
 import pytest
 from eventstore_helpers import PG_DSN, drop_schemas, ev, needs_pg
 
-from eventstore import (
+from ledgerflow.eventstore import (
     ConcurrencyError,
     EventStore,
     NewEvent,
@@ -30,8 +30,8 @@ from eventstore import (
     check_chain,
     open_store,
 )
-from eventstore.opening import parse_store_url
-from eventstore.schema import POSTGRES_APPLICATION, SCHEMA_VERSION
+from ledgerflow.eventstore.opening import parse_store_url
+from ledgerflow.eventstore.schema import POSTGRES_APPLICATION, SCHEMA_VERSION
 
 
 def url(schema: str) -> str:
@@ -192,7 +192,7 @@ async def test_newer_schema_version_is_refused_and_left_untouched(pg_schema: str
     with pytest.raises(SchemaVersionError) as info:
         await open_store(url(pg_schema))
     assert (info.value.found, info.value.supported) == (3, SCHEMA_VERSION)
-    assert "newer runledger (schema 3); this version reads schema 1. Upgrade" in str(info.value)
+    assert "newer ledgerflow (schema 3); this version reads schema 1. Upgrade" in str(info.value)
     assert await snapshot(pg_schema) == before
     assert (await sql(pg_schema, "SELECT schema_version FROM meta"))[0][0] == 3
     assert (await sql(pg_schema, "SELECT count(*) FROM events"))[0][0] == 2
@@ -451,7 +451,7 @@ async def test_pool_size_and_max_event_bytes_from_the_url(pg_schema: str) -> Non
 
 @needs_pg
 async def test_missing_database_is_reported_clearly() -> None:
-    dsn = PG_DSN.rsplit("/", 1)[0] + "/runledger_no_such_database"
+    dsn = PG_DSN.rsplit("/", 1)[0] + "/ledgerflow_no_such_database"
     with pytest.raises(StoreOpenError, match="the database does not exist") as info:
         await open_store(dsn)
     assert "PostgreSQL server is running" in str(info.value)
@@ -466,7 +466,7 @@ async def test_password_is_not_shown_in_messages() -> None:
     with pytest.raises(StoreOpenError) as info:
         await open_store("postgresql://nobody:secret@127.0.0.1:1/db")
     assert "secret" not in str(info.value)
-    assert "postgresql://nobody@127.0.0.1:1/db?schema=runledger" in str(info.value)
+    assert "postgresql://nobody@127.0.0.1:1/db?schema=ledgerflow" in str(info.value)
 
 
 @needs_pg

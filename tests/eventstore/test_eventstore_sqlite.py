@@ -13,7 +13,7 @@ import msgspec
 import pytest
 from eventstore_helpers import ev
 
-from eventstore import (
+from ledgerflow.eventstore import (
     ConcurrencyError,
     NotAStoreError,
     SchemaVersionError,
@@ -25,9 +25,9 @@ from eventstore import (
     check_chain,
     open_store,
 )
-from eventstore.opening import parse_store_url
-from eventstore.schema import APPLICATION_ID, SCHEMA_VERSION
-from eventstore.sqlite import _one_hop
+from ledgerflow.eventstore.opening import parse_store_url
+from ledgerflow.eventstore.schema import APPLICATION_ID, SCHEMA_VERSION
+from ledgerflow.eventstore.sqlite import _one_hop
 
 
 def digest(path: Path) -> str:
@@ -47,7 +47,7 @@ def tamper(path: Path, *statements: str) -> None:
     conn.close()
 
 
-async def test_new_file_gets_runledger_application_id_schema_version_and_wal(
+async def test_new_file_gets_ledgerflow_application_id_schema_version_and_wal(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "runs.db"
@@ -122,7 +122,7 @@ async def test_newer_schema_file_is_refused_and_left_untouched(tmp_path: Path) -
     with pytest.raises(SchemaVersionError) as info:
         await open_store(path)
     assert (info.value.found, info.value.supported) == (3, SCHEMA_VERSION)
-    assert "newer runledger (schema 3); this version reads schema 1. Upgrade" in str(info.value)
+    assert "newer ledgerflow (schema 3); this version reads schema 1. Upgrade" in str(info.value)
     assert digest(path) == before
     conn = sqlite3.connect(path)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from eventstore import EventStore, open_store
-from machines import Orchestrator
+from ledgerflow.eventstore import EventStore, open_store
+from ledgerflow.machines import Orchestrator
 
 
 @pytest.fixture

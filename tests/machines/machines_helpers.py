@@ -12,10 +12,10 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, Field
 
-import machines
-from contracts import Plan, Task
-from eventstore import EventStore
-from machines import events as ev
+from ledgerflow import machines
+from ledgerflow.contracts import Plan, Task
+from ledgerflow.eventstore import EventStore
+from ledgerflow.machines import events as ev
 
 E = TypeVar("E", bound=machines.Event)
 

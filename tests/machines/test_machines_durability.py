@@ -8,9 +8,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from contracts import Plan, Task
-from eventstore import EventStore, open_store
-from machines import AgentContext, Orchestrator, Workflow, decode_event
+from ledgerflow.contracts import Plan, Task
+from ledgerflow.eventstore import EventStore, open_store
+from ledgerflow.machines import AgentContext, Orchestrator, Workflow, decode_event
 
 
 class Goal(BaseModel):

@@ -14,9 +14,9 @@ import pytest
 from machines_helpers import FAST, Goal, SearchIn, SearchOut, read_log, workflow
 from pydantic import BaseModel
 
-from contracts import Plan, Task
-from eventstore import EventStore, open_store
-from machines import (
+from ledgerflow.contracts import Plan, Task
+from ledgerflow.eventstore import EventStore, open_store
+from ledgerflow.machines import (
     AgentContext,
     Budget,
     EscalationRequest,
@@ -27,9 +27,9 @@ from machines import (
     Workflow,
     load_run_state,
 )
-from machines import events as ev
-from replay.fork import fork_run
-from replay.verify import verify_run
+from ledgerflow.machines import events as ev
+from ledgerflow.replay.fork import fork_run
+from ledgerflow.replay.verify import verify_run
 
 SEARCH = Task(id="search", agent="search", inputs={"city": "$goal.city"})
 

@@ -29,11 +29,11 @@ from machines_helpers import (
     workflow,
 )
 
-import machines
-from contracts import Task
-from eventstore import EventStore
-from machines import events as ev
-from machines.workflow import Resolution
+from ledgerflow import machines
+from ledgerflow.contracts import Task
+from ledgerflow.eventstore import EventStore
+from ledgerflow.machines import events as ev
+from ledgerflow.machines.workflow import Resolution
 
 
 def _search_agent(wf: machines.Workflow, behave: Any, **options: Any) -> list[int]:
@@ -411,8 +411,8 @@ async def test_permanent_error_escalates_at_once(
 
     assert attempts == [1]
     [failed] = of(log, ev.AgentFailed)
-    assert failed.error_type == "machines.errors.PermanentError"
-    assert "runledger.errors.RunledgerError" in failed.error_types
+    assert failed.error_type == "ledgerflow.machines.errors.PermanentError"
+    assert "ledgerflow.errors.LedgerflowError" in failed.error_types
     assert failed.message == "no fares exist for this route"
     assert not of(log, ev.RetryScheduled)
     [escalated] = of(log, ev.TaskEscalated)
@@ -464,7 +464,7 @@ async def test_oversized_output_is_an_error_event_not_a_huge_row(
     log = [machines.decode_event(env.data) for env in envelopes]
     failed = of(log, ev.AgentFailed)
     assert failed
-    assert {f.error_type for f in failed} == {"runledger.OutputTooLarge"}
+    assert {f.error_type for f in failed} == {"ledgerflow.OutputTooLarge"}
     assert "bytes" in failed[0].message
     assert not of(log, ev.OutputReceived)
     assert run.status != "completed"

@@ -22,12 +22,12 @@ from hypothesis import strategies as st
 from machines_helpers import assert_fold_matches, read_log
 from pydantic import BaseModel, Field
 
-import machines
-from contracts import Plan, Task
-from eventstore import EventStore, open_store
-from machines import events as ev
-from replay.fork import fork_run
-from replay.verify import verify_run
+from ledgerflow import machines
+from ledgerflow.contracts import Plan, Task
+from ledgerflow.eventstore import EventStore, open_store
+from ledgerflow.machines import events as ev
+from ledgerflow.replay.fork import fork_run
+from ledgerflow.replay.verify import verify_run
 
 BEHAVIOURS = ("valid", "invalid", "transient", "permanent", "low_confidence", "timeout")
 AGENTS = {
@@ -196,7 +196,7 @@ async def _drive(store: EventStore, sc: Scenario) -> None:
     await assert_fold_matches(store, fork_id, forked.state)
 
 
-@settings(max_examples=int(os.environ.get("RUNLEDGER_PROPERTY_EXAMPLES", "25")), deadline=None,
+@settings(max_examples=int(os.environ.get("LEDGERFLOW_PROPERTY_EXAMPLES", "25")), deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(sc=scenarios())
 def test_state_rebuilt_from_any_prefix_equals_fold_and_live_state(

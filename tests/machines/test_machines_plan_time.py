@@ -23,10 +23,10 @@ from machines_helpers import (
     workflow,
 )
 
-import machines
-from contracts import Task
-from eventstore import EventStore
-from machines import events as ev
+from ledgerflow import machines
+from ledgerflow.contracts import Task
+from ledgerflow.eventstore import EventStore
+from ledgerflow.machines import events as ev
 
 
 def _with_search(wf: machines.Workflow, calls: list[str]) -> None:

@@ -20,9 +20,9 @@ from machines_helpers import (
 )
 from transitions import MachineError
 
-import machines
-from machines import events as ev
-from machines import fsm
+from ledgerflow import machines
+from ledgerflow.machines import events as ev
+from ledgerflow.machines import fsm
 
 PUBLIC_API = [
     "AgentContext", "AgentSpec", "Budget", "Escalation", "EscalationRequest", "Event",
@@ -44,7 +44,8 @@ def test_public_api_is_pinned_and_sorted() -> None:
 # -- events ------------------------------------------------------------------
 
 SAMPLES: list[ev.Event] = [
-    ev.RunStarted(workflow="travel", workflow_ref="examples.travel:wf", goal={"city": "Lisbon"},
+    ev.RunStarted(workflow="travel", workflow_ref="ledgerflow.examples.travel:wf",
+                  goal={"city": "Lisbon"},
                   started_at="2026-01-01T00:00:00+00:00", max_concurrency=4, max_retries=10,
                   max_cost=2.5, deadline_s=600.0, reason="r", src="created", dst="planning"),
     ev.PlanProposed(plan={"tasks": [{"id": "a", "agent": "x"}]}, error="oops", reason="r"),
@@ -260,8 +261,9 @@ FACTS: list[ev.Event] = [
     ev.OutputReceived(task_id="search", attempt=1, output={"price": 99.0, "confidence": 0.1}),
     ev.AgentFailed(task_id="search", attempt=1, error_type="builtins.ValueError",
                    error_types=["builtins.ValueError", "builtins.Exception"], message="x"),
-    ev.AgentFailed(task_id="search", attempt=1, error_type="machines.errors.PermanentError",
-                   error_types=["machines.errors.PermanentError"], message="x"),
+    ev.AgentFailed(task_id="search", attempt=1,
+                   error_type="ledgerflow.machines.errors.PermanentError",
+                   error_types=["ledgerflow.machines.errors.PermanentError"], message="x"),
     ev.AgentFailed(task_id="search", attempt=1, error_type="builtins.TimeoutError",
                    message="1s", timed_out=True),
     ev.RunCancelled(by="ops"),
@@ -313,8 +315,9 @@ def test_backoff_is_deterministic_and_exponential() -> None:
 def test_retry_policy_classifies_errors_by_recorded_names() -> None:
     policy = machines.RetryPolicy()
     assert policy.is_transient(["builtins.ValueError", "builtins.Exception"])
-    assert not policy.is_transient(["machines.errors.PermanentError", "builtins.Exception"])
-    assert policy.is_transient(["machines.errors.PermanentError"], timed_out=True)
+    assert not policy.is_transient(
+        ["ledgerflow.machines.errors.PermanentError", "builtins.Exception"])
+    assert policy.is_transient(["ledgerflow.machines.errors.PermanentError"], timed_out=True)
     with pytest.raises(machines.WorkflowDefinitionError, match="at least 1"):
         machines.RetryPolicy(max_attempts=0)
     with pytest.raises(machines.WorkflowDefinitionError, match="max_retries"):

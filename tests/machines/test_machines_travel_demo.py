@@ -1,4 +1,4 @@
-"""The demo workflow (examples.travel) end to end, and its log folded back into state."""
+"""The demo workflow (ledgerflow.examples.travel) end to end, and its log folded back into state."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from collections.abc import Iterator
 import pytest
 from machines_helpers import assert_fold_matches, of, read_log
 
-import machines
-from eventstore import EventStore, check_chain
-from examples import travel
-from machines import events as ev
+from ledgerflow import machines
+from ledgerflow.eventstore import EventStore, check_chain
+from ledgerflow.examples import travel
+from ledgerflow.machines import events as ev
 
 
 @pytest.fixture(autouse=True)
@@ -64,7 +64,7 @@ async def test_travel_demo_acts_out_every_story_and_completes(
     booking = run.outputs["book"]
     assert isinstance(booking, travel.BookingOutput)
     assert booking.reference == "TRV-0001"
-    assert run.state.workflow_ref == "examples.travel:wf"
+    assert run.state.workflow_ref == "ledgerflow.examples.travel:wf"
 
 
 async def test_travel_demo_state_rebuilt_from_log_equals_live_state(

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from machines_helpers import Goal, SearchIn, SearchOut, TextOut
 
-import machines
-from machines.workflow import Resolution
+from ledgerflow import machines
+from ledgerflow.machines.workflow import Resolution
 
 
 def test_sync_agent_rejected_at_declaration() -> None:

@@ -18,9 +18,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from contracts import Plan, Task
-from eventstore import open_store
-from machines import AgentContext, Orchestrator, RetryPolicy, Workflow
+from ledgerflow.contracts import Plan, Task
+from ledgerflow.eventstore import open_store
+from ledgerflow.machines import AgentContext, Orchestrator, RetryPolicy, Workflow
 
 FANOUT = 20
 

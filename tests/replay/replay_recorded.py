@@ -37,7 +37,7 @@ def envelope_rows(db: Path, run_id: str) -> list[dict[str, Any]]:
 
 async def load_recording(db: Path, rows: list[dict[str, Any]], *, status: str) -> None:
     """Put recorded envelopes into a fresh store exactly as they were written."""
-    from eventstore import open_store  # noqa: PLC0415 - keep this module importable as a script
+    from ledgerflow.eventstore import open_store  # noqa: PLC0415 - keep this module importable as a script
 
     async with open_store(db):
         pass  # creates the schema
@@ -57,9 +57,9 @@ async def load_recording(db: Path, rows: list[dict[str, Any]], *, status: str) -
 
 
 async def record_demo(folder: Path) -> None:
-    from eventstore import open_store  # noqa: PLC0415
-    from examples.travel import TripGoal, wf  # noqa: PLC0415
-    from machines import Orchestrator, load_run_state  # noqa: PLC0415
+    from ledgerflow.eventstore import open_store  # noqa: PLC0415
+    from ledgerflow.examples.travel import TripGoal, wf  # noqa: PLC0415
+    from ledgerflow.machines import Orchestrator, load_run_state  # noqa: PLC0415
 
     db = folder / "record.db"
     fixed = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from replay.cli import main
+from ledgerflow.replay.cli import main
 
 
 def invoke(*args: str) -> Result:
@@ -19,7 +19,7 @@ def invoke(*args: str) -> Result:
 
 @pytest.fixture(scope="module")
 def demo_db(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    db = tmp_path_factory.mktemp("cli") / "runledger.db"
+    db = tmp_path_factory.mktemp("cli") / "ledgerflow.db"
     result = invoke("demo", "--db", str(db))
     assert result.exit_code == 0, result.output
     line = next(ln for ln in result.output.splitlines()
@@ -94,12 +94,13 @@ BAD_INPUTS = [
     (["runs", "--status", "sleeping"], "Invalid value for '--status'"),
     (["runs", "--limit", "0"], "Invalid value for '--limit'"),
     (["run", "nomodule_xyz:wf", "--goal", "{}"], "Cannot import module 'nomodule_xyz'"),
-    (["run", "examples.travel", "--goal", "{}"], "is not MODULE:WORKFLOW"),
-    (["run", "examples.travel:TripGoal", "--goal", "{}"], "is not a runledger Workflow"),
-    (["run", "examples.travel:wf", "--goal", "{not json"], "is not valid JSON"),
-    (["run", "examples.travel:wf", "--goal", "[1]"], "must be a JSON object"),
-    (["run", "examples.travel:wf", "--goal", "@/no/such/file.json"], "cannot read"),
-    (["run", "examples.travel:wf", "--goal", '{"destination": "Lisbon"}'], "passengers"),
+    (["run", "ledgerflow.examples.travel", "--goal", "{}"], "is not MODULE:WORKFLOW"),
+    (["run", "ledgerflow.examples.travel:TripGoal", "--goal", "{}"],
+     "is not a ledgerflow Workflow"),
+    (["run", "ledgerflow.examples.travel:wf", "--goal", "{not json"], "is not valid JSON"),
+    (["run", "ledgerflow.examples.travel:wf", "--goal", "[1]"], "must be a JSON object"),
+    (["run", "ledgerflow.examples.travel:wf", "--goal", "@/no/such/file.json"], "cannot read"),
+    (["run", "ledgerflow.examples.travel:wf", "--goal", '{"destination": "Lisbon"}'], "passengers"),
     (["resolve", "RUN", "price"], "exactly one of --output, --retry or --abandon"),
     (["resolve", "RUN", "price", "--retry", "--abandon"], "exactly one of"),
     (["resolve", "RUN", "book", "--retry"], "not escalated"),
@@ -111,7 +112,8 @@ BAD_INPUTS = [
     (["replay", "RUN", "--to", "0"], "Invalid value for '--to'"),
     (["replay", "RUN", "--to", "x"], "Invalid value for '--to'"),
     (["verify", "nope"], "No run 'nope'"),
-    (["verify", "RUN", "--workflow", "examples.travel:nope"], "is not a runledger Workflow"),
+    (["verify", "RUN", "--workflow", "ledgerflow.examples.travel:nope"],
+     "is not a ledgerflow Workflow"),
     (["resume", "nope"], "No run 'nope'"),
     (["resume", "RUN", "--workflow", "no_such_mod:wf"], "Cannot import module"),
     (["fork", "RUN"], "Missing option '--at'"),
@@ -161,7 +163,7 @@ def test_unknown_url_scheme_is_refused(tmp_path: Path) -> None:
 
 def test_cli_resolve_refuses_an_invalid_output_and_appends_nothing(tmp_path: Path) -> None:
     db = str(tmp_path / "w.db")
-    started = invoke("run", "examples.travel_unreviewed:wf", "--goal",
+    started = invoke("run", "ledgerflow.examples.travel_unreviewed:wf", "--goal",
                      '{"destination": "Lisbon", "passengers": 2}', "--db", db)
     assert started.exit_code == 0, started.output
     run_id = started.output.split()[1].rstrip(":")

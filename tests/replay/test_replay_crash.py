@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from eventstore import open_store
-from machines import Orchestrator, RunBusyError, RunNotFoundError, load_run_state
-from replay.verify import verify_run
+from ledgerflow.eventstore import open_store
+from ledgerflow.machines import Orchestrator, RunBusyError, RunNotFoundError, load_run_state
+from ledgerflow.replay.verify import verify_run
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))

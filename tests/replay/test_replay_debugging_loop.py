@@ -16,20 +16,20 @@ import pexpect
 import pytest
 from click.testing import CliRunner
 
-from eventstore import NewEvent, open_store
-from examples import travel
-from machines import Orchestrator, RetryPolicy, Workflow, load_run_state
-from machines.events import TaskSucceeded, encode_event
-from replay.cli import main
-from replay.diff import RunDiff, diff_runs
-from replay.errors import ReplayDivergenceError
-from replay.fork import fork_run
-from replay.verify import verify_run
+from ledgerflow.eventstore import NewEvent, open_store
+from ledgerflow.examples import travel
+from ledgerflow.machines import Orchestrator, RetryPolicy, Workflow, load_run_state
+from ledgerflow.machines.events import TaskSucceeded, encode_event
+from ledgerflow.replay.cli import main
+from ledgerflow.replay.diff import RunDiff, diff_runs
+from ledgerflow.replay.errors import ReplayDivergenceError
+from ledgerflow.replay.fork import fork_run
+from ledgerflow.replay.verify import verify_run
 
 
 @pytest.fixture
 def demo(tmp_path: Path) -> tuple[Path, str]:
-    db = tmp_path / "runledger.db"
+    db = tmp_path / "ledgerflow.db"
 
     async def start() -> str:
         async with open_store(db) as store:
@@ -55,7 +55,8 @@ def tamper(db: Path, sql: str, *params: object) -> None:
 
 def test_verify_passes_an_untouched_demo_run(demo: tuple[Path, str]) -> None:
     db, run_id = demo
-    code, out = cli("verify", run_id, "--workflow", "examples.travel:wf", "--db", str(db))
+    code, out = cli("verify", run_id, "--workflow", "ledgerflow.examples.travel:wf",
+                    "--db", str(db))
     assert code == 0, out
     assert out.count("PASS") == 3
 
@@ -233,7 +234,8 @@ def test_replay_json_is_the_state_at_that_seq(demo: tuple[Path, str]) -> None:
 def test_stepper_through_a_pipe_prints_every_step(demo: tuple[Path, str]) -> None:
     db, run_id = demo
     done = subprocess.run(
-        [sys.executable, "-m", "replay.cli", "replay", run_id, "--step", "--db", str(db)],
+        [sys.executable, "-m", "ledgerflow.replay.cli", "replay", run_id, "--step",
+         "--db", str(db)],
         input="", capture_output=True, text=True, check=True, timeout=60)
     assert done.stdout.count("\nseq ") + done.stdout.startswith("seq ") == 36
     assert "task price status: validating -> escalated" in done.stdout
@@ -242,7 +244,8 @@ def test_stepper_through_a_pipe_prints_every_step(demo: tuple[Path, str]) -> Non
 def test_stepper_in_a_terminal_moves_jumps_and_finds_trouble(demo: tuple[Path, str]) -> None:
     db, run_id = demo
     child = pexpect.spawn(
-        sys.executable, ["-m", "replay.cli", "replay", run_id, "--step", "--db", str(db)],
+        sys.executable, ["-m", "ledgerflow.replay.cli", "replay", run_id, "--step",
+         "--db", str(db)],
         encoding="utf-8", timeout=20, dimensions=(50, 200))
     child.expect("seq 1/36")
     child.expect("step> ")

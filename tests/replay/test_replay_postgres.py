@@ -9,15 +9,15 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from eventstore import open_store
-from examples import travel, travel_unreviewed
-from machines import Orchestrator, RunBusyError, idempotency_key
-from replay.fork import fork_run
-from replay.verify import verify_run
+from ledgerflow.eventstore import open_store
+from ledgerflow.examples import travel, travel_unreviewed
+from ledgerflow.machines import Orchestrator, RunBusyError, idempotency_key
+from ledgerflow.replay.fork import fork_run
+from ledgerflow.replay.verify import verify_run
 
-PG_DSN = os.environ.get("RUNLEDGER_TEST_PG_DSN", "")
+PG_DSN = os.environ.get("LEDGERFLOW_TEST_PG_DSN", "")
 pytestmark = pytest.mark.skipif(
-    not PG_DSN, reason="PostgreSQL tests need RUNLEDGER_TEST_PG_DSN "
+    not PG_DSN, reason="PostgreSQL tests need LEDGERFLOW_TEST_PG_DSN "
     "(e.g. postgresql://postgres@127.0.0.1:5432/test)")
 
 

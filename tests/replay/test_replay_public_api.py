@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import replay
-from runledger import RunledgerError
+from ledgerflow import LedgerflowError, replay
 
 PUBLIC_API = [
     "Check", "Divergence", "ForkError", "LogDecodeError", "LogRow", "ReplayDivergenceError",
@@ -21,4 +20,4 @@ def test_public_api_is_pinned_and_sorted() -> None:
 
 def test_replay_errors_share_the_root() -> None:
     for error in (replay.ForkError, replay.LogDecodeError, replay.ReplayDivergenceError):
-        assert issubclass(error, RunledgerError)
+        assert issubclass(error, LedgerflowError)

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from eventstore import GENESIS_HASH, chain_hash, open_store
-from examples import travel
-from machines import load_run_state
-from replay.verify import verify_run
+from ledgerflow.eventstore import GENESIS_HASH, chain_hash, open_store
+from ledgerflow.examples import travel
+from ledgerflow.machines import load_run_state
+from ledgerflow.replay.verify import verify_run
 
 sys.path.insert(0, str(Path(__file__).parent))
 from replay_recorded import (

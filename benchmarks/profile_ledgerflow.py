@@ -1,9 +1,9 @@
-"""Where runledger's W1 (chain) and W2 (fan-out) time goes: wall-clock split and cProfile.
+"""Where ledgerflow's W1 (chain) and W2 (fan-out) time goes: wall-clock split and cProfile.
 
 Usage::
 
-    python -m benchmarks.profile_runledger            # W1 and W2 at 200 tasks
-    python -m benchmarks.profile_runledger --n 1000 --top 25
+    python -m benchmarks.profile_ledgerflow            # W1 and W2 at 200 tasks
+    python -m benchmarks.profile_ledgerflow --n 1000 --top 25
 
 Two views, each on a fresh store (WAL, synchronous=FULL):
 
@@ -25,8 +25,8 @@ from typing import Any
 
 from benchmarks._common import fresh_db
 from benchmarks.rl_workflows import ChainGoal, FanGoal, chain, fanout
-from eventstore import open_store
-from machines import Orchestrator
+from ledgerflow.eventstore import open_store
+from ledgerflow.machines import Orchestrator
 
 GROUPS = (
     ("waiting on db", ("select.epoll", "{method 'poll'", "{method 'control'")),
@@ -116,7 +116,7 @@ def profile(workload: str, n: int, top: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Profile runledger's W1 and W2.")
+    parser = argparse.ArgumentParser(description="Profile ledgerflow's W1 and W2.")
     parser.add_argument("--n", type=int, default=200)
     parser.add_argument("--top", type=int, default=15)
     parser.add_argument("--only", choices=("W1", "W2"), default=None)

@@ -1,11 +1,11 @@
-"""runledger: deterministic, replayable, auditable orchestration of LLM agents.
+"""ledgerflow: deterministic, replayable, auditable orchestration of LLM agents.
 
 The distribution ships four packages that import one way,
 ``replay -> machines -> {contracts, eventstore}``; this tiny package holds only
 what all of them share: the root of the error hierarchy.
 """
 
-from runledger.errors import RunledgerError
+from ledgerflow.errors import LedgerflowError
 
-__all__ = ["RunledgerError"]
+__all__ = ["LedgerflowError"]
 __version__ = "0.1.0"
