@@ -1,9 +1,18 @@
-"""What every CLI command shares: the --db option, one-line errors, the event loop."""
+"""What every CLI command shares: the --db option, one-line errors, opening the store.
+
+The exit-code rule (stated in ``ledgerflow --help`` too): 0 when the command
+did what was asked; 1 when an operation was refused or found a problem (no
+such store or run, an ambiguous run id, a resolution the run refuses, a run
+that ends failed, ``verify`` finding a problem, ``diff`` finding the runs
+differ); 2 when the command line itself is wrong (click's usage errors, and a
+``--goal``/``--output`` that is not strict JSON).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 import os
 import sys
 from collections.abc import Callable, Coroutine
@@ -11,25 +20,68 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+import msgspec
 
 from ledgerflow.errors import LedgerflowError
-from ledgerflow.eventstore import EventStore, open_store
+from ledgerflow.eventstore import StoreOpener, open_store
 from ledgerflow.eventstore.opening import parse_store_url
+from ledgerflow.replay.errors import JsonArgumentError
 
-__all__ = ["DEFAULT_DB", "db_option", "friendly", "open_existing", "run_async"]
+__all__ = [
+    "DEFAULT_DB",
+    "EXIT_REFUSED",
+    "EXIT_USAGE",
+    "classify",
+    "db_option",
+    "friendly",
+    "open_existing",
+    "open_for_reading",
+    "run_async",
+]
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
 
 DEFAULT_DB = "ledgerflow.db"
+#: A refused operation, or a check that found a problem.
+EXIT_REFUSED = 1
+#: The command line is wrong (click's own code for usage errors).
+EXIT_USAGE = 2
 
 
 def run_async(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coro)
 
 
+def classify(exc: BaseException) -> str | None:
+    """The one line a user sees for an error that is not ledgerflow's own, or None if a bug.
+
+    These come from below ledgerflow's own checks (a hand-edited store, the
+    operating system); each gets a sentence saying what happened and what to
+    do instead of a traceback.
+
+    Example::
+
+        >>> classify(RecursionError("maximum recursion depth exceeded"))
+        'A value is nested too deep to process (maximum recursion depth exceeded); ...'
+    """
+    if isinstance(exc, msgspec.DecodeError | msgspec.ValidationError):
+        return (f"An event in this store cannot be decoded ({exc}): the log was edited or "
+                "written by another program; run `ledgerflow verify RUN` to find the event.")
+    if isinstance(exc, RecursionError):
+        return (f"A value is nested too deep to process ({exc}); nothing was changed, and "
+                "`ledgerflow verify RUN` names the event if it is in the log.")
+    if isinstance(exc, UnicodeError):
+        return (f"A text holds characters that are not valid Unicode ({exc}); nothing was "
+                "changed, and `ledgerflow verify RUN` names the event if it is in the log.")
+    if isinstance(exc, PermissionError | FileNotFoundError | IsADirectoryError):
+        where = f" '{exc.filename}'" if exc.filename else ""
+        return f"Cannot use{where}: {exc.strerror}; check the path and its permissions."
+    return None
+
+
 def friendly(fn: F) -> F:
-    """Turn every error a user can cause into one line and exit code 1."""
+    """Turn every error a user can cause into one line and the exit code of its kind."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -37,6 +89,8 @@ def friendly(fn: F) -> F:
             return fn(*args, **kwargs)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
+        except JsonArgumentError as exc:
+            raise click.BadParameter(exc.problem + ".", param_hint=f"'{exc.what}'") from None
         except LedgerflowError as exc:
             raise click.ClickException(str(exc)) from None
         except KeyboardInterrupt:
@@ -49,9 +103,12 @@ def friendly(fn: F) -> F:
         except Exception as exc:
             if os.environ.get("LEDGERFLOW_DEBUG"):
                 raise
+            line = classify(exc)
+            if line is not None:
+                raise click.ClickException(line) from None
             raise click.ClickException(
-                f"Unexpected {type(exc).__name__}: {exc} "
-                "(set LEDGERFLOW_DEBUG=1 for the traceback)."
+                f"Internal error {type(exc).__name__}: {exc}; this is a bug in ledgerflow, "
+                "please report it with the traceback (set LEDGERFLOW_DEBUG=1 to see it)."
             ) from None
 
     return wrapper  # type: ignore[return-value]
@@ -60,7 +117,7 @@ def friendly(fn: F) -> F:
 def db_option(fn: F) -> F:
     return click.option(
         "--db", default=DEFAULT_DB, envvar="LEDGERFLOW_DB", show_default=True,
-        help="The store: a SQLite file path or a sqlite:/// url.",
+        help="The store: a SQLite file path, a sqlite:/// url, or a postgresql:// url.",
     )(fn)
 
 
@@ -74,9 +131,27 @@ def _require_existing(db: str) -> None:
         )
 
 
-async def open_existing(db: str) -> EventStore:
-    """Open a store that must already exist (reading commands never create one)."""
+def _opener(db: str, **flags: bool) -> StoreOpener:
+    # The store grows `create=`/`read_only=` (helper B); until then, refuse a
+    # missing SQLite file here so that no reading command creates one.
+    params = inspect.signature(open_store).parameters
+    if all(name in params for name in flags):
+        return open_store(db, **flags)  # type: ignore[arg-type]
     _require_existing(db)
-    return await open_store(db)
+    return open_store(db)
 
 
+def open_for_reading(db: str) -> StoreOpener:
+    """Open an existing store read-only: reading commands never create or change one.
+
+    Example::
+
+        async with open_for_reading("runs.db") as store:
+            print(await store.runs())
+    """
+    return _opener(db, create=False, read_only=True)
+
+
+def open_existing(db: str) -> StoreOpener:
+    """Open an existing store to append to it (resume, resolve, fork); never create one."""
+    return _opener(db, create=False)

@@ -1,6 +1,8 @@
 """The debugging-loop commands: replay, verify, resume, fork, diff.
 
 Registered on the ``ledgerflow`` group by :mod:`ledgerflow.replay.cli`.
+``replay``, ``verify`` and ``diff`` open the store read-only; ``resume`` and
+``fork`` append to an existing store and never create one.
 """
 
 from __future__ import annotations
@@ -12,15 +14,38 @@ from typing import Any
 import click
 import msgspec
 
-from ledgerflow.machines import Orchestrator, RunNotFoundError, load_run_state, load_workflow
+from ledgerflow.errors import LedgerflowError
+from ledgerflow.eventstore import Envelope
+from ledgerflow.machines import (
+    Orchestrator,
+    RunNotFoundError,
+    Workflow,
+    WorkflowDefinitionError,
+    load_run_state,
+    load_workflow,
+)
+from ledgerflow.machines.events import RunStarted
 from ledgerflow.replay import render
-from ledgerflow.replay.cli_support import db_option, friendly, open_existing, run_async
+from ledgerflow.replay.cli_support import (
+    EXIT_REFUSED,
+    db_option,
+    friendly,
+    open_existing,
+    open_for_reading,
+    run_async,
+)
 from ledgerflow.replay.diff import diff_runs
 from ledgerflow.replay.fork import fork_run
+from ledgerflow.replay.runids import resolve_run_id
 from ledgerflow.replay.stepper import step_through
+from ledgerflow.replay.timeline import decode_log, rebuild
 from ledgerflow.replay.verify import verify_run
 
-__all__ = ["register"]
+__all__ = ["DEFAULT_WAIT_S", "recorded_workflow", "register"]
+
+#: How long ``resume --wait`` (without a value) waits for a busy run's lease:
+#: longer than the default lease ttl, so a crashed owner's lease lapses first.
+DEFAULT_WAIT_S = 60.0
 
 
 def register(group: click.Group) -> None:
@@ -40,28 +65,27 @@ def register(group: click.Group) -> None:
 def replay(*, run_id: str, to: int | None, step: bool, as_json: bool, db: str) -> None:
     """The state of RUN after any event, rebuilt only from its log."""
 
-    async def go() -> tuple[Any, list[Any]]:
-        async with await open_existing(db) as store:
-            envs = await store.read_all(run_id)
+    async def go() -> tuple[str, list[Envelope]]:
+        async with open_for_reading(db) as store:
+            rid = await resolve_run_id(store, run_id)
+            envs = await store.read_all(rid)
             if not envs:
-                raise RunNotFoundError(run_id)
-            last = envs[-1].seq
-            if to is not None and to > last:
-                raise click.BadParameter(
-                    f"run '{run_id}' has {last} events; give a seq from 1 to {last}.",
-                    param_hint="--to")
-            if step:
-                return None, envs
-            return await load_run_state(store, run_id, at=to), envs
+                raise RunNotFoundError(rid)
+            return rid, envs
 
-    state, envs = run_async(go())
+    rid, envs = run_async(go())
+    last = envs[-1].seq
+    if to is not None and to > last:
+        raise click.BadParameter(
+            f"run '{rid}' has {last} events; give a seq from 1 to {last}.", param_hint="--to")
     if step:
-        step_through(run_id, envs, start=to or 1, as_json=as_json)
+        step_through(rid, envs, start=to or 1, as_json=as_json)
         return
+    state = rebuild(rid, envs, at=to)
     if as_json:
         click.echo(json.dumps(state.to_dict(), indent=2, default=str))
         return
-    click.echo(f"run {run_id} after seq {state.seq} of {envs[-1].seq}: {state.status.value}"
+    click.echo(f"run {rid} after seq {state.seq} of {last}: {state.status.value}"
                + (f" — {state.reason}" if state.reason else ""))
     click.echo(f"budget: retries {state.retries_used}/{state.max_retries}, tokens {state.tokens}, "
                f"cost {state.cost:.4g}"
@@ -70,21 +94,60 @@ def replay(*, run_id: str, to: int | None, step: bool, as_json: bool, db: str) -
         render.console().print(table)
 
 
+def recorded_workflow(run_id: str, envelopes: list[Envelope]) -> tuple[Workflow | None, str]:
+    """The workflow a run recorded, found by its name (registry, entry points) or its ref.
+
+    Returns ``(workflow, "")``, or ``(None, why)`` when it cannot be found.
+
+    Example::
+
+        wf, why = recorded_workflow(run_id, envs)
+    """
+    try:
+        first = decode_log(run_id, envelopes[:1])
+    except LedgerflowError as exc:  # the transitions check reports it in full
+        return None, f"its first event cannot be decoded ({str(exc).rstrip('.')})"
+    started = first[0][1] if first else None
+    if not isinstance(started, RunStarted):
+        return None, "the log does not start with RunStarted"
+    try:
+        return load_workflow(started.workflow_ref, started.workflow), ""
+    except WorkflowDefinitionError as exc:
+        why = str(exc).rstrip(".")
+    except Exception as exc:  # the user's module failed on import: say so, and skip
+        why = f"importing it raised {type(exc).__name__}: {exc}"
+    return None, f"the workflow '{started.workflow}' it recorded cannot be found here ({why})"
+
+
 @click.command()
 @click.argument("run_id", metavar="RUN")
 @click.option("--workflow", default=None,
-              help="MODULE:WORKFLOW: also check the current code makes the same decisions.")
+              help="MODULE:WORKFLOW to check determinism with (default: the workflow the run "
+                   "recorded, found by its name, when it can be).")
 @db_option
 @friendly
 def verify(*, run_id: str, workflow: str | None, db: str) -> None:
-    """Check RUN's hash chain, its transitions, and (with --workflow) determinism."""
-    wf = load_workflow(workflow) if workflow else None
+    """Check RUN's hash chain, its transitions, and that the current code decides the same.
+
+    The determinism check needs the workflow's code: given with --workflow,
+    or else the one the run recorded (by its registered name, an installed
+    entry point, or the module it recorded). When neither can be found it is
+    SKIPPED, said so, and not counted as a pass.
+    """
+    chosen = load_workflow(workflow) if workflow else None
 
     async def go() -> Any:
-        async with await open_existing(db) as store:
-            return await verify_run(store, run_id, workflow=wf)
+        async with open_for_reading(db) as store:
+            rid = await resolve_run_id(store, run_id)
+            wf, why = chosen, ""
+            if wf is None:
+                wf, why = recorded_workflow(rid, [e async for e in store.read(rid, until=1)])
+            return wf, await verify_run(store, rid, workflow=wf, why_skipped=why)
 
-    report = run_async(go())
+    wf, report = run_async(go())
+    if wf is not None:
+        source = "given with --workflow" if workflow else "recorded by the run"
+        click.echo(f"workflow: {wf.name} ({source})")
     for line in report.lines():
         click.echo(line)
     for check in report.checks:
@@ -94,7 +157,11 @@ def verify(*, run_id: str, workflow: str | None, db: str) -> None:
                 click.echo(f"  {label}: "
                            + (json.dumps(_event_doc(event), default=str) if event else "nothing"))
     if not report.ok:
-        sys.exit(1)
+        sys.exit(EXIT_REFUSED)
+    passed = sum(1 for c in report.checks if not c.skipped)
+    skipped = report.skipped
+    click.echo(f"{passed} checks passed"
+               + (f"; {', '.join(skipped)} SKIPPED (not checked)" if skipped else ""))
 
 
 def _event_doc(event: Any) -> dict[str, Any]:
@@ -105,15 +172,20 @@ def _event_doc(event: Any) -> dict[str, Any]:
 @click.argument("run_id", metavar="RUN")
 @click.option("--workflow", default=None,
               help="MODULE:WORKFLOW (default: the one the run recorded).")
+@click.option("--wait", type=click.FloatRange(min=0), is_flag=False, flag_value=DEFAULT_WAIT_S,
+              default=None, metavar="[SECONDS]",
+              help="If another process holds the run's lease, wait for it up to SECONDS "
+                   f"(default {DEFAULT_WAIT_S:g}) instead of refusing.")
 @db_option
 @friendly
-def resume(*, run_id: str, workflow: str | None, db: str) -> None:
+def resume(*, run_id: str, workflow: str | None, wait: float | None, db: str) -> None:
     """Continue RUN after a crash, a kill or an escalation, doing nothing twice."""
     wf = load_workflow(workflow) if workflow else None
 
     async def go() -> Any:
-        async with await open_existing(db) as store:
-            return await Orchestrator(store).resume(run_id, wf)
+        async with open_existing(db) as store:
+            rid = await resolve_run_id(store, run_id)
+            return await Orchestrator(store, lease_wait_s=wait or 0.0).resume(rid, wf)
 
     run = run_async(go())
     click.echo(f"run {run.run_id}: {run.status}" + (f" — {run.reason}" if run.reason else ""))
@@ -121,7 +193,7 @@ def resume(*, run_id: str, workflow: str | None, db: str) -> None:
         click.echo(f"  waiting on {task_id}: ledgerflow resolve {run.run_id} {task_id} "
                    "(--output JSON | --retry | --abandon)")
     if run.status == "failed":
-        sys.exit(1)
+        sys.exit(EXIT_REFUSED)
 
 
 @click.command()
@@ -136,22 +208,23 @@ def resume(*, run_id: str, workflow: str | None, db: str) -> None:
 def fork(*, run_id: str, at_seq: int, workflow: str | None, stop: bool, db: str) -> None:
     """A new run from a prefix of RUN's log, continued under the current code."""
 
-    async def go() -> tuple[str, Any]:
-        async with await open_existing(db) as store:
-            state = await load_run_state(store, run_id)
+    async def go() -> tuple[str, str, Any]:
+        async with open_existing(db) as store:
+            rid = await resolve_run_id(store, run_id)
+            state = await load_run_state(store, rid)
             wf = load_workflow(workflow or state.workflow_ref, state.workflow)
-            new_id = await fork_run(store, run_id, at_seq=at_seq, workflow=wf)
+            new_id = await fork_run(store, rid, at_seq=at_seq, workflow=wf)
             if stop:
-                return new_id, None
-            return new_id, await Orchestrator(store).resume(new_id, wf)
+                return rid, new_id, None
+            return rid, new_id, await Orchestrator(store).resume(new_id, wf)
 
-    new_id, run = run_async(go())
-    click.echo(f"forked run {new_id} from {run_id} at seq {at_seq}")
+    rid, new_id, run = run_async(go())
+    click.echo(f"forked run {new_id} from {rid} at seq {at_seq}")
     if run is not None:
         click.echo(f"run {new_id}: {run.status}" + (f" — {run.reason}" if run.reason else ""))
-    click.echo(f"compare: ledgerflow diff {run_id} {new_id}")
+    click.echo(f"compare: ledgerflow diff {rid} {new_id}")
     if run is not None and run.status == "failed":
-        sys.exit(1)
+        sys.exit(EXIT_REFUSED)
 
 
 @click.command()
@@ -160,24 +233,29 @@ def fork(*, run_id: str, at_seq: int, workflow: str | None, stop: bool, db: str)
 @db_option
 @friendly
 def diff(*, run_a: str, run_b: str, db: str) -> None:
-    """Where two runs' decisions part, and what differs per task."""
+    """Where two runs' decisions part, and what differs per task.
+
+    Exits 0 when the runs make the same decisions and end with the same
+    tasks, 1 when they differ (as diff(1) does).
+    """
 
     async def go() -> Any:
-        async with await open_existing(db) as store:
-            envs_a = await store.read_all(run_a)
-            envs_b = await store.read_all(run_b)
-            for rid, envs in ((run_a, envs_a), (run_b, envs_b)):
+        async with open_for_reading(db) as store:
+            ids = [await resolve_run_id(store, r) for r in (run_a, run_b)]
+            logs = [await store.read_all(rid) for rid in ids]
+            for rid, envs in zip(ids, logs, strict=True):
                 if not envs:
                     raise RunNotFoundError(rid)
-            return diff_runs(run_a, envs_a, run_b, envs_b)
+            return diff_runs(ids[0], logs[0], ids[1], logs[1])
 
     d = run_async(go())
+    a, b = d.run_a, d.run_b
     if d.parted_at is None:
-        click.echo(f"{run_a} and {run_b} make the same decisions.")
+        click.echo(f"{a} and {b} make the same decisions.")
     else:
         sa, sb = d.parted_at
-        click.echo(f"decisions part at seq {sa} of {run_a} / seq {sb} of {run_b}:")
-        for label, event in ((run_a, d.first_a), (run_b, d.first_b)):
+        click.echo(f"decisions part at seq {sa} of {a} / seq {sb} of {b}:")
+        for label, event in ((a, d.first_a), (b, d.first_b)):
             if event is None:
                 click.echo(f"  {label}: (log ends)")
             else:
@@ -187,3 +265,5 @@ def diff(*, run_a: str, run_b: str, db: str) -> None:
     for t in d.task_differences:
         click.echo(f"  task {t.task_id} {t.field}: {render.summarize(t.a)} vs "
                    f"{render.summarize(t.b)}")
+    if not d.same:
+        sys.exit(EXIT_REFUSED)

@@ -5,14 +5,22 @@
     LedgerflowError
     ├── LogDecodeError            an event's data is not a known, well-formed event
     ├── ReplayDivergenceError     the current code decides differently from the log
-    └── ForkError                 a fork point outside the run's log
+    ├── ForkError                 a fork point outside the run's log
+    ├── JsonArgumentError         a --goal/--output value that is not strict, loggable JSON
+    └── RunIdAmbiguousError       a run-id prefix that matches more than one run
 """
 
 from __future__ import annotations
 
 from ledgerflow.errors import LedgerflowError
 
-__all__ = ["ForkError", "LogDecodeError", "ReplayDivergenceError"]
+__all__ = [
+    "ForkError",
+    "JsonArgumentError",
+    "LogDecodeError",
+    "ReplayDivergenceError",
+    "RunIdAmbiguousError",
+]
 
 
 class LogDecodeError(LedgerflowError):
@@ -43,3 +51,26 @@ class ReplayDivergenceError(LedgerflowError):
 
 class ForkError(LedgerflowError):
     """A fork that cannot be made."""
+
+
+class JsonArgumentError(LedgerflowError):
+    """A JSON value given on the command line that cannot be logged as it is."""
+
+    def __init__(self, what: str, problem: str) -> None:
+        self.what = what
+        self.problem = problem
+        super().__init__(f"The value of {what} {problem}; pass strict JSON (or @file holding it).")
+
+
+class RunIdAmbiguousError(LedgerflowError):
+    """A run-id prefix that more than one run starts with."""
+
+    def __init__(self, prefix: str, candidates: list[str], *, more: bool = False) -> None:
+        self.prefix = prefix
+        self.candidates = tuple(candidates)
+        self.more = more
+        shown = ", ".join(candidates) + (" and more" if more else "")
+        super().__init__(
+            f"The run id '{prefix}' is ambiguous: runs {shown} all start with it; "
+            "give more of the id."
+        )

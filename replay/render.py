@@ -1,8 +1,20 @@
-"""Tables for the terminal (the only module that touches rich)."""
+"""Tables for the terminal (the only module that touches rich).
+
+Tables fit the terminal: the width is ``$COLUMNS`` when set, the terminal's
+own width in a terminal, and 160 columns when piped (wide enough for reasons
+to stay on one line in a file). Below :data:`WIDE` columns the decision log
+folds event, machine and move into one cell so that the reason keeps a column
+of its own; run ids are never cut.
+
+Example::
+
+    render.console().print(render.log_table(decision_log(envelopes)))
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -15,16 +27,28 @@ from ledgerflow.eventstore import RunSummary
 from ledgerflow.machines import RunState
 from ledgerflow.replay.timeline import LogRow
 
-__all__ = ["console", "log_table", "runs_table", "state_tables", "summarize"]
+__all__ = ["WIDE", "console", "log_table", "runs_table", "state_tables", "summarize", "width"]
+
+#: From this width on the decision log has one column per field.
+WIDE = 120
+_PIPED_WIDTH = 160
+_MIN_REASON = 24
+
+
+def width() -> int | None:
+    """The width to render at; None lets rich ask the terminal."""
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        return int(columns)
+    return None if sys.stdout.isatty() else _PIPED_WIDTH
 
 
 def console(*, stderr: bool = False) -> Console:
-    # Wide enough for reasons to stay readable when piped to a file or a test.
-    return Console(stderr=stderr, width=None if _is_tty() else 160, highlight=False)
+    return Console(stderr=stderr, width=width(), highlight=False, soft_wrap=False)
 
 
-def _is_tty() -> bool:
-    return sys.stdout.isatty()
+def _effective_width() -> int:
+    return width() or console().width
 
 
 def summarize(value: Any, limit: int = 60) -> str:
@@ -33,48 +57,71 @@ def summarize(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def _table(title: str = "") -> Table:
+    return Table(title=title or None, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
+                 title_justify="left")
+
+
 def log_table(rows: Sequence[LogRow], *, title: str = "") -> Table:
-    table = Table(title=title or None, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    """The decision log: one row per event, the reason always in a column of its own."""
+    table = _table(title)
     table.add_column("seq", justify="right", no_wrap=True)
     table.add_column("time", no_wrap=True)
-    table.add_column("event", no_wrap=True)
-    table.add_column("machine", no_wrap=True)
-    table.add_column("move", no_wrap=True)
-    table.add_column("reason", overflow="fold")
+    if _effective_width() >= WIDE:
+        table.add_column("event", no_wrap=True)
+        table.add_column("machine", no_wrap=True)
+        table.add_column("move", no_wrap=True)
+        table.add_column("reason", overflow="fold", min_width=_MIN_REASON)
+        for row in rows:
+            table.add_row(str(row.seq), _time(row), row.type, row.machine, row.move, row.reason)
+        return table
+    # Narrow: event, machine and move stacked, so the reason keeps its column.
+    table.add_column("event", overflow="fold", max_width=24)
+    table.add_column("reason", overflow="fold", min_width=_MIN_REASON, ratio=1)
     for row in rows:
-        table.add_row(
-            str(row.seq), row.at.strftime("%H:%M:%S.%f")[:-3], row.type, row.machine,
-            row.move, row.reason,
-        )
+        what = "\n".join(part for part in (row.type, row.machine, row.move) if part)
+        table.add_row(str(row.seq), _time(row), what, row.reason)
     return table
 
 
-def runs_table(runs: Sequence[RunSummary]) -> Table:
-    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
-    for name in ("run", "workflow", "status", "events", "started", "updated"):
-        table.add_column(name, no_wrap=True)
+def _time(row: LogRow) -> str:
+    return row.at.strftime("%H:%M:%S.%f")[:-3]
+
+
+def runs_table(runs: Sequence[RunSummary], reasons: dict[str, str] | None = None) -> Table:
+    """The runs, full ids first; ``reasons`` maps a run id to its last decision's reason."""
+    reasons = reasons or {}
+    table = _table()
+    longest = max((len(r.run_id) for r in runs), default=3)
+    table.add_column("run", no_wrap=True, min_width=longest)
+    table.add_column("workflow", overflow="fold")
+    table.add_column("status", no_wrap=True)
+    table.add_column("events", justify="right", no_wrap=True)
+    # "YYYY-MM-DD HH:MM:SS" wraps at its space when the terminal is narrow.
+    table.add_column("updated", overflow="fold", min_width=10)
+    table.add_column("reason", overflow="fold", min_width=_MIN_REASON, ratio=1)
     for r in runs:
         table.add_row(
             r.run_id, r.label, r.status, str(r.last_seq),
-            r.created_at.strftime("%Y-%m-%d %H:%M:%S"), r.updated_at.strftime("%Y-%m-%d %H:%M:%S"),
+            r.updated_at.strftime("%Y-%m-%d %H:%M:%S"), reasons.get(r.run_id, ""),
         )
     return table
 
 
 def state_tables(state: RunState) -> list[Table]:
-    tasks = Table(title="tasks", box=box.SIMPLE_HEAD, title_justify="left", show_edge=False,
-                  pad_edge=False)
-    for name in ("task", "agent", "status", "attempts", "output / last error"):
+    tasks = _table("tasks")
+    for name in ("task", "agent", "status", "attempts"):
         tasks.add_column(name, overflow="fold")
+    tasks.add_column("output / last error", overflow="fold", min_width=_MIN_REASON, ratio=1)
     for t in state.tasks.values():
         detail = summarize(t.output) if t.output is not None else (t.last_error or "")
         tasks.add_row(t.id, t.agent, t.status.value, str(t.attempt), detail)
     out = [tasks]
     if state.escalations:
-        esc = Table(title="open escalations", box=box.SIMPLE_HEAD, title_justify="left",
-                    show_edge=False, pad_edge=False)
-        for name in ("task", "kind", "reason"):
-            esc.add_column(name, overflow="fold")
+        esc = _table("open escalations")
+        esc.add_column("task", overflow="fold")
+        esc.add_column("kind", overflow="fold")
+        esc.add_column("reason", overflow="fold", min_width=_MIN_REASON, ratio=1)
         for e in state.escalations.values():
             esc.add_row(e.task_id, e.kind, e.reason)
         out.append(esc)

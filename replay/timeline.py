@@ -17,10 +17,10 @@ from typing import Any
 import msgspec
 
 from ledgerflow.eventstore import Envelope
-from ledgerflow.machines import Event, decode_event
+from ledgerflow.machines import Event, RunState, decode_event, evolve
 from ledgerflow.replay.errors import LogDecodeError
 
-__all__ = ["LogRow", "decision_log", "decode_log"]
+__all__ = ["LogRow", "decision_log", "decode_log", "rebuild"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,15 +36,22 @@ class LogRow:
     dst: str
     reason: str
     event: Event
+    #: The event's data exactly as stored (and hashed), and its place in the chain.
+    raw: bytes = b""
+    prev_hash: str = ""
+    hash: str = ""
 
     @property
     def move(self) -> str:
         return f"{self.src} -> {self.dst}" if self.dst else ""
 
     def to_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = msgspec.to_builtins(self.event)
-        for key in ("type", "reason", "src", "dst"):
-            data.pop(key, None)
+        """The row as one JSON-ready document (the keys of ``log --format jsonl``).
+
+        ``data`` is the stored data verbatim (a :class:`msgspec.Raw`, so an
+        encoder writes the very bytes the hash covers); ``prev_hash`` and
+        ``hash`` let an auditor re-check the chain from the export alone.
+        """
         return {
             "seq": self.seq,
             "at": self.at.isoformat(),
@@ -54,7 +61,9 @@ class LogRow:
             "src": self.src,
             "dst": self.dst,
             "reason": self.reason,
-            "data": data,
+            "data": msgspec.Raw(self.raw) if self.raw else msgspec.to_builtins(self.event),
+            "prev_hash": self.prev_hash,
+            "hash": self.hash,
         }
 
 
@@ -66,6 +75,9 @@ def decode_log(run_id: str, envelopes: Iterable[Envelope]) -> list[tuple[Envelop
             event = decode_event(env.data)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             raise LogDecodeError(run_id, env.seq, str(exc)) from exc
+        except RecursionError:
+            raise LogDecodeError(run_id, env.seq, "its data is nested too deep to decode") \
+                from None
         if event.type != env.type:
             raise LogDecodeError(
                 run_id, env.seq, f"its type column says {env.type} but its data is {event.type}")
@@ -80,7 +92,25 @@ def decision_log(envelopes: Sequence[Envelope]) -> list[LogRow]:
         LogRow(
             seq=env.seq, at=env.at, type=event.type, machine=event.machine,
             trigger=event.trigger or "", src=event.src, dst=event.dst, reason=event.reason,
-            event=event,
+            event=event, raw=env.data, prev_hash=env.prev_hash, hash=env.hash,
         )
         for env, event in decode_log(run_id, envelopes)
     ]
+
+
+def rebuild(run_id: str, envelopes: Sequence[Envelope], at: int | None = None) -> RunState:
+    """The run's state after seq ``at`` (default: the last), folded from its log.
+
+    Unlike :func:`ledgerflow.machines.load_run_state`, a row that does not
+    decode is a :class:`LogDecodeError` naming its seq.
+
+    Example::
+
+        state = rebuild(run_id, await store.read_all(run_id), at=12)
+    """
+    state = RunState(run_id=run_id)
+    for env, event in decode_log(run_id, envelopes):
+        if at is not None and env.seq > at:
+            break
+        evolve(state, event)
+    return state

@@ -5,9 +5,10 @@ Three checks, each a :class:`Check` with a pass/fail line:
 1. **chain** — the SHA-256 chain holds and seqs are gapless: an edited,
    deleted or reordered row is found and its seq named.
 2. **transitions** — every event decodes and is a legal move of its machine.
-3. **determinism** (with a workflow) — the current code's decider, fed the
-   recorded facts in order, makes the recorded decisions; the first
-   divergence is shown with both versions.
+3. **determinism** — the current code's decider, fed the recorded facts in
+   order, makes the recorded decisions; the first divergence is shown with
+   both versions. It needs the workflow's code: without one this check is
+   SKIPPED (said so plainly, never counted as a pass).
 
 Example::
 
@@ -37,7 +38,14 @@ from ledgerflow.replay.batches import comparable, split_batches
 from ledgerflow.replay.errors import LogDecodeError, ReplayDivergenceError
 from ledgerflow.replay.timeline import decode_log
 
-__all__ = ["Check", "Divergence", "VerifyReport", "check_determinism", "verify_run"]
+__all__ = [
+    "SKIP_HINT",
+    "Check",
+    "Divergence",
+    "VerifyReport",
+    "check_determinism",
+    "verify_run",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,14 +63,24 @@ class Divergence:
 
 @dataclass(frozen=True, slots=True)
 class Check:
+    """One check's outcome; ``ok`` is False only when it failed (a skipped check is ok)."""
+
     name: str
     ok: bool
     message: str
     seq: int | None = None
     divergence: Divergence | None = None
+    skipped: bool = False
+
+    @property
+    def verdict(self) -> str:
+        """``PASS``, ``FAIL`` or ``SKIP``."""
+        if self.skipped:
+            return "SKIP"
+        return "PASS" if self.ok else "FAIL"
 
     def line(self) -> str:
-        return f"{'PASS' if self.ok else 'FAIL'}  {self.name}: {self.message}"
+        return f"{self.verdict}  {self.name}: {self.message}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +90,13 @@ class VerifyReport:
 
     @property
     def ok(self) -> bool:
+        """No check failed (a skipped one does not fail, but see :attr:`skipped`)."""
         return all(c.ok for c in self.checks)
+
+    @property
+    def skipped(self) -> list[str]:
+        """The names of the checks that were not run."""
+        return [c.name for c in self.checks if c.skipped]
 
     def lines(self) -> list[str]:
         return [c.line() for c in self.checks]
@@ -153,10 +177,23 @@ def check_determinism(
                  f"decisions from the recorded facts")
 
 
+SKIP_HINT = ("run `ledgerflow verify RUN --workflow MODULE:WORKFLOW` to check that the "
+             "current code makes the same decisions")
+
+
 async def verify_run(
-    store: EventStore, run_id: str, *, workflow: Workflow | None = None
+    store: EventStore, run_id: str, *, workflow: Workflow | None = None, why_skipped: str = ""
 ) -> VerifyReport:
-    """Run the checks on one run; determinism only when ``workflow`` is given."""
+    """Run the checks on one run; determinism only when ``workflow`` is given.
+
+    Without a workflow the determinism check is reported as skipped, with
+    ``why_skipped`` (e.g. why the recorded workflow could not be found).
+
+    Example::
+
+        report = await verify_run(store, run_id)          # chain and transitions
+        assert report.skipped == ["determinism"]
+    """
     envelopes = await store.read_all(run_id)
     if not envelopes:
         raise RunNotFoundError(run_id)
@@ -179,4 +216,8 @@ async def verify_run(
         else:
             checks.append(Check("determinism", False,
                                 "not checked: the log does not fold (see above)"))
+    else:
+        why = why_skipped or "no workflow was given"
+        checks.append(Check("determinism", True, f"not checked ({why}); {SKIP_HINT}.",
+                            skipped=True))
     return VerifyReport(run_id, checks)

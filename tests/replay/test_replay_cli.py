@@ -99,7 +99,7 @@ BAD_INPUTS = [
      "is not a ledgerflow Workflow"),
     (["run", "ledgerflow.examples.travel:wf", "--goal", "{not json"], "is not valid JSON"),
     (["run", "ledgerflow.examples.travel:wf", "--goal", "[1]"], "must be a JSON object"),
-    (["run", "ledgerflow.examples.travel:wf", "--goal", "@/no/such/file.json"], "cannot read"),
+    (["run", "ledgerflow.examples.travel:wf", "--goal", "@/no/such/file.json"], "cannot be read"),
     (["run", "ledgerflow.examples.travel:wf", "--goal", '{"destination": "Lisbon"}'], "passengers"),
     (["resolve", "RUN", "price"], "exactly one of --output, --retry or --abandon"),
     (["resolve", "RUN", "price", "--retry", "--abandon"], "exactly one of"),
@@ -143,7 +143,7 @@ def test_reading_a_missing_store_does_not_create_it(tmp_path: Path) -> None:
     missing = tmp_path / "absent.db"
     result = invoke("runs", "--db", str(missing))
     assert_one_clear_line(result, code=1)
-    assert "No store at" in result.output
+    assert "store at" in result.output
     assert not missing.exists()
 
 
@@ -170,11 +170,15 @@ def test_cli_resolve_refuses_an_invalid_output_and_appends_nothing(tmp_path: Pat
     assert "waiting on price" in started.output
     conn = sqlite3.connect(db)
     before = conn.execute("SELECT count(*) FROM events").fetchone()
-    for bad in ('[1, 2]', '{"total": "lots", "line_items": [], "confidence": 1}',
-                '{"total": NaN, "line_items": [], "confidence": 1}'):
+    for bad in ('[1, 2]', '{"total": "lots", "line_items": [], "confidence": 1}'):
         result = invoke("resolve", run_id, "price", "--output", bad, "--db", db)
         assert_one_clear_line(result, code=1)
         assert "does not satisfy PricingOutput" in result.output
+    for not_json in ('{"total": NaN, "line_items": [], "confidence": 1}',
+                     '{"total": 1e400, "line_items": [], "confidence": 1}'):
+        result = invoke("resolve", run_id, "price", "--output", not_json, "--db", db)
+        assert_one_clear_line(result, code=2)
+        assert "not a JSON number" in result.output
     assert conn.execute("SELECT count(*) FROM events").fetchone() == before
     good = json.dumps({"total": 836.0, "line_items": [], "confidence": 0.9})
     done = invoke("resolve", run_id, "price", "--output", good, "--by", "cli:test", "--db", db)

@@ -202,7 +202,7 @@ def test_diff_of_a_run_and_its_refork_names_where_they_part(demo: tuple[Path, st
     assert d.parted_at[0] == 25
     assert d.status == ("completed", "completed")
     code, out = cli("diff", run_id, fork_id, "--db", str(db))
-    assert code == 0
+    assert code == 1, "diff exits 1 when the runs differ, as diff(1) does"
     assert "decisions part at seq 25" in out
 
 

@@ -1,0 +1,159 @@
+"""The reading commands ``runs``, ``show`` and ``log``: the audit side of the CLI.
+
+They open the store read-only (they work on a store in a folder the user
+cannot write, and never create a store or schema), take a run id or any
+unique prefix of one, and fit an 80-column terminal without cutting run ids
+or reasons. Registered on the ``ledgerflow`` group by
+:mod:`ledgerflow.replay.cli`.
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+from typing import Any
+
+import click
+import msgspec
+
+from ledgerflow.eventstore import EventStore, RunSummary
+from ledgerflow.machines import RunNotFoundError, RunStatus, decode_event
+from ledgerflow.replay import documents, render
+from ledgerflow.replay.cli_support import db_option, friendly, open_for_reading, run_async
+from ledgerflow.replay.runids import resolve_run_id
+from ledgerflow.replay.timeline import LogRow, decision_log, rebuild
+
+__all__ = ["CSV_COLUMNS", "register"]
+
+#: The columns of ``log --format csv``: ``data`` is the event's stored JSON.
+CSV_COLUMNS = ("seq", "at", "type", "machine", "trigger", "src", "dst", "reason", "data",
+               "prev_hash", "hash")
+
+
+def register(group: click.Group) -> None:
+    """Add the reading commands to ``group``."""
+    for command in (runs, show, log_cmd):
+        group.add_command(command)
+
+
+def _echo_json(doc: Any) -> None:
+    # msgspec, not json: it never writes NaN (not JSON) and keeps big ints exact.
+    click.echo(msgspec.json.encode(doc).decode())
+
+
+async def _last_reasons(store: EventStore, found: list[RunSummary]) -> dict[str, str]:
+    """Each run's latest reason: the reason of its last event (one short read per run)."""
+    reasons: dict[str, str] = {}
+    for summary in found:
+        async for env in store.read(summary.run_id, after=max(summary.last_seq - 1, 0)):
+            try:
+                reasons[summary.run_id] = decode_event(env.data).reason
+            except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+                reasons[summary.run_id] = (f"(event seq {env.seq} cannot be decoded; run "
+                                           f"`ledgerflow verify {summary.run_id}`)")
+    return reasons
+
+
+@click.command()
+@click.option("--status", type=click.Choice([s.value for s in RunStatus]), default=None,
+              help="Only runs in this status.")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True,
+              help='One JSON document: {"runs": [{"run_id", "workflow", "status", "events", '
+                   '"created_at", "updated_at", "reason"}, ...]} (stable keys; times ISO 8601 '
+                   "UTC; reason is the run's last decision).")
+@db_option
+@friendly
+def runs(*, status: str | None, limit: int, as_json: bool, db: str) -> None:
+    """List runs, most recently updated first, with each run's latest reason."""
+
+    async def go() -> tuple[list[RunSummary], dict[str, str]]:
+        async with open_for_reading(db) as store:
+            found = await store.runs(status=status, limit=limit)
+            return found, await _last_reasons(store, found)
+
+    found, reasons = run_async(go())
+    if as_json:
+        _echo_json(documents.runs_document(found, reasons))
+        return
+    if not found:
+        click.echo("no runs" + (f" with status {status}" if status else ""))
+        return
+    render.console().print(render.runs_table(found, reasons))
+
+
+@click.command()
+@click.argument("run_id", metavar="RUN")
+@click.option("--json", "as_json", is_flag=True,
+              help='One JSON document: {"run_id", "workflow", "workflow_ref", "status", '
+                   '"reason", "events", "goal", "budget", "tasks": [{"id", "agent", "status", '
+                   '"attempts", "needs", "output", "last_error", "idempotency_key", '
+                   '"resolved_by"}], "escalations": [{"task_id", "kind", "reason"}], '
+                   '"forked_from"} (stable keys).')
+@db_option
+@friendly
+def show(*, run_id: str, as_json: bool, db: str) -> None:
+    """A run's status, tasks, escalations and timeline (RUN: an id or a unique prefix)."""
+
+    async def go() -> tuple[Any, list[LogRow]]:
+        async with open_for_reading(db) as store:
+            rid = await resolve_run_id(store, run_id)
+            envs = await store.read_all(rid)
+            if not envs:
+                raise RunNotFoundError(rid)
+            return rebuild(rid, envs), decision_log(envs)
+
+    state, rows = run_async(go())
+    if as_json:
+        _echo_json(documents.show_document(state))
+        return
+    click.echo(f"run {state.run_id} ({state.workflow}): {state.status.value}"
+               + (f" — {state.reason}" if state.reason else ""))
+    click.echo(f"goal: {render.summarize(state.goal, 200)}")
+    click.echo(f"budget: retries {state.retries_used}/{state.max_retries}, "
+               f"tokens {state.tokens}, cost {state.cost:.4g}"
+               + (f" (exhausted: {state.budget_exhausted})" if state.budget_exhausted else ""))
+    out = render.console()
+    for table in render.state_tables(state):
+        out.print(table)
+    out.print(render.log_table(rows, title="timeline"))
+
+
+def print_log(rows: list[LogRow], fmt: str) -> None:
+    """Print the decision log as a table, JSON lines (with hashes) or CSV (with data)."""
+    if fmt == "table":
+        render.console().print(render.log_table(rows))
+    elif fmt == "jsonl":
+        encode = msgspec.json.Encoder().encode
+        for row in rows:
+            click.echo(encode(row.to_dict()).decode())
+    else:
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(CSV_COLUMNS)
+        for row in rows:
+            writer.writerow([row.seq, row.at.isoformat(), row.type, row.machine, row.trigger,
+                             row.src, row.dst, row.reason, row.raw.decode(), row.prev_hash,
+                             row.hash])
+
+
+@click.command("log")
+@click.argument("run_id", metavar="RUN")
+@click.option("--format", "fmt", type=click.Choice(["table", "jsonl", "csv"]), default="table",
+              show_default=True,
+              help="jsonl: one object per event with seq, at, type, machine, trigger, src, dst, "
+                   "reason, data (the stored JSON, verbatim), prev_hash and hash; csv: the same "
+                   "columns, data as JSON text.")
+@db_option
+@friendly
+def log_cmd(*, run_id: str, fmt: str, db: str) -> None:
+    """The decision log of a run: every event, its move and its reason."""
+
+    async def go() -> list[LogRow]:
+        async with open_for_reading(db) as store:
+            rid = await resolve_run_id(store, run_id)
+            envs = await store.read_all(rid)
+            if not envs:
+                raise RunNotFoundError(rid)
+            return decision_log(envs)
+
+    print_log(run_async(go()), fmt)
