@@ -39,6 +39,8 @@ __all__ = [
 GENESIS_HASH = "0" * 64
 """The ``prev_hash`` of the first event (seq 1) of every run."""
 
+# WIRE FORMAT, hashed into every event ever written (since 0.1, before the
+# rename to ledgerflow): changing one byte breaks the chain of every existing log.
 _DOMAIN = b"runledger.eventstore.chain.v1\x00"
 _LEN = struct.Struct(">Q").pack
 

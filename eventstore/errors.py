@@ -13,7 +13,12 @@ Every one derives from :class:`EventStoreError`, itself a
         ├── StoreUrlError           open_store() cannot read the url or path
         ├── StoreOpenError          the file cannot be opened or created at all
         ├── StoreBusyError          the database stayed locked past the busy timeout
-        └── StoreClosedError        the store was used after close()
+        ├── StoreClosedError        the store was used after close()
+        ├── StoreNotFoundError      open_store(create=False) found no store at the location
+        ├── StoreReadOnlyError      a write (append, lease) on a store opened read_only=True
+        ├── StoreFullError          the disk (or the database's size limit) is full
+        ├── EventUnreadableError    a stored row cannot be read back as an envelope (edited file)
+        └── InvalidQueryError       a query's arguments are malformed (also a ValueError)
 
 Each message is one sentence that says what happened, where, why, and the
 fix; the values are kept as attributes so callers never parse messages::
@@ -32,12 +37,17 @@ __all__ = [
     "ConcurrencyError",
     "EventStoreError",
     "EventTooLargeError",
+    "EventUnreadableError",
     "InvalidAppendError",
+    "InvalidQueryError",
     "NotAStoreError",
     "SchemaVersionError",
     "StoreBusyError",
     "StoreClosedError",
+    "StoreFullError",
+    "StoreNotFoundError",
     "StoreOpenError",
+    "StoreReadOnlyError",
     "StoreUrlError",
 ]
 
@@ -158,3 +168,74 @@ class StoreClosedError(EventStoreError):
         super().__init__(
             f"The store {path!r} was used after it was closed; open it again with open_store()."
         )
+
+
+class StoreNotFoundError(EventStoreError):
+    """``open_store(..., create=False)`` (or ``read_only=True``) found no store to open.
+
+    Raised for a missing file, a zero-byte or blank SQLite file, and a missing
+    or empty PostgreSQL schema: a read never creates a store.
+    """
+
+    def __init__(self, location: str, reason: str) -> None:
+        self.location = location
+        self.reason = reason
+        super().__init__(
+            f"There is no ledgerflow store at {location!r}: {reason}; nothing was created. "
+            "Check the path or url (and its ?schema=), or create the store first "
+            "by running a workflow against it."
+        )
+
+
+class StoreReadOnlyError(EventStoreError):
+    """A write (append, lease) was asked of a store opened with ``read_only=True``."""
+
+    def __init__(self, location: str, operation: str) -> None:
+        self.location = location
+        self.operation = operation
+        super().__init__(
+            f"Cannot {operation} on the store {location!r}: it was opened read-only; "
+            "open it with open_store(..., read_only=False) to write."
+        )
+
+
+class StoreFullError(EventStoreError):
+    """The database could not grow: the disk, quota or size limit is full.
+
+    The failed write was rolled back as a whole; every acknowledged event is
+    kept and the store stays usable for reads, lease releases and smaller writes.
+    """
+
+    def __init__(self, location: str, run_id: str | None) -> None:
+        self.location = location
+        self.run_id = run_id
+        what = f"the write to run {run_id!r}" if run_id is not None else "the write"
+        super().__init__(
+            f"The store {location!r} is full, so {what} was rolled back and nothing of it "
+            "was kept; free disk space (or raise the database's size limit), then retry."
+        )
+
+
+class EventUnreadableError(EventStoreError):
+    """A stored event row cannot be turned back into an envelope (the file was edited)."""
+
+    def __init__(self, location: str, run_id: str, seq: int | None, problem: str) -> None:
+        self.location = location
+        self.run_id = run_id
+        self.seq = seq
+        self.problem = problem
+        where = f"event seq {seq} of run {run_id!r}" if seq is not None else f"run {run_id!r}"
+        super().__init__(
+            f"Cannot read {where} in the store {location!r}: {problem}, so the row was "
+            "altered outside ledgerflow; restore the store from a backup or fork the run "
+            "before that seq."
+        )
+
+
+class InvalidQueryError(EventStoreError, ValueError):
+    """The arguments of a query (a read, a prefix search) are malformed."""
+
+    def __init__(self, operation: str, problem: str) -> None:
+        self.operation = operation
+        self.problem = problem
+        super().__init__(f"Cannot {operation}: {problem}.")

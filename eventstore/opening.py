@@ -29,11 +29,12 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
+from .core import DEFAULT_BUSY_TIMEOUT_MS, DEFAULT_MAX_EVENT_BYTES
 from .errors import StoreUrlError
 from .postgres import DEFAULT_POOL_SIZE, DEFAULT_SCHEMA, PostgresEventStore, check_schema_name
 from .protocol import EventStore
 from .schema import SYNCHRONOUS_MODES
-from .sqlite import DEFAULT_BUSY_TIMEOUT_MS, DEFAULT_MAX_EVENT_BYTES, SQLiteEventStore
+from .sqlite import SQLiteEventStore
 
 __all__ = ["StoreOpener", "StoreTarget", "open_store", "parse_store_url"]
 
@@ -53,6 +54,10 @@ class StoreTarget:
     backend: str
     location: str
     options: dict[str, Any] = field(default_factory=dict)
+    create: bool = True
+    """False: open an existing store only (:class:`StoreNotFoundError` otherwise)."""
+    read_only: bool = False
+    """True: write nothing; appends and leases raise :class:`StoreReadOnlyError`."""
 
 
 def _int_option(url: str, name: str, raw: str, minimum: int) -> int:
@@ -168,6 +173,9 @@ class StoreOpener:
 
     async def _open(self) -> EventStore:
         opts = self.target.options
+        # read_only implies create=False: a read never creates a store.
+        create = self.target.create and not self.target.read_only
+        read_only = self.target.read_only
         if self.target.backend == "postgres":
             return await PostgresEventStore.open(
                 self.target.location,
@@ -176,12 +184,16 @@ class StoreOpener:
                 busy_timeout_ms=opts.get("busy_timeout_ms", DEFAULT_BUSY_TIMEOUT_MS),
                 max_event_bytes=opts.get("max_event_bytes", DEFAULT_MAX_EVENT_BYTES),
                 pool_size=opts.get("pool_size", DEFAULT_POOL_SIZE),
+                create=create,
+                read_only=read_only,
             )
         return await SQLiteEventStore.open(
             self.target.location,
             synchronous=opts.get("synchronous", "FULL"),
             busy_timeout_ms=opts.get("busy_timeout_ms", DEFAULT_BUSY_TIMEOUT_MS),
             max_event_bytes=opts.get("max_event_bytes", DEFAULT_MAX_EVENT_BYTES),
+            create=create,
+            read_only=read_only,
         )
 
     def __await__(self) -> Generator[Any, None, EventStore]:
@@ -208,6 +220,8 @@ class StoreOpener:
 def open_store(
     url_or_path: str | os.PathLike[str],
     *,
+    create: bool = True,
+    read_only: bool = False,
     synchronous: str | None = None,
     busy_timeout_ms: int | None = None,
     max_event_bytes: int | None = None,
@@ -215,6 +229,16 @@ def open_store(
     pool_size: int | None = None,
 ) -> StoreOpener:
     """Open the event store at a path or url (see the module docstring for the forms).
+
+    ``create=True`` (the default) creates the store (file, or PostgreSQL
+    schema) when it does not exist. ``create=False`` opens an existing store
+    only: a missing file, a zero-byte or blank file, or a missing or empty
+    PostgreSQL schema raises :class:`StoreNotFoundError` and nothing is
+    created. ``read_only=True`` implies ``create=False`` and writes nothing,
+    not even SQLite's ``-wal``/``-shm`` files in a folder the user cannot
+    write; its appends and leases raise :class:`StoreReadOnlyError`. Read
+    commands (runs, show, log, replay, verify, diff) open with
+    ``read_only=True``.
 
     ``synchronous="FULL"`` (the default) makes every commit survive power
     loss; ``"NORMAL"`` is faster and survives a process crash, but the last
@@ -231,6 +255,8 @@ def open_store(
             await store.append("r1", [NewEvent("RunStarted", b"{}")], expected_seq=0)
         async with open_store("postgresql://app@db/runs", schema="team_a") as store:
             ...
+        async with open_store("runs.db", read_only=True) as store:   # an audit
+            print(await store.runs())
     """
     target = parse_store_url(url_or_path)
     url = os.fspath(url_or_path)
@@ -245,4 +271,9 @@ def open_store(
     for name, value in given.items():
         if value is not None:
             options[name] = _option(url, name, str(value), target.backend)
-    return StoreOpener(StoreTarget(target.backend, target.location, options))
+    return StoreOpener(
+        StoreTarget(
+            target.backend, target.location, options,
+            create=bool(create) and not read_only, read_only=bool(read_only),
+        )
+    )

@@ -10,6 +10,10 @@ The contract, whichever backend:
   refused with :class:`ConcurrencyError` and nothing is written.
 - Reads return envelopes in seq order, ``after < seq <= until``.
 - Leases give one owner at a time the right to drive a run, until expiry.
+- A store error (full disk, lost server) rolls the failed write back and
+  leaves the store usable: the next ``release_lease``, read or append works.
+- A store opened with ``open_store(..., read_only=True)`` writes nothing;
+  its appends and leases raise :class:`StoreReadOnlyError`.
 
 Example::
 
@@ -81,6 +85,21 @@ class EventStore(Protocol):
 
     async def run(self, run_id: str) -> RunSummary | None:
         """Return the run's projection row, or None when the run has no events."""
+        ...
+
+    async def match_runs(self, prefix: str, limit: int = 2) -> list[str]:
+        """Return the ids of runs starting with ``prefix``, sorted, at most ``limit``.
+
+        ``%`` and ``_`` are literal; the match is case-sensitive. Two results
+        with the default ``limit`` mean the prefix is ambiguous.
+        """
+        ...
+
+    async def lease_of(self, run_id: str) -> tuple[str, float] | None:
+        """Return ``(owner, expires_at)`` of the run's live lease, or None when nobody holds it.
+
+        ``expires_at`` is epoch seconds on the clock the store judges expiry by.
+        """
         ...
 
     async def try_lease(self, run_id: str, owner: str, ttl_s: float) -> bool:

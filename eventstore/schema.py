@@ -32,7 +32,7 @@ import os
 import sqlite3
 from dataclasses import dataclass
 
-from .errors import NotAStoreError, SchemaVersionError
+from .errors import NotAStoreError, SchemaVersionError, StoreNotFoundError
 
 __all__ = [
     "APPLICATION_ID",
@@ -42,10 +42,14 @@ __all__ = [
     "POSTGRES_MIGRATIONS",
     "SCHEMA_VERSION",
     "SYNCHRONOUS_MODES",
+    "must_be_an_existing_file",
     "prepare",
+    "prepare_read_only",
     "prepare_reader",
 ]
 
+# WIRE FORMAT, in the header of every SQLite store since 0.1 ("RLDG" for the
+# old name runledger): kept byte for byte, or existing stores stop opening.
 APPLICATION_ID = 0x524C4447
 """``PRAGMA application_id`` of every ledgerflow store: the ASCII bytes "RLDG"."""
 
@@ -110,6 +114,9 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
 )
 
+# WIRE FORMAT, written into every existing PostgreSQL store since 0.1: it keeps
+# the old project name on purpose. Changing it would make every store created
+# before the rename look like "another application's" schema and refuse to open.
 POSTGRES_APPLICATION = "runledger.eventstore"
 """The marker in the ``meta`` table of every PostgreSQL store (its application_id)."""
 
@@ -170,6 +177,22 @@ for _migrations in (MIGRATIONS, POSTGRES_MIGRATIONS):  # pragma: no cover
         raise RuntimeError("Migrations must be numbered 1..SCHEMA_VERSION without gaps.")
 
 
+def must_be_an_existing_file(path: str) -> None:
+    """Refuse, before any connection, a file that is missing or empty (it holds no store).
+
+    ``create=False`` and ``read_only=True`` opens call this so that a read
+    never turns a mistyped path or a zero-byte file into an empty store.
+    """
+    try:
+        size = os.path.getsize(path)
+    except FileNotFoundError:
+        raise StoreNotFoundError(path, "the file does not exist") from None
+    except OSError:
+        return  # unreadable or a special name: SQLite's own error is clearer
+    if size == 0:
+        raise StoreNotFoundError(path, "the file is empty (zero bytes)")
+
+
 def _check_is_sqlite(path: str) -> None:
     # SQLite only notices a foreign file lazily and says "file is not a
     # database"; reading the 16-byte magic first gives a clearer refusal.
@@ -192,8 +215,32 @@ def _inspect(conn: sqlite3.Connection) -> tuple[int, int, int]:
     return int(app_id), int(version), int(objects)
 
 
+def _snapshot(conn: sqlite3.Connection, path: str) -> tuple[int, int, int]:
+    """The header and object count, read in ONE read transaction.
+
+    Three autocommit reads could straddle another process's initialising
+    commit (application_id 0 before it, 5 tables after it) and call a fresh
+    store "another application's" file: 10 of 240 concurrent first opens did.
+    """
+    try:
+        conn.execute("BEGIN")
+        try:
+            return _inspect(conn)
+        finally:
+            conn.execute("COMMIT")
+    except sqlite3.DatabaseError as exc:
+        if "not a database" in str(exc):
+            raise NotAStoreError(path, "it is not a SQLite database file") from exc
+        raise
+
+
+def _is_blank(app_id: int, version: int, objects: int) -> bool:
+    """A new or empty SQLite database: no header marks, no schema objects."""
+    return app_id == 0 and version == 0 and objects == 0
+
+
 def _check_ours(path: str, app_id: int, version: int, objects: int) -> None:
-    if app_id != APPLICATION_ID and (objects > 0 or app_id != 0 or version != 0):
+    if app_id != APPLICATION_ID and not _is_blank(app_id, version, objects):
         raise NotAStoreError(
             path,
             f"it is a SQLite database of another application (application_id {app_id}, "
@@ -203,10 +250,26 @@ def _check_ours(path: str, app_id: int, version: int, objects: int) -> None:
         raise SchemaVersionError(path, version, SCHEMA_VERSION)
 
 
-def prepare(conn: sqlite3.Connection, path: str, *, synchronous: str, busy_timeout_ms: int) -> None:
+def _check_openable(
+    path: str, found: tuple[int, int, int], *, create: bool
+) -> None:
+    if _is_blank(*found) and not create:
+        raise StoreNotFoundError(path, "the file is a blank SQLite database, not yet a store")
+    _check_ours(path, *found)
+
+
+def prepare(
+    conn: sqlite3.Connection,
+    path: str,
+    *,
+    synchronous: str,
+    busy_timeout_ms: int,
+    create: bool = True,
+) -> None:
     """Check that ``conn`` is a ledgerflow store, initialise or migrate it, set its pragmas.
 
-    ``conn`` must be in autocommit mode (``isolation_level=None``).
+    ``conn`` must be in autocommit mode (``isolation_level=None``). With
+    ``create=False`` a blank database raises :class:`StoreNotFoundError`.
     Raises :class:`NotAStoreError` or :class:`SchemaVersionError` without
     writing to the file.
     """
@@ -214,26 +277,22 @@ def prepare(conn: sqlite3.Connection, path: str, *, synchronous: str, busy_timeo
         raise ValueError(f"synchronous must be one of {SYNCHRONOUS_MODES}, not {synchronous!r}.")
     _check_is_sqlite(path)
     conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-    try:
-        app_id, version, objects = _inspect(conn)
-    except sqlite3.DatabaseError as exc:
-        if "not a database" in str(exc):
-            raise NotAStoreError(path, "it is not a SQLite database file") from exc
-        raise
-    _check_ours(path, app_id, version, objects)
+    found = _snapshot(conn, path)
+    _check_openable(path, found, create=create)
     # Only now, once the file is known to be ours, may we write to its header.
     if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
         conn.execute("PRAGMA journal_mode = WAL")
     conn.execute(f"PRAGMA synchronous = {synchronous}")
-    if version == SCHEMA_VERSION:
+    if found[1] == SCHEMA_VERSION:
         return
     conn.execute("BEGIN IMMEDIATE")
     try:
-        # Another process may have initialised the file since we looked.
-        app_id, version, objects = _inspect(conn)
-        _check_ours(path, app_id, version, objects)
+        # Another process may have initialised or migrated the file since we
+        # looked: decide again under the write lock, on what is there now.
+        found = _inspect(conn)
+        _check_openable(path, found, create=create)
         for migration in MIGRATIONS:
-            if migration.version > version:
+            if migration.version > found[1]:
                 for statement in migration.statements:
                     conn.execute(statement)
         conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
@@ -249,3 +308,19 @@ def prepare_reader(conn: sqlite3.Connection, *, busy_timeout_ms: int) -> None:
     """Set up the read-only connection of a store already prepared by :func:`prepare`."""
     conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
     conn.execute("PRAGMA query_only = ON")
+
+
+def prepare_read_only(conn: sqlite3.Connection, path: str, *, busy_timeout_ms: int) -> None:
+    """Check, without writing anything, that a read-only ``conn`` opened a current store.
+
+    Raises :class:`StoreNotFoundError` (blank database), :class:`NotAStoreError`,
+    :class:`SchemaVersionError` (newer, or older and so in need of a writable
+    open to migrate), and lets SQLite's own errors (e.g.
+    ``SQLITE_READONLY_DIRECTORY``) through for the caller to handle.
+    """
+    _check_is_sqlite(path)
+    prepare_reader(conn, busy_timeout_ms=busy_timeout_ms)
+    found = _snapshot(conn, path)
+    _check_openable(path, found, create=False)
+    if found[1] < SCHEMA_VERSION:  # pragma: no cover - no older schema exists yet
+        raise SchemaVersionError(path, found[1], SCHEMA_VERSION)
