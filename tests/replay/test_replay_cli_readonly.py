@@ -101,7 +101,7 @@ def snapshot(folder: Path) -> dict[str, tuple[str, int, float]]:
 
 
 def as_nobody(site: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(  # noqa: S603 - a fixed interpreter and our own CLI
+    return subprocess.run(
         [str(SYSTEM_PYTHON), "-m", "ledgerflow.replay.cli", *args],
         user=NOBODY, group=NOBODY, extra_groups=[], cwd="/", capture_output=True, text=True,
         env={"PYTHONPATH": f"{REPO}:{site}", "PATH": "/usr/bin:/bin", "COLUMNS": "200",
@@ -149,6 +149,11 @@ def test_reading_commands_work_on_a_store_the_user_cannot_write(
     assert after == before, "a reading command changed the folder (no -wal, -shm or edits)"
 
 
+def assert_one_error_line(out: str) -> None:
+    assert out.count("Error") == 1, out
+    assert "Traceback" not in out
+
+
 def invoke(*args: str) -> tuple[int, str]:
     result = CliRunner().invoke(main, list(args), catch_exceptions=False)
     return result.exit_code, result.output
@@ -165,7 +170,7 @@ def test_a_missing_store_is_one_line_and_nothing_is_created(
     missing = tmp_path / "typo.db"
     code, out = invoke(*args, "--db", str(missing))
     assert code == 1, out
-    assert out.count("Error") == 1 and "Traceback" not in out
+    assert_one_error_line(out)
     assert str(missing) in out
     assert list(tmp_path.iterdir()) == []
 
@@ -178,7 +183,7 @@ def test_a_zero_byte_file_is_refused_and_stays_zero_bytes(
     empty.touch()
     code, out = invoke(*args, "--db", str(empty))
     assert code == 1, out
-    assert out.count("Error") == 1 and "Traceback" not in out
+    assert_one_error_line(out)
     assert empty.stat().st_size == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.db"]
 
@@ -192,7 +197,7 @@ def test_a_mistyped_postgres_schema_is_refused_and_not_created(args: list[str]) 
     sep = "&" if "?" in PG_DSN else "?"
     code, out = invoke(*args, "--db", f"{PG_DSN}{sep}schema={schema}")
     assert code == 1, out
-    assert out.count("Error") == 1 and "Traceback" not in out
+    assert_one_error_line(out)
     assert schema in out
 
     async def exists() -> bool:
