@@ -1,4 +1,11 @@
-"""A fresh venv holding the built wheel and nothing of this checkout, made offline.
+"""The built wheel, and a fresh venv holding it and nothing of this checkout, made offline.
+
+The wheel is built from a copy of the working tree (symlinks kept as links,
+caches left out), so what is checked is what ``pip install .`` builds from the
+files as they are now, committed or not, and the build's ``build/`` and
+``*.egg-info`` never land in the checkout other work is going on in.
+``--no-build-isolation`` keeps the build offline: the test extra installs the
+backend the ``[build-system]`` table names.
 
 The venv is clean (no ``--system-site-packages``: the editable install of
 this checkout lives there and would answer any import the wheel fails to).
@@ -19,6 +26,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -32,8 +40,41 @@ from packaging.requirements import Requirement
 __all__ = [
     "Venv",
     "build_contracts_standin",
+    "build_source",
+    "build_wheel",
     "installed_files",
 ]
+
+REPO = Path(__file__).resolve().parents[2]
+
+# Generated or cached, never part of a build's input.
+NOT_SOURCE = shutil.ignore_patterns(
+    ".git", "build", "dist", "*.egg-info", "__pycache__", "*.pyc", ".mypy_cache",
+    ".ruff_cache", ".pytest_cache", ".hypothesis", ".benchmarks", "*.db", "*.db-wal",
+    "*.db-shm",
+)
+
+
+def build_wheel(work: Path) -> Path:
+    """Build the ledgerflow wheel from a copy of the working tree made under ``work``."""
+    source = work / "src"
+    shutil.copytree(REPO, source, symlinks=True, ignore=NOT_SOURCE)
+    out = work / "dist"
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+         "--no-index", "--quiet", "--wheel-dir", str(out), str(source)],
+        capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 0, f"pip wheel failed:\n{done.stdout}\n{done.stderr}"
+    wheels = sorted(out.glob("ledgerflow-*.whl"))
+    assert len(wheels) == 1, f"expected one ledgerflow wheel, got {wheels}"
+    return wheels[0]
+
+
+def build_source(wheel: Path) -> Path:
+    """The copy of the working tree ``wheel`` was built from (compare against it,
+    not the live checkout, where other work may add a file mid-test)."""
+    return wheel.parent.parent / "src"
 
 
 def _runtime_requirements(wheel: Path) -> list[Requirement]:

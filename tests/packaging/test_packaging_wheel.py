@@ -14,9 +14,7 @@ import zipfile
 from pathlib import Path
 
 from packaging_layers import OLD_TOP_LEVEL_NAMES
-
-REPO = Path(__file__).resolve().parents[2]
-PACKAGE = REPO / "ledgerflow"
+from packaging_venv import build_source
 
 
 def wheel_names(wheel: Path) -> set[str]:
@@ -30,12 +28,13 @@ def dist_info_text(wheel: Path, name: str) -> str:
         return zf.read(path).decode()
 
 
-def package_files() -> set[str]:
-    """Every file under ledgerflow/, the symlinked part folders followed, as wheel paths."""
+def package_files(wheel: Path) -> set[str]:
+    """Every file under the built tree's ledgerflow/, part symlinks followed, as wheel paths."""
+    source = build_source(wheel)
     found = set()
-    for folder, dirs, files in os.walk(PACKAGE, followlinks=True):
+    for folder, dirs, files in os.walk(source / "ledgerflow", followlinks=True):
         dirs[:] = [d for d in dirs if d != "__pycache__"]
-        rel = Path(folder).relative_to(REPO)
+        rel = Path(folder).relative_to(source)
         found |= {(rel / f).as_posix() for f in files if not f.endswith(".pyc")}
     return found
 
@@ -54,7 +53,7 @@ def test_wheel_top_level_txt_names_only_ledgerflow(built_wheel: Path) -> None:
 
 
 def test_wheel_holds_every_file_of_every_part_through_the_symlinks(built_wheel: Path) -> None:
-    expected = package_files()
+    expected = package_files(built_wheel)
     assert any(p.startswith("ledgerflow/machines/") for p in expected)  # the walk followed links
     missing = sorted(expected - wheel_names(built_wheel))
     assert not missing, (
@@ -65,7 +64,7 @@ def test_wheel_holds_every_file_of_every_part_through_the_symlinks(built_wheel: 
 
 def test_wheel_ships_nothing_the_package_folders_do_not_hold(built_wheel: Path) -> None:
     shipped = {n for n in wheel_names(built_wheel) if n.startswith("ledgerflow/")}
-    extra = sorted(shipped - package_files())
+    extra = sorted(shipped - package_files(built_wheel))
     assert not extra, f"the wheel ships files that are not in the repo's package folders: {extra}"
 
 
