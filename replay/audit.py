@@ -107,13 +107,15 @@ def show(*, run_id: str, as_json: bool, db: str) -> None:
     if as_json:
         _echo_json(documents.show_document(state))
         return
-    click.echo(f"run {state.run_id} ({state.workflow}): {state.status.value}"
-               + (f" — {state.reason}" if state.reason else ""))
-    click.echo(f"goal: {render.summarize(state.goal, 200)}")
-    click.echo(f"budget: retries {state.retries_used}/{state.max_retries}, "
-               f"tokens {state.tokens}, cost {state.cost:.4g}"
-               + (f" (exhausted: {state.budget_exhausted})" if state.budget_exhausted else ""))
     out = render.console()
+    # Printed through rich so that long lines wrap at the terminal's width.
+    out.print(f"run {state.run_id} ({state.workflow}): {state.status.value}"
+              + (f" — {state.reason}" if state.reason else ""), markup=False)
+    out.print(f"goal: {render.summarize(state.goal, 200)}", markup=False)
+    out.print(f"budget: retries {state.retries_used}/{state.max_retries}, "
+              f"tokens {state.tokens}, cost {state.cost:.4g}"
+              + (f" (exhausted: {state.budget_exhausted})" if state.budget_exhausted else ""),
+              markup=False)
     for table in render.state_tables(state):
         out.print(table)
     out.print(render.log_table(rows, title="timeline"))

@@ -32,7 +32,6 @@ __all__ = ["WIDE", "console", "log_table", "runs_table", "state_tables", "summar
 #: From this width on the decision log has one column per field.
 WIDE = 120
 _PIPED_WIDTH = 160
-_MIN_REASON = 24
 
 
 def width() -> int | None:
@@ -71,13 +70,13 @@ def log_table(rows: Sequence[LogRow], *, title: str = "") -> Table:
         table.add_column("event", no_wrap=True)
         table.add_column("machine", no_wrap=True)
         table.add_column("move", no_wrap=True)
-        table.add_column("reason", overflow="fold", min_width=_MIN_REASON)
+        table.add_column("reason", overflow="fold")
         for row in rows:
             table.add_row(str(row.seq), _time(row), row.type, row.machine, row.move, row.reason)
         return table
     # Narrow: event, machine and move stacked, so the reason keeps its column.
     table.add_column("event", overflow="fold", max_width=24)
-    table.add_column("reason", overflow="fold", min_width=_MIN_REASON, ratio=1)
+    table.add_column("reason", overflow="fold")
     for row in rows:
         what = "\n".join(part for part in (row.type, row.machine, row.move) if part)
         table.add_row(str(row.seq), _time(row), what, row.reason)
@@ -99,7 +98,7 @@ def runs_table(runs: Sequence[RunSummary], reasons: dict[str, str] | None = None
     table.add_column("events", justify="right", no_wrap=True)
     # "YYYY-MM-DD HH:MM:SS" wraps at its space when the terminal is narrow.
     table.add_column("updated", overflow="fold", min_width=10)
-    table.add_column("reason", overflow="fold", min_width=_MIN_REASON, ratio=1)
+    table.add_column("reason", overflow="fold")
     for r in runs:
         table.add_row(
             r.run_id, r.label, r.status, str(r.last_seq),
@@ -112,7 +111,7 @@ def state_tables(state: RunState) -> list[Table]:
     tasks = _table("tasks")
     for name in ("task", "agent", "status", "attempts"):
         tasks.add_column(name, overflow="fold")
-    tasks.add_column("output / last error", overflow="fold", min_width=_MIN_REASON, ratio=1)
+    tasks.add_column("output / last error", overflow="fold")
     for t in state.tasks.values():
         detail = summarize(t.output) if t.output is not None else (t.last_error or "")
         tasks.add_row(t.id, t.agent, t.status.value, str(t.attempt), detail)
@@ -121,7 +120,7 @@ def state_tables(state: RunState) -> list[Table]:
         esc = _table("open escalations")
         esc.add_column("task", overflow="fold")
         esc.add_column("kind", overflow="fold")
-        esc.add_column("reason", overflow="fold", min_width=_MIN_REASON, ratio=1)
+        esc.add_column("reason", overflow="fold")
         for e in state.escalations.values():
             esc.add_row(e.task_id, e.kind, e.reason)
         out.append(esc)
