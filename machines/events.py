@@ -15,6 +15,11 @@ Decoding goes through one typed decoder::
     >>> ev = decode_event(b'{"type":"TaskReady","task_id":"price","src":"pending","dst":"ready"}')
     >>> ev.task_id, ev.trigger
     ('price', 'make_ready')
+
+It also upgrades what earlier versions recorded under older names (the
+tables of :mod:`ledgerflow.machines.upcasting`; the stored bytes, which the
+hash chain covers, are never touched) and refuses, with
+:class:`EventTooNewError`, an event only a newer version can read.
 """
 
 from __future__ import annotations
@@ -23,12 +28,38 @@ from typing import Any, ClassVar, Final
 
 import msgspec
 
+from ledgerflow.errors import LedgerflowError
+from ledgerflow.machines.upcasting import upcast_failure_names, upcast_workflow_ref
+
+#: The log format this version writes and reads. It changes only when what
+#: recorded events mean changes in a way an older version must not guess at:
+#: a run started by a newer version records a higher ``RunStarted.log_format``
+#: and this version refuses it instead of misreading it.
+LOG_FORMAT: Final = 1
+
+
+class _NewerLogFormat(Exception):  # noqa: N818 - internal signal, never escapes decode_event
+    """Raised while msgspec builds a ``RunStarted`` of a newer log format.
+
+    Not a ``ValueError``: msgspec would rewrap that as a plain ValidationError
+    and the refusal would lose its class; :func:`decode_event` turns it into
+    :class:`EventTooNewError`.
+    """
+
+    def __init__(self, log_format: int) -> None:
+        self.log_format = log_format
+        super().__init__(
+            f"RunStarted has log format {log_format}; this version reads up to {LOG_FORMAT}.")
+
 __all__ = [
     "AgentFailed",
     "BudgetExhausted",
+    "DeadlinePassed",
     "EscalationResolved",
     "Event",
+    "EventTooNewError",
     "ForkedFrom",
+    "LOG_FORMAT",
     "OutputAccepted",
     "OutputReceived",
     "OutputRejected",
@@ -52,7 +83,9 @@ __all__ = [
     "TaskReady",
     "TaskSkipped",
     "TaskSucceeded",
+    "TimerFired",
     "decode_event",
+    "decode_logged",
     "encode_event",
     "event_types",
 ]
@@ -139,6 +172,18 @@ class RunStarted(RunEvent, frozen=True, kw_only=True):
     #: The store's limit on one event, so that the decider refuses an input it
     #: could not log (recorded: replay decides against the same limit).
     max_event_bytes: int | None = None
+    #: The :data:`LOG_FORMAT` of the version that started the run (left out of
+    #: the stored bytes while it is 1, so every log written so far reads as 1).
+    log_format: int = 1
+
+    def __post_init__(self) -> None:
+        # Upcasting happens here, as msgspec builds the event, so that the
+        # replay path pays nothing for the events that record no names.
+        if self.log_format > LOG_FORMAT:
+            raise _NewerLogFormat(self.log_format)
+        ref = upcast_workflow_ref(self.workflow_ref)
+        if ref is not self.workflow_ref:
+            msgspec.structs.force_setattr(self, "workflow_ref", ref)
 
 
 class PlanProposed(RunEvent, frozen=True, kw_only=True):
@@ -250,6 +295,14 @@ class AgentFailed(TaskEvent, frozen=True, kw_only=True):
     timed_out: bool = False
     tokens: int = 0
     cost: float = 0.0
+
+    def __post_init__(self) -> None:
+        # Names recorded by earlier versions become today's stable names
+        # (ledgerflow.machines.upcasting); the stored bytes stay as they were.
+        names = upcast_failure_names(self.error_type, self.error_types)
+        if names is not None:
+            msgspec.structs.force_setattr(self, "error_type", names[0])
+            msgspec.structs.force_setattr(self, "error_types", names[1])
 
 
 class OutputAccepted(TaskEvent, frozen=True, kw_only=True):
@@ -371,8 +424,49 @@ AnyEvent = (
     | ForkedFrom
 )
 
+class EventTooNewError(LedgerflowError, msgspec.ValidationError):
+    """An event written by a newer ledgerflow: an unknown type, or a newer log format.
+
+    Also a ``msgspec.ValidationError``, so code that already refuses
+    undecodable events refuses these too, with this message.
+    """
+
+    def __init__(
+        self, event_type: str, *, seq: int | None = None, run_id: str | None = None,
+        log_format: int | None = None,
+    ) -> None:
+        self.event_type = event_type
+        self.seq = seq
+        self.run_id = run_id
+        self.log_format = log_format
+        where = "".join((
+            f" at seq {seq}" if seq is not None else "",
+            f" of run '{run_id}'" if run_id else "",
+        ))
+        what = (f"starts a run in log format {log_format}, but this version reads up to "
+                f"format {LOG_FORMAT}" if log_format is not None
+                else "is not an event type this version knows")
+        super().__init__(
+            f"Event '{event_type}'{where} {what}: the log was written by a newer version "
+            "of ledgerflow; upgrade ledgerflow (pip install -U ledgerflow) to read it."
+        )
+
+    def at(self, seq: int, run_id: str) -> EventTooNewError:
+        """The same refusal, naming where in which log the event was found."""
+        return EventTooNewError(self.event_type, seq=seq, run_id=run_id,
+                                log_format=self.log_format)
+
+
+class _TypeTag(msgspec.Struct):
+    """Just the tag of an event that did not decode (read only on the error path)."""
+
+    type: str | None = None
+
+
 _ENCODER: Final = msgspec.json.Encoder()
 _DECODER: Final = msgspec.json.Decoder(AnyEvent)
+_TAG_DECODER: Final = msgspec.json.Decoder(_TypeTag)
+_KNOWN_TYPES: Final = frozenset(cls.__name__ for cls in EVENT_CLASSES)
 
 
 def encode_event(event: Event) -> bytes:
@@ -381,10 +475,51 @@ def encode_event(event: Event) -> bytes:
 
 
 def decode_event(data: bytes | str) -> Event:
-    """Decode one event; raises ``msgspec.ValidationError`` naming the bad field."""
-    return _DECODER.decode(data)
+    """Decode one event, upgraded to today's names (:mod:`~ledgerflow.machines.upcasting`).
+
+    Raises :class:`EventTooNewError` for an event only a newer version can
+    read (:meth:`EventTooNewError.at` adds where it was found), and
+    ``msgspec.ValidationError`` naming the bad field for any other bad data.
+    This is the replay path: it takes no options, which cost on every call,
+    and the upcasts run in the two events' ``__post_init__``.
+
+    Example::
+
+        >>> decode_event(b'{"type":"AgentFailed","task_id":"a","attempt":1,'
+        ...              b'"error_type":"machines.errors.PermanentError"}').error_type
+        'ledgerflow.PermanentError'
+    """
+    try:
+        return _DECODER.decode(data)
+    except msgspec.ValidationError:
+        tag = _unknown_tag(data)
+        if tag is not None:
+            raise EventTooNewError(tag) from None
+        raise
+    except _NewerLogFormat as exc:
+        raise EventTooNewError("RunStarted", log_format=exc.log_format) from None
 
 
+def decode_logged(data: bytes | str, seq: int, run_id: str) -> Event:
+    """:func:`decode_event` for an event read from a log: its refusal names ``seq`` and run.
+
+    Example::
+
+        event = decode_logged(envelope.data, envelope.seq, envelope.run_id)
+    """
+    try:
+        return decode_event(data)
+    except EventTooNewError as exc:
+        raise exc.at(seq, run_id) from None
+
+
+def _unknown_tag(data: bytes | str) -> str | None:
+    """The type tag of undecodable ``data`` if it names no event this version knows."""
+    try:
+        tag = _TAG_DECODER.decode(data).type
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None  # not even a tagged object: corrupt, not newer
+    return tag if tag is not None and tag not in _KNOWN_TYPES else None
 def event_types() -> list[str]:
     """Every event type name, in the order of the run's life."""
     return [cls.__name__ for cls in EVENT_CLASSES]

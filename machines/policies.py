@@ -18,18 +18,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ledgerflow.machines.errors import PermanentError, WorkflowDefinitionError
+from ledgerflow.machines.stable_names import check_stable_name, exception_names
 
+# exception_names is re-exported: the runtime records failures with it.
 __all__ = ["Budget", "RetryPolicy", "exception_names"]
-
-
-def exception_names(exc_type: type[BaseException]) -> list[str]:
-    """The qualified names of an exception class and its bases, most specific first.
-
-    Recorded with every agent failure, so a retry policy can be re-applied to
-    last month's failures by name, without the classes being importable.
-    """
-    return [f"{cls.__module__}.{cls.__qualname__}" for cls in exc_type.__mro__
-            if issubclass(cls, BaseException)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +33,10 @@ class RetryPolicy:
     at ``max_backoff_s``, reduced by up to ``jitter`` (a fraction) derived
     from the run, task and attempt. An exception is permanent (escalated at
     once) if it is one of ``permanent``, otherwise transient if it is one of
-    ``transient``; a timeout is always transient.
+    ``transient``; a timeout is always transient. Classes are matched by
+    their stable names (:mod:`ledgerflow.machines.stable_names`), the names
+    the log records, so a policy classifies a failure recorded before its
+    class moved to another module.
 
     Example::
 
@@ -72,12 +67,18 @@ class RetryPolicy:
                 f"jitter={self.jitter})."
             )
         object.__setattr__(self, "_permanent_names", frozenset(
-            exception_names(c)[0] for c in self.permanent))
+            check_stable_name(c) for c in self.permanent))
         object.__setattr__(self, "_transient_names", frozenset(
-            exception_names(c)[0] for c in self.transient))
+            check_stable_name(c) for c in self.transient))
 
     def is_transient(self, error_types: Sequence[str], *, timed_out: bool = False) -> bool:
-        """Whether an error (by its recorded class names) is worth retrying."""
+        """Whether an error (by its recorded stable class names) is worth retrying.
+
+        Example::
+
+            >>> RetryPolicy().is_transient(["ledgerflow.PermanentError", "builtins.Exception"])
+            False
+        """
         if timed_out:
             return True
         if any(name in self._permanent_names for name in error_types):

@@ -30,6 +30,7 @@ from pydantic import BaseModel
 from ledgerflow.contracts import AgentContract, confidence_field
 from ledgerflow.machines.errors import WorkflowDefinitionError
 from ledgerflow.machines.policies import Budget, RetryPolicy
+from ledgerflow.machines.registry import note_constructed
 
 __all__ = [
     "AgentContext",
@@ -161,7 +162,11 @@ class Workflow:
     """A named set of agents, a planner that decomposes a goal into tasks, and policies.
 
     ``max_concurrency`` bounds how many tasks are with agents (or backing off)
-    at once; ``budget`` bounds the whole run.
+    at once; ``budget`` bounds the whole run. ``name`` is the workflow's
+    stable reference: a run records it, and resuming the run finds the code
+    by it (:func:`ledgerflow.machines.loader.find_workflow`), wherever its
+    module lives by then; constructing the workflow registers it under that
+    name in this process (:mod:`ledgerflow.machines.registry`).
     """
 
     name: str
@@ -186,6 +191,8 @@ class Workflow:
         if not self.module:
             frame = sys._getframe(2)  # the caller of the generated __init__
             self.module = str(frame.f_globals.get("__name__", ""))
+        # Found again by name when a run of it is resumed or verified.
+        note_constructed(self)
 
     # -- declaration ------------------------------------------------------
 

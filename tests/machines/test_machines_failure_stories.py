@@ -411,8 +411,8 @@ async def test_permanent_error_escalates_at_once(
 
     assert attempts == [1]
     [failed] = of(log, ev.AgentFailed)
-    assert failed.error_type == "ledgerflow.machines.errors.PermanentError"
-    assert "ledgerflow.errors.LedgerflowError" in failed.error_types
+    assert failed.error_type == "ledgerflow.PermanentError"  # its stable name
+    assert "ledgerflow.LedgerflowError" in failed.error_types
     assert failed.message == "no fares exist for this route"
     assert not of(log, ev.RetryScheduled)
     [escalated] = of(log, ev.TaskEscalated)

@@ -1,0 +1,121 @@
+"""Upcasters: events recorded by earlier versions, upgraded to today's names on decode.
+
+The hash chain covers the stored bytes, so a log is never rewritten: an old
+event is upgraded after it is decoded, every time it is read, by the tables
+below. Each table is data, small and named; each entry says what an earlier
+version recorded and what that is called today.
+
+- :data:`ERROR_NAME_MOVES`: exception names in ``AgentFailed.error_type`` and
+  ``error_types``. 0.1 recorded module paths of its top-level packages
+  (``machines.errors.PermanentError``), its root ``runledger.errors.RunledgerError``
+  and synthetic ``runledger.X`` failures; the first 0.2 builds recorded the
+  module paths under ``ledgerflow.``. Today's names are stable
+  (:mod:`ledgerflow.machines.stable_names`).
+- :data:`WORKFLOW_MODULE_MOVES`: the module of ``RunStarted.workflow_ref``,
+  for the workflows ledgerflow ships (0.1 installed ``examples`` at the top).
+
+Only ``AgentFailed`` and ``RunStarted`` carry names, and most of their names
+are current, so :func:`ledgerflow.machines.events.decode_event` costs one
+type check for every other event, and returns the decoded event itself when
+no name is in a table.
+
+Example::
+
+    >>> upcast_error_name("machines.errors.PermanentError")
+    'ledgerflow.PermanentError'
+    >>> upcast_workflow_ref("examples.travel:wf")
+    'ledgerflow.examples.travel:wf'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Final
+
+__all__ = [
+    "ERROR_NAME_MOVES",
+    "WORKFLOW_MODULE_MOVES",
+    "upcast_error_name",
+    "upcast_failure_names",
+    "upcast_workflow_ref",
+]
+
+#: ledgerflow's own error classes as 0.1 laid them out: module -> class names.
+#: (Not derived from today's code on purpose: the point is that code moves.)
+_V01_ERROR_CLASSES: Final[Mapping[str, tuple[str, ...]]] = {
+    "machines.errors": (
+        "IllegalTransitionError", "WorkflowDefinitionError", "RunNotFoundError",
+        "RunBusyError", "ResolutionError", "PermanentError"),
+    "contracts.errors": (
+        "ContractError", "ReferenceSyntaxError", "ReferenceResolutionError",
+        "InputContractError", "ConfidenceContractError", "PlanRejectedError"),
+    "eventstore.errors": (
+        "EventStoreError", "ConcurrencyError", "EventTooLargeError", "InvalidAppendError",
+        "SchemaVersionError", "NotAStoreError", "StoreUrlError", "StoreOpenError",
+        "StoreBusyError", "StoreClosedError"),
+    "eventstore.postgres": ("_PostgresOpenError", "_NotAPostgresStoreError"),
+    "replay.errors": ("LogDecodeError", "ReplayDivergenceError", "ForkError"),
+}
+
+#: Synthetic failures the 0.1 runtime recorded without a class of their own.
+_V01_SYNTHETIC: Final = ("InputContractError", "UnloggableOutput", "OutputTooLarge")
+
+
+def _error_moves() -> dict[str, str]:
+    moves = {
+        "runledger.errors.RunledgerError": "ledgerflow.LedgerflowError",
+        "ledgerflow.errors.LedgerflowError": "ledgerflow.LedgerflowError",
+    }
+    for module, classes in _V01_ERROR_CLASSES.items():
+        for cls in classes:
+            moves[f"{module}.{cls}"] = f"ledgerflow.{cls}"  # 0.1: top-level packages
+            moves[f"ledgerflow.{module}.{cls}"] = f"ledgerflow.{cls}"  # early 0.2: module paths
+    for name in _V01_SYNTHETIC:
+        moves[f"runledger.{name}"] = f"ledgerflow.{name}"
+    return moves
+
+
+_ERROR_MOVES: Final = _error_moves()  # a plain dict: looked up on the replay path
+#: Recorded exception name -> today's stable name.
+ERROR_NAME_MOVES: Final[Mapping[str, str]] = MappingProxyType(_ERROR_MOVES)
+
+#: Recorded workflow module -> where that module lives today.
+WORKFLOW_MODULE_MOVES: Final[Mapping[str, str]] = MappingProxyType({
+    "examples.travel": "ledgerflow.examples.travel",
+    "examples.travel_unreviewed": "ledgerflow.examples.travel_unreviewed",
+})
+
+
+def upcast_error_name(name: str) -> str:
+    """Today's stable name for a recorded exception name (itself if it never moved)."""
+    return _ERROR_MOVES.get(name, name)
+
+
+def upcast_workflow_ref(ref: str) -> str:
+    """Today's ``module:attribute`` for a recorded workflow reference."""
+    module, sep, attr = ref.partition(":")
+    moved = WORKFLOW_MODULE_MOVES.get(module)
+    return f"{moved}{sep}{attr}" if moved is not None else ref
+
+
+def upcast_failure_names(
+    error_type: str, error_types: list[str]
+) -> tuple[str, list[str]] | None:
+    """An ``AgentFailed``'s names upgraded, or ``None`` when none of them moved.
+
+    Example::
+
+        >>> upcast_failure_names("builtins.KeyError", ["builtins.KeyError"]) is None
+        True
+    """
+    moves = _ERROR_MOVES
+    if error_type not in moves:
+        # A plain loop: on the replay path a generator for any() cost more than the lookups.
+        for name in error_types:
+            if name in moves:
+                break
+        else:
+            return None
+    return moves.get(error_type, error_type), [moves.get(n, n) for n in error_types]
+
