@@ -18,6 +18,7 @@ if str(ROOT) not in sys.path:
 
 from benchmarks import (  # noqa: E402
     compare,
+    profile_ledgerflow,
     raw_aiosqlite,
     raw_sqlite3,
     raw_sqlite3_onetx,
@@ -97,3 +98,16 @@ def test_compare_summarises_and_judges_goals() -> None:
     assert "ERROR" in md
     first = next(b for b in compare.plan(quick=True, peers=False) if b.workload == "W1")
     assert first.module == "rl_chain"
+
+
+def test_profile_groups_name_modules_that_exist() -> None:
+    # The grouping matches cProfile's file names; a module split or renamed
+    # (machines/runtime.py became orchestrator/driver/calls/leasing) would
+    # silently move its time to another group.
+    for group, needles in profile_ledgerflow.GROUPS:
+        for needle in needles:
+            if needle.endswith(".py") and needle.startswith("machines/"):
+                assert (ROOT / needle).exists(), f"{group}: {needle} is no module any more"
+    assert profile_ledgerflow.group(
+        (str(ROOT / "ledgerflow" / "machines" / "driver.py"), 1, "drive")
+    ) == "machines runtime (shell)"
