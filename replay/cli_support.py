@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import inspect
 import os
 import sys
 from collections.abc import Callable, Coroutine
-from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -24,7 +22,6 @@ import msgspec
 
 from ledgerflow.errors import LedgerflowError
 from ledgerflow.eventstore import StoreOpener, open_store
-from ledgerflow.eventstore.opening import parse_store_url
 from ledgerflow.replay.errors import JsonArgumentError
 
 __all__ = [
@@ -121,26 +118,6 @@ def db_option(fn: F) -> F:
     )(fn)
 
 
-def _require_existing(db: str) -> None:
-    """Reading commands must not create an empty store by accident."""
-    target = parse_store_url(db)
-    if target.backend == "sqlite" and not Path(target.location).exists():
-        raise click.ClickException(
-            f"No store at '{target.location}'; run `ledgerflow demo` to create one, "
-            "or pass --db (or set LEDGERFLOW_DB)."
-        )
-
-
-def _opener(db: str, **flags: bool) -> StoreOpener:
-    # The store grows `create=`/`read_only=` (helper B); until then, refuse a
-    # missing SQLite file here so that no reading command creates one.
-    params = inspect.signature(open_store).parameters
-    if all(name in params for name in flags):
-        return open_store(db, **flags)  # type: ignore[arg-type]
-    _require_existing(db)
-    return open_store(db)
-
-
 def open_for_reading(db: str) -> StoreOpener:
     """Open an existing store read-only: reading commands never create or change one.
 
@@ -149,9 +126,9 @@ def open_for_reading(db: str) -> StoreOpener:
         async with open_for_reading("runs.db") as store:
             print(await store.runs())
     """
-    return _opener(db, create=False, read_only=True)
+    return open_store(db, create=False, read_only=True)
 
 
 def open_existing(db: str) -> StoreOpener:
     """Open an existing store to append to it (resume, resolve, fork); never create one."""
-    return _opener(db, create=False)
+    return open_store(db, create=False)

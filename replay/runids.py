@@ -46,14 +46,4 @@ async def resolve_run_id(store: EventStore, prefix: str) -> str:
         raise RunNotFoundError(prefix)
     if await store.run(prefix) is not None:
         return prefix
-    return pick_run_id(prefix, await _match_runs(store, prefix, SHOWN_CANDIDATES + 1))
-
-
-async def _match_runs(store: EventStore, prefix: str, limit: int) -> list[str]:
-    match_runs = getattr(store, "match_runs", None)
-    if match_runs is not None:
-        found: list[str] = await match_runs(prefix, limit=limit)
-        return found
-    # A store without match_runs (older backends): scan the runs projection.
-    every = await store.runs(limit=2**62)
-    return sorted(r.run_id for r in every if r.run_id.startswith(prefix))[:limit]
+    return pick_run_id(prefix, await store.match_runs(prefix, limit=SHOWN_CANDIDATES + 1))
