@@ -20,8 +20,9 @@ from ledgerflow.machines.events import Event, decode_event, encode_event, event_
 from ledgerflow.machines.evolve import evolve, fold
 from ledgerflow.machines.fsm import RunStatus, TaskStatus
 from ledgerflow.machines.loader import load_workflow
+from ledgerflow.machines.orchestrator import Orchestrator, load_run_state
 from ledgerflow.machines.policies import Budget, RetryPolicy
-from ledgerflow.machines.runtime import Orchestrator, RunResult, load_run_state
+from ledgerflow.machines.results import RunResult
 from ledgerflow.machines.state import Escalation, RunState, TaskState
 from ledgerflow.machines.workflow import (
     AgentContext,

@@ -7,6 +7,7 @@
     ├── WorkflowDefinitionError     a workflow declared wrongly (caught at decoration time)
     ├── RunNotFoundError            no run with that id in the store
     ├── RunBusyError                another live process drives the run
+    ├── UnloggableValueError        a goal or resolution the log cannot hold as JSON
     ├── ResolutionError             a resolve that cannot apply (task not escalated, bad output)
     └── PermanentError              raised BY an agent: do not retry, escalate at once
 """
@@ -23,6 +24,7 @@ __all__ = [
     "ResolutionError",
     "RunBusyError",
     "RunNotFoundError",
+    "UnloggableValueError",
     "WorkflowDefinitionError",
 ]
 
@@ -68,14 +70,54 @@ class RunNotFoundError(LedgerflowError):
 
 
 class RunBusyError(LedgerflowError):
-    """Another live process holds the run's lease."""
+    """Another live process holds the run's lease.
 
-    def __init__(self, run_id: str) -> None:
+    ``owner`` is the holder (``host:pid:suffix``) and ``expires_in_s`` how long
+    its lease still runs unless renewed, when the store can tell (else None).
+
+    Example::
+
+        try:
+            await orch.resume(run_id, wf)
+        except RunBusyError as exc:
+            print(exc.owner, exc.expires_in_s)
+    """
+
+    def __init__(
+        self, run_id: str, *, owner: str | None = None, expires_in_s: float | None = None
+    ) -> None:
         self.run_id = run_id
+        self.owner = owner
+        self.expires_in_s = expires_in_s
+        who = f" ('{owner}')" if owner else ""
+        left = (f"its lease runs {expires_in_s:.1f} s more unless renewed, so "
+                if expires_in_s is not None else "")
         super().__init__(
-            f"Run '{run_id}' is being driven by another live process; "
-            "wait for it to finish or for its lease to expire, then try again."
+            f"Run '{run_id}' is being driven by another live process{who}; {left}"
+            "wait for it to finish or its lease to expire, or retry with "
+            "`ledgerflow resume --wait` (Orchestrator(store, lease_wait_s=...))."
         )
+
+
+class UnloggableValueError(LedgerflowError):
+    """A value the log cannot hold as JSON (too deep, NaN, a lone surrogate, ...).
+
+    ``what`` names the value ("the goal"), ``problem`` says what is wrong,
+    ``fix`` what to send instead.
+
+    Example::
+
+        try:
+            await orch.start(wf, {"budget": float("nan")})
+        except UnloggableValueError as exc:
+            print(exc.problem)   # it holds NaN at $.budget, which JSON cannot represent
+    """
+
+    def __init__(self, what: str, problem: str, fix: str) -> None:
+        self.what = what
+        self.problem = problem
+        self.fix = fix
+        super().__init__(f"{what[:1].upper()}{what[1:]} cannot be recorded: {problem}; {fix}.")
 
 
 class ResolutionError(LedgerflowError):

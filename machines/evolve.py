@@ -271,6 +271,8 @@ def _run_move(state: RunState, e: ev.Event, seq: int) -> None:
 
 def _forked_from(state: RunState, e: ev.ForkedFrom, seq: int) -> None:
     state.forked_from = (e.origin_run_id, e.at_seq)
+    # getattr: the field is recorded only by versions that know it.
+    state.repeat_side_effects = bool(getattr(e, "repeat_side_effects", False))
     if e.started_at:
         state.started_at = e.started_at
 

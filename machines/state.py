@@ -101,6 +101,9 @@ class RunState:
     escalations: dict[str, Escalation] = field(default_factory=dict)
     reason: str = ""
     forked_from: tuple[str, int] | None = None
+    #: A fork made with ``repeat_side_effects=True``: it may perform again, with
+    #: another input, a side effect its origin already performed.
+    repeat_side_effects: bool = False
     # Derived counters, maintained by evolve.
     counts: dict[TaskStatus, int] = field(default_factory=lambda: dict.fromkeys(TaskStatus, 0))
     ready: dict[str, None] = field(default_factory=dict)

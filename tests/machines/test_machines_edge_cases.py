@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from machines_helpers import FAST, Goal, SearchIn, SearchOut, read_log, workflow
+from machines_helpers import FAST, Goal, SearchIn, SearchOut, of, read_log, workflow
 from pydantic import BaseModel
 
 from ledgerflow.contracts import Plan, Task
@@ -149,8 +149,8 @@ async def test_input_too_big_to_log_is_escalated_not_a_crash(tmp_path: Path) -> 
         assert (await verify_run(store, run.run_id, workflow=wf)).ok
 
 
-async def test_nan_is_decided_as_the_log_holds_it(store: EventStore) -> None:
-    """msgspec logs NaN as null; the decision must see null too, or replay diverges."""
+async def test_nan_output_is_a_recorded_rejection_not_a_silent_null(store: EventStore) -> None:
+    """msgspec would log NaN as null: the attempt is refused as what it is, then retried."""
     async def nan_once(ctx: AgentContext) -> dict[str, Any]:
         return {"price": math.nan if ctx.attempt == 1 else 120.0}
 
@@ -158,7 +158,10 @@ async def test_nan_is_decided_as_the_log_holds_it(store: EventStore) -> None:
     run = await Orchestrator(store).start(wf, Goal())
     assert run.status == "completed"
     log = await read_log(store, run.run_id)
-    assert any(isinstance(e, ev.OutputRejected) for e in log)
+    [failed] = of(log, ev.AgentFailed)
+    assert failed.error_type == "ledgerflow.UnloggableOutput"
+    assert "NaN at $.price" in failed.message
+    assert not of(log, ev.OutputRejected)
     report = await verify_run(store, run.run_id, workflow=wf)
     assert report.ok, report.lines()
 

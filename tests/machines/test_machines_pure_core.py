@@ -262,8 +262,8 @@ FACTS: list[ev.Event] = [
     ev.AgentFailed(task_id="search", attempt=1, error_type="builtins.ValueError",
                    error_types=["builtins.ValueError", "builtins.Exception"], message="x"),
     ev.AgentFailed(task_id="search", attempt=1,
-                   error_type="ledgerflow.machines.errors.PermanentError",
-                   error_types=["ledgerflow.machines.errors.PermanentError"], message="x"),
+                   error_type="ledgerflow.PermanentError",
+                   error_types=["ledgerflow.PermanentError"], message="x"),
     ev.AgentFailed(task_id="search", attempt=1, error_type="builtins.TimeoutError",
                    message="1s", timed_out=True),
     ev.RunCancelled(by="ops"),
@@ -316,8 +316,8 @@ def test_retry_policy_classifies_errors_by_recorded_names() -> None:
     policy = machines.RetryPolicy()
     assert policy.is_transient(["builtins.ValueError", "builtins.Exception"])
     assert not policy.is_transient(
-        ["ledgerflow.machines.errors.PermanentError", "builtins.Exception"])
-    assert policy.is_transient(["ledgerflow.machines.errors.PermanentError"], timed_out=True)
+        ["ledgerflow.PermanentError", "builtins.Exception"])
+    assert policy.is_transient(["ledgerflow.PermanentError"], timed_out=True)
     with pytest.raises(machines.WorkflowDefinitionError, match="at least 1"):
         machines.RetryPolicy(max_attempts=0)
     with pytest.raises(machines.WorkflowDefinitionError, match="max_retries"):

@@ -1,0 +1,212 @@
+"""The calls to the outside world: agents, the planner, escalation handlers, timers.
+
+Each call returns the fact its outcome is (an output, an error, a plan, a
+resolution), never raises for what the callee did: an agent that raises, times
+out, or returns something the log cannot hold becomes a recorded
+:class:`AgentFailed`; a planner that does becomes a :class:`PlanProposed`
+with an ``error``, which the decider rejects. Only a cancel from outside (the
+driver stopping) propagates.
+
+Example::
+
+    fact = await call_agent(wf, state, dispatched, max_event_bytes=store.max_event_bytes)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import msgspec
+from pydantic import BaseModel, ValidationError
+
+from ledgerflow.contracts import validate_output
+from ledgerflow.machines import events as ev
+from ledgerflow.machines.errors import PermanentError, UnloggableValueError
+from ledgerflow.machines.policies import exception_names
+from ledgerflow.machines.state import RunState
+from ledgerflow.machines.values import as_logged, describe_exception, encode_loggable, loggable_text
+from ledgerflow.machines.workflow import (
+    AgentContext,
+    EscalationRequest,
+    Resolution,
+    Workflow,
+    idempotency_key,
+)
+
+__all__ = ["ENVELOPE_ROOM", "PERMANENT_NAMES", "ask_handler", "call_agent", "call_planner",
+           "cancelled_from_outside", "timer"]
+
+log = logging.getLogger("ledgerflow")
+
+PERMANENT_NAMES = exception_names(PermanentError)
+#: Room left in an event for everything around an agent's output or a plan.
+ENVELOPE_ROOM = 4096
+#: An output the log cannot hold is retried like an invalid one (a model may do
+#: better next time), hence the ValueError it is a kind of.
+_UNLOGGABLE = ["ledgerflow.UnloggableOutput", *exception_names(ValueError)]
+_TOO_LARGE = ["ledgerflow.OutputTooLarge"]
+
+
+def cancelled_from_outside() -> bool:
+    """Whether the running task was cancelled (by the driver or its caller)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+def _dumped(result: object) -> object:
+    """A model as JSON-mode data; anything else as it is."""
+    return result.model_dump(mode="json") if isinstance(result, BaseModel) else result
+
+
+async def call_agent(
+    wf: Workflow, state: RunState, dispatched: ev.TaskDispatched, *, max_event_bytes: int
+) -> ev.Event:
+    """Call the task's agent on exactly the dispatched input; the outcome as a fact."""
+    task_id, attempt = dispatched.task_id, dispatched.attempt
+    spec = wf.spec(state.tasks[task_id].agent)
+    ctx = AgentContext(
+        run_id=state.run_id, task_id=task_id, attempt=attempt,
+        idempotency_key=dispatched.idempotency_key,
+    )
+
+    def failed(error_type: str, names: list[str], message: str, *, timed_out: bool = False,
+               ) -> ev.AgentFailed:
+        return ev.AgentFailed(
+            task_id=task_id, attempt=attempt, error_type=error_type, error_types=names,
+            message=loggable_text(message), timed_out=timed_out, tokens=ctx.tokens,
+            cost=ctx.cost,
+        )
+
+    try:
+        inp = spec.input.model_validate(dispatched.input)
+    except ValidationError as exc:
+        return failed("ledgerflow.InputContractError", PERMANENT_NAMES,
+                      f"the dispatched input does not satisfy {spec.input.__name__}: {exc}")
+    timeout = asyncio.timeout(dispatched.timeout_s)
+    try:
+        async with timeout:
+            result = await spec.fn(inp, ctx)
+    except TimeoutError as exc:
+        if timeout.expired():
+            return failed("builtins.TimeoutError", exception_names(TimeoutError),
+                          f"{dispatched.timeout_s:g}s", timed_out=True)
+        names = exception_names(type(exc))
+        return failed(names[0], names, describe_exception(exc))
+    except asyncio.CancelledError as exc:
+        if cancelled_from_outside():
+            raise
+        # The agent (or a library inside it) raised CancelledError itself.
+        names = exception_names(type(exc))
+        return failed(names[0], names,
+                      describe_exception(exc) or "the agent raised CancelledError")
+    except Exception as exc:  # every agent error becomes a recorded fact
+        names = exception_names(type(exc))
+        return failed(names[0], names, describe_exception(exc) or type(exc).__name__)
+    try:
+        encoded = encode_loggable(_dumped(result), what=f"the output of task '{task_id}'")
+    except UnloggableValueError as exc:
+        return failed(_UNLOGGABLE[0], _UNLOGGABLE, f"the output cannot be recorded: {exc.problem}")
+    except (ValueError, RecursionError, TypeError) as exc:  # model_dump itself gave up
+        return failed(_UNLOGGABLE[0], _UNLOGGABLE,
+                      f"the output cannot be recorded: {type(exc).__name__}: "
+                      f"{describe_exception(exc)}")
+    size = len(encoded)
+    limit = max_event_bytes - ENVELOPE_ROOM
+    if size > limit:
+        return failed(_TOO_LARGE[0], _TOO_LARGE,
+                      f"the output is {size:,} bytes, over the {limit:,}-byte limit of "
+                      "one logged event")
+    # Decide on exactly what the log will hold.
+    return ev.OutputReceived(
+        task_id=task_id, attempt=attempt, output=msgspec.json.decode(encoded),
+        tokens=ctx.tokens, cost=ctx.cost)
+
+
+async def call_planner(wf: Workflow, state: RunState, *, max_event_bytes: int) -> ev.Event:
+    """Ask the planner for a plan; the answer (or why there is none) as a fact."""
+    planner = wf.planner_fn
+    assert planner is not None
+    ctx = AgentContext(
+        run_id=state.run_id, task_id="$planner", attempt=1,
+        idempotency_key=idempotency_key(state.run_id, "$planner"),
+    )
+    try:
+        goal = wf.goal.model_validate(state.goal)
+        async with asyncio.timeout(wf.planner_timeout_s):
+            plan = await planner(goal, ctx)
+    except TimeoutError:
+        return ev.PlanProposed(error=f"timed out after {wf.planner_timeout_s:g}s")
+    except asyncio.CancelledError as exc:
+        if cancelled_from_outside():
+            raise
+        return ev.PlanProposed(error=loggable_text(
+            f"CancelledError: {describe_exception(exc) or 'raised by the planner'}"))
+    except Exception as exc:  # a planner error is a recorded fact, not a crash
+        return ev.PlanProposed(
+            error=loggable_text(f"{type(exc).__name__}: {describe_exception(exc)}"))
+    try:
+        encoded = encode_loggable(_dumped(plan), what="the plan")
+    except UnloggableValueError as exc:
+        return ev.PlanProposed(error=f"the plan cannot be recorded: {exc.problem}")
+    except (ValueError, RecursionError, TypeError) as exc:
+        return ev.PlanProposed(error=loggable_text(
+            f"the plan cannot be recorded: {type(exc).__name__}: {describe_exception(exc)}"))
+    # PlanAccepted carries the same tasks again, so a plan that fits here fits there.
+    limit = max_event_bytes - ENVELOPE_ROOM
+    if len(encoded) > limit:
+        return ev.PlanProposed(error=(
+            f"the plan is {len(encoded):,} bytes as JSON, over the {limit:,}-byte limit of one "
+            "logged event; plan fewer, smaller tasks (or open the store with a larger "
+            "max_event_bytes)"))
+    return ev.PlanProposed(plan=msgspec.json.decode(encoded))
+
+
+async def timer(task_id: str, delay_s: float) -> ev.Event:
+    """A backoff that has elapsed."""
+    await asyncio.sleep(delay_s)
+    return ev.TimerFired(task_id=task_id)
+
+
+async def ask_handler(wf: Workflow, state: RunState, task_id: str) -> ev.Event | None:
+    """Ask the workflow's escalation handler; its resolution as a fact, or None to leave it open."""
+    handler = wf.escalation_handler
+    assert handler is not None
+    task = state.tasks[task_id]
+    escalation = state.escalations.get(task_id)
+    if escalation is None:
+        return None
+    request = EscalationRequest(
+        run_id=state.run_id, task_id=task_id, agent=task.agent, kind=escalation.kind,
+        reason=escalation.reason, candidate=escalation.candidate, input=task.input,
+    )
+    try:
+        resolution = await handler(request)
+    except Exception:
+        log.exception("The escalation handler failed on task %s; leaving it open.", task_id)
+        return None
+    if resolution is None:
+        return None
+    if not isinstance(resolution, Resolution):
+        log.warning("The escalation handler returned %s, not a Resolution or None, for "
+                    "task %s; leaving the escalation open.", type(resolution).__name__, task_id)
+        return None
+    output = resolution.output
+    if output is not None:
+        try:
+            output = as_logged(_dumped(output), what=f"the handler's output for task '{task_id}'")
+        except (UnloggableValueError, ValueError, RecursionError, TypeError) as exc:
+            log.warning("The escalation handler's output for task %s cannot be logged (%s); "
+                        "leaving the escalation open.", task_id, describe_exception(exc))
+            return None
+    if resolution.action == "output":
+        verdict = validate_output(wf.spec(task.agent).output, output, task_id=task_id)
+        if not verdict.ok:
+            log.warning("The escalation handler's output for task %s is invalid (%s); "
+                        "leaving the escalation open.", task_id, "; ".join(verdict.errors))
+            return None
+    name = getattr(handler, "__name__", "handler")
+    return ev.EscalationResolved(
+        task_id=task_id, action=resolution.action, by=f"handler:{name}", output=output,
+        note=loggable_text(resolution.note),
+    )

@@ -1,0 +1,317 @@
+"""The commit-pipelined driver: one run being driven, from facts to durable decisions.
+
+Commits are pipelined: at most one append is in flight, and everything
+decided meanwhile goes into the next one (group commit). An action that can
+do harm if its event is lost (calling a side-effecting agent, asking an
+escalation handler) waits until its event is durable; calling an agent free
+of side effects, the planner or a backoff timer starts at once, overlapping
+the fsync (if the process dies first, the log simply shows no dispatch, and
+resume dispatches again).
+
+Example::
+
+    driver = Driver(orch, wf, state, seq=state.seq)
+    await driver.run([RunResumed(by=orch.owner)], resuming=True)
+    driver.result().status
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Coroutine
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
+
+from ledgerflow.eventstore import NewEvent
+from ledgerflow.machines import calls
+from ledgerflow.machines import events as ev
+from ledgerflow.machines.decide import advance
+from ledgerflow.machines.errors import ResolutionError
+from ledgerflow.machines.fsm import RunStatus, TaskStatus
+from ledgerflow.machines.origin import OriginIndex, index_origin, reuse_for
+from ledgerflow.machines.results import RunResult
+from ledgerflow.machines.state import RunState
+from ledgerflow.machines.workflow import Workflow
+
+if TYPE_CHECKING:
+    from ledgerflow.machines.orchestrator import Orchestrator
+
+__all__ = ["Driver"]
+
+log = logging.getLogger("ledgerflow")
+
+
+async def _const(fact: ev.Event) -> ev.Event:
+    return fact
+
+
+class Driver:
+    """One run being driven: its state, its log position, its in-flight work."""
+
+    def __init__(self, orch: Orchestrator, wf: Workflow, state: RunState, seq: int) -> None:
+        self.orch = orch
+        self.wf = wf
+        self.state = state
+        self.seq = seq
+        #: Work whose outcome is a fact, with its start order.
+        self.work: dict[asyncio.Task[Any], int] = {}
+        self.finished: asyncio.Queue[asyncio.Task[Any]] = asyncio.Queue()
+        self.order = 0
+        self.deadline: asyncio.Task[Any] | None = None
+        #: Decided, not yet handed to the store.
+        self.pending: list[ev.Event] = []
+        self.committing: asyncio.Task[None] | None = None
+        self.in_commit: list[ev.Event] = []
+        self.stopped = asyncio.Event()
+        #: A fork's origin, indexed on first need (never for a run that is no fork).
+        self._origin: OriginIndex | None = None
+
+    async def run(
+        self, facts: list[ev.Event], *, resuming: bool = False, strict: bool = False
+    ) -> None:
+        """Decide on ``facts``, then drive until nothing is left to wait for."""
+        # Escalations already in the log may be re-asked; new ones wait until durable.
+        logged_escalations = list(self.state.escalations)
+        try:
+            if resuming and self.state.forked_from is not None:
+                facts = await self.recovered_from_origin() + facts
+            self.queue(self.decide(facts, strict=strict))
+            if resuming:
+                self.rearm(logged_escalations)
+            self.arm_deadline()
+            while self.work or self.pending or self.committing is not None:
+                if not self.work and self.committing is None:
+                    # Nothing to overlap with: commit inline, saving a task hand-off.
+                    events, self.pending = self.pending, []
+                    await self.commit(events)
+                    self.perform(events, durable=True)
+                    continue
+                self.flush()
+                finished = [await self.finished.get()]
+                while not self.finished.empty():
+                    finished.append(self.finished.get_nowait())
+                arrived: list[ev.Event] = []
+                for work in sorted(finished, key=self._order):
+                    fact = self.collect(work)
+                    if fact is not None:
+                        arrived.append(fact)
+                if arrived:
+                    self.queue(self.decide(arrived))
+        finally:
+            await self.stop_all()
+            self.stopped.set()
+
+    async def cancel(self, by: str) -> RunResult:
+        """Cancel this live run from the same process: a fact like any other."""
+        if not self.state.status.terminal and not self.stopped.is_set():
+            self.spawn(_const(ev.RunCancelled(by=by)))
+            await self.stopped.wait()
+        return self.result()
+
+    def _order(self, work: asyncio.Task[Any]) -> int:
+        return self.work.get(work, 0)
+
+    def collect(self, work: asyncio.Task[Any]) -> ev.Event | None:
+        """The fact a finished piece of work brought, if any."""
+        if work is self.committing:
+            self.committing = None
+            work.result()  # a failed append ends the drive: the log is the truth
+            self.seq += len(self.in_commit)
+            self.perform(self.in_commit, durable=True)
+            self.in_commit = []
+            return None
+        if work is self.deadline:
+            self.deadline = None
+        elif self.work.pop(work, None) is None:
+            return None
+        if work.cancelled():
+            return None
+        fact: ev.Event | None = work.result()
+        return fact
+
+    def decide(self, facts: list[ev.Event], *, strict: bool = False) -> list[ev.Event]:
+        events: list[ev.Event] = []
+        for fact in facts:
+            try:
+                events.extend(advance(self.state, fact, self.wf))
+            except ResolutionError:
+                if strict:
+                    raise
+                log.warning("Dropped a resolution that no longer applies: %r", fact)
+        return events
+
+    def queue(self, events: list[ev.Event]) -> None:
+        """Take decided events into the next commit; start what is safe to start now."""
+        if not events:
+            return
+        self.pending.extend(events)
+        self.perform(events, durable=False)
+
+    def flush(self) -> None:
+        if self.committing is None and self.pending:
+            self.in_commit, self.pending = self.pending, []
+            self.committing = asyncio.create_task(self.commit(self.in_commit, count=False))
+            self.committing.add_done_callback(self.finished.put_nowait)
+
+    async def commit(self, events: list[ev.Event], *, count: bool = True) -> None:
+        if not events:
+            return
+        await self.orch.store.append(
+            self.state.run_id,
+            [NewEvent(type=e.type, data=ev.encode_event(e)) for e in events],
+            expected_seq=self.seq,
+            status=self.state.status.value,
+            label=self.state.workflow,
+            at=self.orch.clock(),
+        )
+        if count:
+            self.seq += len(events)
+
+    def spawn(self, coro: Coroutine[Any, Any, ev.Event | None]) -> None:
+        self.order += 1
+        work = asyncio.create_task(coro)
+        self.work[work] = self.order
+        work.add_done_callback(self.finished.put_nowait)
+
+    def perform(self, events: list[ev.Event], *, durable: bool) -> None:
+        """Start what the events describe: the harmless at once, the rest once durable."""
+        wf = self.wf
+        tasks = self.state.tasks
+        strict = self.orch.durable_dispatch
+        for event in events:
+            kind = type(event)  # exact types: events are final classes, and this is hot
+            if kind is ev.TaskDispatched:
+                dispatched: ev.TaskDispatched = event  # type: ignore[assignment]
+                side_effect = wf.agents[tasks[dispatched.task_id].agent].side_effect
+                if durable == (strict or side_effect):
+                    if side_effect and self.state.forked_from is not None:
+                        self.spawn(self.call_in_fork(dispatched))
+                    else:
+                        self.spawn(calls.call_agent(
+                            wf, self.state, dispatched,
+                            max_event_bytes=self.orch.store.max_event_bytes))
+            elif durable:
+                if kind is ev.TaskEscalated and wf.escalation_handler:
+                    self.spawn(calls.ask_handler(
+                        wf, self.state, event.task_id))  # type: ignore[attr-defined]
+            elif kind is ev.RunStarted:
+                self.spawn(self.call_planner())
+            elif kind is ev.RetryScheduled:
+                retry: ev.RetryScheduled = event  # type: ignore[assignment]
+                self.spawn(calls.timer(retry.task_id, retry.delay_s))
+        if self.state.status.terminal:
+            for work in self.work:
+                work.cancel()
+
+    def call_planner(self) -> Coroutine[Any, Any, ev.Event]:
+        return calls.call_planner(self.wf, self.state,
+                                  max_event_bytes=self.orch.store.max_event_bytes)
+
+    def rearm(self, logged_escalations: list[str]) -> None:
+        """After a resume: timers and handlers whose process is gone."""
+        state = self.state
+        if state.status is RunStatus.PLANNING:
+            self.spawn(self.call_planner())
+        for task in state.tasks.values():
+            if task.status is TaskStatus.RETRY_WAIT:
+                self.spawn(calls.timer(task.id, 0.0))
+        if self.wf.escalation_handler:
+            for task_id in logged_escalations:
+                if task_id in state.escalations:
+                    self.spawn(calls.ask_handler(self.wf, state, task_id))
+
+    def arm_deadline(self) -> None:
+        """The deadline is a fact like any other, but it keeps no run alive."""
+        state = self.state
+        if state.deadline_s is None or state.status.terminal or state.budget_exhausted:
+            return
+        started = datetime.fromisoformat(state.started_at)
+        remaining = (started.timestamp() + state.deadline_s) - self.orch.clock().timestamp()
+
+        async def fire() -> ev.Event:
+            await asyncio.sleep(max(0.0, remaining))
+            return ev.DeadlinePassed(deadline_s=state.deadline_s or 0.0)
+
+        self.deadline = asyncio.create_task(fire())
+        self.deadline.add_done_callback(self.finished.put_nowait)
+
+    async def stop_all(self) -> None:
+        pending: list[asyncio.Task[Any]] = list(self.work)
+        if self.deadline is not None:
+            pending.append(self.deadline)
+        for work in pending:
+            work.cancel()
+        if self.committing is not None:
+            # Never abandon an append half-way: wait for it to land or fail.
+            pending.append(self.committing)
+        for work in pending:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await work
+        self.work.clear()
+        if calls.cancelled_from_outside():
+            # A cancel of this task that landed during the clean-up above was
+            # swallowed with the work's own: deliver it.
+            raise asyncio.CancelledError
+
+    # -- forks: never repeat what the origin already did ---------------------
+
+    async def origin(self) -> OriginIndex:
+        """The fork's origin, read and indexed once per drive."""
+        if self._origin is None:
+            assert self.state.forked_from is not None
+            origin_id, at_seq = self.state.forked_from
+            log_ = [(env.seq, ev.decode_event(env.data))
+                    async for env in self.orch.store.read(origin_id)]
+            self._origin = index_origin(origin_id, log_, after_seq=at_seq)
+        return self._origin
+
+    async def call_in_fork(self, dispatched: ev.TaskDispatched) -> ev.Event:
+        """A fork's side effect: the origin's outcome if it already acted, else the agent."""
+        spec = self.wf.spec(self.state.tasks[dispatched.task_id].agent)
+        fact = reuse_for(await self.origin(), dispatched,
+                         repeat=self.state.repeat_side_effects, idempotent=spec.idempotent)
+        if fact is not None:
+            return fact
+        return await calls.call_agent(self.wf, self.state, dispatched,
+                                      max_event_bytes=self.orch.store.max_event_bytes)
+
+    async def recovered_from_origin(self) -> list[ev.Event]:
+        """Outcomes the origin recorded for a fork's copied, open side-effect attempts.
+
+        A fork made between a dispatch and its outcome copies an attempt with
+        no outcome; the origin knows it, so resuming the fork must not call it
+        "outcome unknown after crash" (nor perform it again).
+        """
+        open_attempts = [t for t in self.state.tasks.values() if t.outstanding
+                         and self.wf.agents[t.agent].side_effect and t.input is not None]
+        if not open_attempts:
+            return []
+        index = await self.origin()
+        facts: list[ev.Event] = []
+        for task in open_attempts:
+            dispatched = ev.TaskDispatched(
+                task_id=task.id, attempt=task.attempt, input=task.input or {},
+                idempotency_key=task.idempotency_key or "", timeout_s=0.0)
+            # An outcome unknown to the origin too is left to RunResumed, as after a crash.
+            fact = reuse_for(index, dispatched, repeat=self.state.repeat_side_effects,
+                             idempotent=True)
+            if fact is not None:
+                facts.append(fact)
+        return facts
+
+    def result(self) -> RunResult:
+        state = self.state
+        outputs: dict[str, BaseModel] = {}
+        for task in state.tasks.values():
+            if task.status is TaskStatus.SUCCEEDED and task.output is not None:
+                spec = self.wf.agents.get(task.agent)
+                if spec is not None:
+                    outputs[task.id] = spec.output.model_validate(task.output)
+        return RunResult(
+            run_id=state.run_id, status=state.status.value, outputs=outputs,
+            reason=state.reason, state=state,
+        )

@@ -1,0 +1,299 @@
+"""The imperative shell's front door: start, resume, resolve and cancel runs.
+
+The :class:`Orchestrator` owns the I/O. Every operation goes through one
+prelude (:meth:`Orchestrator._drive`): take the run's lease, load its state,
+bind a :class:`~ledgerflow.machines.driver.Driver`, and drive it with the
+operation's facts. The driver asks :func:`ledgerflow.machines.advance` what
+follows from each fact, appends the events in one transaction, and only then
+performs what they describe: a ``TaskDispatched`` is durable before a
+side-effecting agent is called, so a crash can never hide a side effect.
+
+Example::
+
+    async with open_store("runs.db") as store:
+        orch = Orchestrator(store)
+        run = await orch.start(wf, TripGoal(destination="Lisbon", passengers=2))
+        print(run.status, run.outputs["book"])
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from ledgerflow.eventstore import EventStore
+from ledgerflow.machines import events as ev
+from ledgerflow.machines.driver import Driver
+from ledgerflow.machines.errors import (
+    ResolutionError,
+    RunBusyError,
+    RunNotFoundError,
+    UnloggableValueError,
+    WorkflowDefinitionError,
+)
+from ledgerflow.machines.evolve import evolve
+from ledgerflow.machines.leasing import hold_lease, new_owner
+from ledgerflow.machines.loader import load_workflow
+from ledgerflow.machines.results import RunResult
+from ledgerflow.machines.state import RunState
+from ledgerflow.machines.values import as_logged, describe_exception
+from ledgerflow.machines.workflow import Workflow
+
+__all__ = ["Orchestrator", "RunResult", "load_run_state"]
+
+#: The facts an operation drives with, given the run's loaded state.
+Facts = Callable[[RunState], list[ev.Event]]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+async def load_run_state(store: EventStore, run_id: str, at: int | None = None) -> RunState:
+    """Rebuild a run's state by folding its log (up to seq ``at``).
+
+    Example::
+
+        state = await load_run_state(store, "r1", at=12)
+    """
+    state = RunState(run_id=run_id)
+    decoder = ev.decode_event
+    # Streamed in chunks: a million-event log folds in constant memory.
+    async for envelope in store.read(run_id, until=at):
+        evolve(state, decoder(envelope.data))
+    if state.seq == 0:
+        raise RunNotFoundError(run_id)
+    return state
+
+
+def loggable_doc(value: Any, *, what: str) -> Any:
+    """``value`` (a model or JSON data) as the log will hold it; UnloggableValueError if never.
+
+    >>> loggable_doc({"legs": ("LIS", "OPO")}, what="the goal")
+    {'legs': ['LIS', 'OPO']}
+    """
+    try:
+        raw = value.model_dump(mode="json") if isinstance(value, BaseModel) else value
+    except (ValueError, RecursionError, TypeError) as exc:  # pydantic gave up serializing
+        raise UnloggableValueError(
+            what, f"it cannot be serialized ({type(exc).__name__}: {describe_exception(exc)})",
+            "send plain JSON data") from None
+    return as_logged(raw, what=what)
+
+
+class Orchestrator:
+    """Drives runs of workflows against an event store.
+
+    ``clock`` stamps the events (recorded, never re-read on replay);
+    ``lease_ttl_s`` is how long a crashed process keeps others from taking
+    its runs over; ``lease_wait_s`` is how long to wait for a busy run's
+    lease before refusing with :class:`RunBusyError` (``math.inf``: wait as
+    long as it takes). A lease whose owner is a process of this host that is
+    gone is taken over at once (``take_over_dead_owners=False`` to always
+    wait for the ttl; see :func:`ledgerflow.machines.leasing.lease_owner_is_gone`).
+    With ``durable_dispatch=True`` every agent, not only a side-effecting one,
+    starts only once its ``TaskDispatched`` is durable (one fsync per step of
+    a chain, as the step-checkpointing peers do); by default an agent free of
+    side effects starts at once and its dispatch is committed meanwhile.
+
+    Example::
+
+        orch = Orchestrator(store, lease_wait_s=60)   # `ledgerflow resume --wait 60`
+        run = await orch.resume(run_id, wf)
+    """
+
+    def __init__(
+        self,
+        store: EventStore,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        lease_ttl_s: float = 30.0,
+        lease_wait_s: float = 0.0,
+        durable_dispatch: bool = False,
+        owner: str | None = None,
+        take_over_dead_owners: bool = True,
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.lease_ttl_s = lease_ttl_s
+        self.lease_wait_s = lease_wait_s
+        self.durable_dispatch = durable_dispatch
+        self.owner = owner or new_owner()
+        self.take_over_dead_owners = take_over_dead_owners
+        #: Runs this orchestrator is driving right now (a lease is per process,
+        #: so two calls of one orchestrator must not drive one run together).
+        self._live: dict[str, _Slot] = {}
+
+    # -- public API -------------------------------------------------------
+
+    async def start(
+        self, workflow: Workflow, goal: BaseModel | dict[str, Any], *, run_id: str | None = None
+    ) -> RunResult:
+        """Start a run of ``workflow`` for ``goal`` and drive it as far as it can go.
+
+        Returns when the run completed, failed, or waits on an escalation. A
+        goal the log cannot hold (NaN, nesting over 200 deep, a lone
+        surrogate, an int over 4,300 digits) raises
+        :class:`UnloggableValueError` and nothing is recorded.
+        """
+        if workflow.planner_fn is None:
+            raise WorkflowDefinitionError(
+                f"Workflow '{workflow.name}' has no planner; declare one with @wf.planner."
+            )
+        # Checked before pydantic sees it too: a 100,000-deep dict would overflow its stack.
+        raw = loggable_doc(goal, what="the goal")
+        try:
+            validated = workflow.goal.model_validate(raw)
+        except ValidationError as exc:
+            raise WorkflowDefinitionError(
+                f"The goal does not satisfy {workflow.goal.__name__}: "
+                + "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
+                            for e in exc.errors(include_url=False))
+            ) from exc
+        goal_doc = loggable_doc(validated, what="the goal")
+        run_id = run_id or uuid.uuid4().hex[:12]
+        fact = ev.RunStarted(
+            workflow=workflow.name, workflow_ref=workflow.ref, goal=goal_doc,
+            started_at=self.clock().isoformat(), max_concurrency=workflow.max_concurrency,
+            max_event_bytes=self.store.max_event_bytes,
+        )
+        return await self._drive(run_id, workflow, lambda state: [fact],
+                                 new_state=RunState(run_id=run_id))
+
+    async def resume(self, run_id: str, workflow: Workflow | None = None) -> RunResult:
+        """Continue a run that was interrupted (crash, kill -9) or is waiting.
+
+        Tasks that succeeded are not run again. An attempt with no recorded
+        outcome is re-dispatched with the same idempotency key if its agent is
+        idempotent or free of side effects, and escalated as "outcome unknown"
+        otherwise.
+        """
+        def facts(state: RunState) -> list[ev.Event]:
+            return [] if state.status.terminal else [ev.RunResumed(by=self.owner)]
+
+        return await self._drive(run_id, workflow, facts, resuming=True)
+
+    async def resolve(
+        self,
+        run_id: str,
+        task_id: str,
+        *,
+        output: BaseModel | dict[str, Any] | None = None,
+        retry: bool = False,
+        abandon: bool = False,
+        by: str = "api",
+        note: str = "",
+        workflow: Workflow | None = None,
+    ) -> RunResult:
+        """Settle an escalated task, then drive the run on.
+
+        Exactly one of ``output`` (validated against the task's output
+        contract), ``retry`` or ``abandon``. An invalid resolution, or one the
+        log cannot hold (NaN, ...), raises :class:`ResolutionError` and
+        appends nothing.
+        """
+        chosen = [name for name, on in
+                  (("output", output is not None), ("retry", retry), ("abandon", abandon)) if on]
+        if len(chosen) != 1:
+            raise ResolutionError(
+                "Resolve needs exactly one of output=, retry=True or abandon=True "
+                f"(got {', '.join(chosen) or 'none'})."
+            )
+        logged: dict[str, Any] | None = None
+        try:
+            if output is not None:
+                logged = loggable_doc(output, what=f"the output given for task '{task_id}'")
+            loggable_doc([by, note], what="the resolution's by= and note=")
+        except UnloggableValueError as exc:
+            raise ResolutionError(str(exc)) from exc
+
+        def facts(state: RunState) -> list[ev.Event]:
+            found: list[ev.Event] = []
+            if any(t.outstanding for t in state.tasks.values()):
+                # The process that drove it died: settle its lost attempts too.
+                found.append(ev.RunResumed(by=self.owner))
+            found.append(ev.EscalationResolved(
+                task_id=task_id, action=chosen[0], by=by, output=logged, note=note))
+            return found
+
+        return await self._drive(run_id, workflow, facts, resuming=True, strict=True)
+
+    async def state(self, run_id: str, at: int | None = None) -> RunState:
+        """The run's state rebuilt from its log, after event ``at`` (default: the last)."""
+        return await load_run_state(self.store, run_id, at)
+
+    async def cancel(self, run_id: str, *, by: str = "api") -> RunResult:
+        """Cancel a run that is not finished; nothing more is dispatched.
+
+        A run this orchestrator is driving is cancelled in place (its agents
+        are cancelled, ``start`` returns ``cancelled``); a run driven by
+        another live process is refused with :class:`RunBusyError`.
+        """
+        live = self._live.get(run_id)
+        if live is not None and live.driver is not None:
+            return await live.driver.cancel(by)
+
+        def facts(state: RunState) -> list[ev.Event]:
+            return [] if state.status.terminal else [ev.RunCancelled(by=by)]
+
+        return await self._drive(run_id, None, facts, workflow_required=False)
+
+    # -- the one prelude ----------------------------------------------------
+
+    async def _drive(
+        self,
+        run_id: str,
+        workflow: Workflow | None,
+        facts: Facts,
+        *,
+        new_state: RunState | None = None,
+        resuming: bool = False,
+        strict: bool = False,
+        workflow_required: bool = True,
+    ) -> RunResult:
+        """Take the lease, load the state, bind a driver, drive it with ``facts(state)``."""
+        async with self._lease(run_id) as slot:
+            state = new_state or await load_run_state(self.store, run_id)
+            wf = workflow or load_workflow(
+                state.workflow_ref, state.workflow, required=workflow_required)
+            driver = slot.bind(Driver(self, wf, state, seq=state.seq))
+            todo = facts(state)
+            if todo:
+                await driver.run(todo, resuming=resuming, strict=strict)
+            else:
+                driver.stopped.set()  # nobody runs this driver: a cancel must not wait on it
+        return driver.result()
+
+    @contextlib.asynccontextmanager
+    async def _lease(self, run_id: str) -> AsyncIterator[_Slot]:
+        """Hold the run's lease while a driver works on it (see :mod:`.leasing`)."""
+        if run_id in self._live:
+            raise RunBusyError(run_id, owner=self.owner)
+        # Reserved before the first await, so two calls cannot both get past the check.
+        slot = _Slot(run_id)
+        self._live[run_id] = slot
+        try:
+            async with hold_lease(self.store, run_id, self.owner, ttl_s=self.lease_ttl_s,
+                                  wait_s=self.lease_wait_s,
+                                  take_over=self.take_over_dead_owners):
+                yield slot
+        finally:
+            if self._live.get(run_id) is slot:
+                del self._live[run_id]
+
+
+class _Slot:
+    """A run's place in an orchestrator's registry of live drivers."""
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        self.driver: Driver | None = None
+
+    def bind(self, driver: Driver) -> Driver:
+        self.driver = driver
+        return driver

@@ -1,0 +1,178 @@
+"""Can this value be logged? The one check every value from outside passes.
+
+A run's log is JSON (msgspec), and decisions are taken on exactly what the log
+will read back. Some Python values have no faithful JSON form, and before
+this check they escaped as raw errors that stranded the run (its batch never
+committed, and every resume hit the same error):
+
+- nesting deeper than :data:`MAX_DEPTH` (the encoder recurses: RecursionError;
+  and anything near Python's recursion limit breaks copies and replays later);
+- an ``int`` over 4,300 digits (Python refuses to print it: ValueError);
+- a string with a lone surrogate such as ``"\\ud800"`` (no UTF-8 form);
+- NaN and the infinities (JSON has none: the encoder writes ``null``, so a
+  decision would see one value and the log another).
+
+:func:`encode_loggable` encodes or raises :class:`UnloggableValueError`; the
+runtime turns that into a recorded rejection for an agent or planner output
+and into a refusal for a goal or a resolution.
+
+Example::
+
+    >>> encode_loggable({"total": 310})
+    b'{"total":310}'
+    >>> try:
+    ...     encode_loggable({"total": float("nan")}, what="the goal")
+    ... except UnloggableValueError as exc:
+    ...     print(exc.problem)
+    it holds NaN at $.total, which JSON cannot represent
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from typing import Any
+
+import msgspec
+
+from ledgerflow.machines.errors import UnloggableValueError
+
+__all__ = ["MAX_DEPTH", "as_logged", "encode_loggable", "loggable_text"]
+
+#: Deepest nesting of lists and dicts a logged value may have. Far above what
+#: any real output needs (serde_json stops at 128) and far below Python's
+#: recursion limit, so every later copy, validation and replay of the value
+#: has room on the stack.
+MAX_DEPTH = 200
+
+_encode = msgspec.json.encode
+_decode = msgspec.json.decode
+#: The shortest JSON a value nested MAX_DEPTH deep can have: "[" and "]" per level.
+_SHORTEST_TOO_DEEP = 2 * MAX_DEPTH
+
+
+def encode_loggable(value: Any, *, what: str = "the value") -> bytes:
+    """``value`` as the JSON the log will hold; :class:`UnloggableValueError` if it has none.
+
+    ``what`` names the value in the error ("the output of task 'price'").
+    The common case costs one encode and two byte scans; the walk that finds
+    where a problem is runs only when a scan says there may be one.
+    """
+    try:
+        encoded = _encode(value)
+    except RecursionError:
+        raise UnloggableValueError(
+            what, f"it is nested more than {MAX_DEPTH} levels deep",
+            "flatten it") from None
+    except UnicodeEncodeError as exc:
+        raise UnloggableValueError(
+            what, f"it holds a string with a lone surrogate ({exc.object[exc.start:exc.end]!r})",
+            "send valid Unicode text") from None
+    except ValueError:
+        # Python refuses to print an int over sys.get_int_max_str_digits() digits.
+        raise UnloggableValueError(
+            what, f"it holds an integer of more than {sys.get_int_max_str_digits():,} digits, "
+            "too long to write as text", "send it as a string") from None
+    except (TypeError, msgspec.EncodeError) as exc:
+        raise UnloggableValueError(what, f"it is not JSON data ({exc})",
+                                   "send dicts, lists, strings, numbers, booleans and null") \
+            from None
+    # NaN and the infinities encode as null: only a log holding a null can hide one.
+    if b"null" in encoded:
+        where = _non_finite_at(value)
+        if where is not None:
+            path, number = where
+            raise UnloggableValueError(
+                what, f"it holds {_name(number)} at {path}, which JSON cannot represent",
+                "send a number or null instead")
+    if len(encoded) >= _SHORTEST_TOO_DEEP and \
+            encoded.count(b"[") + encoded.count(b"{") >= MAX_DEPTH:
+        deep_at = _too_deep_at(value)
+        if deep_at is not None:
+            raise UnloggableValueError(
+                what, f"it is nested more than {MAX_DEPTH} levels deep (at {deep_at})",
+                "flatten it")
+    return encoded
+
+
+def as_logged(value: Any, *, what: str = "the value") -> Any:
+    """``value`` as replay will read it back from the log (tuples become lists, ...).
+
+    >>> as_logged({"legs": ("LIS", "OPO")})
+    {'legs': ['LIS', 'OPO']}
+    """
+    return _decode(encode_loggable(value, what=what))
+
+
+def loggable_text(text: str, limit: int = 2000) -> str:
+    """``text`` cut to ``limit`` characters, lone surrogates escaped: safe in any event.
+
+    >>> loggable_text("bad \\ud800 byte")
+    'bad \\\\ud800 byte'
+    """
+    text = text[:limit]
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
+def describe_exception(exc: BaseException) -> str:
+    """``str(exc)``, or a stand-in when even that fails (an int too long to print)."""
+    try:
+        return str(exc)
+    except Exception as inner:  # any failure here must not hide the first
+        return f"<{type(exc).__name__} whose message cannot be shown: {type(inner).__name__}>"
+
+
+def _name(number: float) -> str:
+    return "NaN" if math.isnan(number) else "Infinity" if number > 0 else "-Infinity"
+
+
+#: A path as a linked list, (key, parent) or None at the root: a child costs one tuple.
+_Link = tuple[Any, Any] | None
+
+
+def _path(link: _Link) -> str:
+    parts: list[Any] = []
+    while link is not None:
+        key, link = link
+        parts.append(key)
+    parts.reverse()
+    shown = parts if len(parts) <= 8 else [*parts[:4], "...", *parts[-3:]]
+    return "$" + "".join(
+        "..." if p == "..." else f"[{p}]" if isinstance(p, int) else f".{p}" for p in shown)
+
+
+def _children(value: Any) -> list[tuple[Any, Any]]:
+    if isinstance(value, dict):
+        return list(value.items())
+    if isinstance(value, list | tuple):
+        return list(enumerate(value))
+    return []
+
+
+def _non_finite_at(value: Any) -> tuple[str, float] | None:
+    """Where the first NaN or infinity in ``value`` is (iterative: no recursion limit)."""
+    stack: list[tuple[Any, _Link]] = [(value, None)]
+    while stack:
+        node, link = stack.pop()
+        if isinstance(node, float) and not math.isfinite(node):
+            return _path(link), node
+        for key, child in reversed(_children(node)):
+            stack.append((child, (key, link)))
+    return None
+
+
+def _too_deep_at(value: Any) -> str | None:
+    """Where ``value`` first nests deeper than :data:`MAX_DEPTH`, if it does."""
+    stack: list[tuple[Any, int, _Link]] = [(value, 1, None)]
+    while stack:
+        node, depth, link = stack.pop()
+        if depth > MAX_DEPTH:
+            return _path(link)
+        for key, child in _children(node):
+            if isinstance(child, dict | list | tuple):
+                stack.append((child, depth + 1, (key, link)))
+    return None
