@@ -26,7 +26,14 @@ from ledgerflow.machines import (
     load_workflow,
 )
 from ledgerflow.replay import audit, commands, render
-from ledgerflow.replay.cli_support import DEFAULT_DB, db_option, friendly, open_existing, run_async
+from ledgerflow.replay.cli_support import (
+    DEFAULT_DB,
+    db_option,
+    friendly,
+    naming_bad_events,
+    open_existing,
+    run_async,
+)
 from ledgerflow.replay.jsonargs import parse_json_arg
 from ledgerflow.replay.runids import resolve_run_id
 from ledgerflow.replay.timeline import decision_log
@@ -148,9 +155,10 @@ def resolve(*, run_id: str, task_id: str, output: str | None, retry: bool, aband
     async def go() -> Any:
         async with open_existing(db) as store:
             rid = await resolve_run_id(store, run_id)
-            return await Orchestrator(store).resolve(
-                rid, task_id, output=value, retry=retry, abandon=abandon, by=by, note=note,
-                workflow=wf)
+            async with naming_bad_events(store, rid):
+                return await Orchestrator(store).resolve(
+                    rid, task_id, output=value, retry=retry, abandon=abandon, by=by, note=note,
+                    workflow=wf)
 
     run = run_async(go())
     click.echo(f"run {run.run_id}: {run.status}" + (f" — {run.reason}" if run.reason else ""))

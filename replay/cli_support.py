@@ -11,18 +11,20 @@ differ); 2 when the command line itself is wrong (click's usage errors, and a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import os
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any, TypeVar
 
 import click
 import msgspec
 
 from ledgerflow.errors import LedgerflowError
-from ledgerflow.eventstore import StoreOpener, open_store
+from ledgerflow.eventstore import EventStore, StoreOpener, open_store
 from ledgerflow.replay.errors import JsonArgumentError
+from ledgerflow.replay.timeline import decode_log
 
 __all__ = [
     "DEFAULT_DB",
@@ -31,6 +33,7 @@ __all__ = [
     "classify",
     "db_option",
     "friendly",
+    "naming_bad_events",
     "open_existing",
     "open_for_reading",
     "run_async",
@@ -132,3 +135,22 @@ def open_for_reading(db: str) -> StoreOpener:
 def open_existing(db: str) -> StoreOpener:
     """Open an existing store to append to it (resume, resolve, fork); never create one."""
     return open_store(db, create=False)
+
+
+@contextlib.asynccontextmanager
+async def naming_bad_events(store: EventStore, run_id: str) -> AsyncIterator[None]:
+    """Turn an undecodable event met by the runtime into an error naming its seq.
+
+    The runtime decodes as it folds and does not say where; the log is read
+    again only when that happens, so the common path costs nothing.
+
+    Example::
+
+        async with naming_bad_events(store, run_id):
+            await Orchestrator(store).resume(run_id)
+    """
+    try:
+        yield
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        decode_log(run_id, await store.read_all(run_id))  # raises LogDecodeError with the seq
+        raise

@@ -21,7 +21,6 @@ from ledgerflow.machines import (
     RunNotFoundError,
     Workflow,
     WorkflowDefinitionError,
-    load_run_state,
     load_workflow,
 )
 from ledgerflow.machines.events import RunStarted
@@ -30,6 +29,7 @@ from ledgerflow.replay.cli_support import (
     EXIT_REFUSED,
     db_option,
     friendly,
+    naming_bad_events,
     open_existing,
     open_for_reading,
     run_async,
@@ -185,7 +185,8 @@ def resume(*, run_id: str, workflow: str | None, wait: float | None, db: str) ->
     async def go() -> Any:
         async with open_existing(db) as store:
             rid = await resolve_run_id(store, run_id)
-            return await Orchestrator(store, lease_wait_s=wait or 0.0).resume(rid, wf)
+            async with naming_bad_events(store, rid):
+                return await Orchestrator(store, lease_wait_s=wait or 0.0).resume(rid, wf)
 
     run = run_async(go())
     click.echo(f"run {run.run_id}: {run.status}" + (f" — {run.reason}" if run.reason else ""))
@@ -211,7 +212,10 @@ def fork(*, run_id: str, at_seq: int, workflow: str | None, stop: bool, db: str)
     async def go() -> tuple[str, str, Any]:
         async with open_existing(db) as store:
             rid = await resolve_run_id(store, run_id)
-            state = await load_run_state(store, rid)
+            envs = await store.read_all(rid)
+            if not envs:
+                raise RunNotFoundError(rid)
+            state = rebuild(rid, envs)
             wf = load_workflow(workflow or state.workflow_ref, state.workflow)
             new_id = await fork_run(store, rid, at_seq=at_seq, workflow=wf)
             if stop:

@@ -30,8 +30,9 @@ class LogDecodeError(LedgerflowError):
         self.run_id = run_id
         self.seq = seq
         super().__init__(
-            f"Event seq {seq} of run '{run_id}' cannot be decoded: {detail}; "
-            "the log was edited or written by another program. Run `ledgerflow verify` on it."
+            f"Event seq {seq} of run '{run_id}' cannot be decoded: {detail}; the log was "
+            f"edited or written by another program, and `ledgerflow verify {run_id}` checks "
+            "the rest of it."
         )
 
 
