@@ -93,6 +93,9 @@ def test_compare_summarises_and_judges_goals() -> None:
     judged = {g: ok for g, ok, _ in compare.goals(summary)}
     assert judged["W1 >= 3x Burr"] is True
     assert judged["W2 >= 10,000 steps/s"] is True
+    # Peers that were not measured are not judged (no "nanx" row).
+    assert "W2 >= 2x Burr" not in judged
+    assert "W1 (durable_dispatch) >= 3x Burr" not in judged
     md = compare.table(summary, {"date": "today", "machine": "m", "runs": 2})
     assert "| ledgerflow | 200 | 3,100 (3,000\u20133,200)" in md
     assert "ERROR" in md
