@@ -54,7 +54,6 @@ _V01_ERROR_CLASSES: Final[Mapping[str, tuple[str, ...]]] = {
         "EventStoreError", "ConcurrencyError", "EventTooLargeError", "InvalidAppendError",
         "SchemaVersionError", "NotAStoreError", "StoreUrlError", "StoreOpenError",
         "StoreBusyError", "StoreClosedError"),
-    "eventstore.postgres": ("_PostgresOpenError", "_NotAPostgresStoreError"),
     "replay.errors": ("LogDecodeError", "ReplayDivergenceError", "ForkError"),
 }
 
