@@ -28,6 +28,7 @@ __all__ = [
 
 _GOT_LIMIT = 60
 _CONFIDENCE = "confidence"
+_REASON_ERRORS = 5
 
 
 @dataclass(frozen=True)
@@ -161,7 +162,11 @@ def validate_output(
             low_confidence=low,
             reason=reason,
         )
-    summary = "; ".join(errors).rstrip(".")
+    # The reason is prose for a person: a few errors, the count of the rest
+    # (an output with 100,000 bad items must not make a 30 MB reason).
+    summary = "; ".join(errors[:_REASON_ERRORS]).rstrip(".")
+    if len(errors) > _REASON_ERRORS:
+        summary += f"; and {len(errors) - _REASON_ERRORS:,} more error(s)"
     return OutputVerdict(
         ok=False,
         value=None,

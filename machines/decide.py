@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import copy
 from itertools import islice
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 from pydantic import ValidationError
@@ -182,8 +182,8 @@ def _plan_proposed(d: _Decision, fact: ev.PlanProposed) -> None:
 def _reject_plan(d: _Decision, problems: list[ev.Problem]) -> None:
     summary = problems[0].message if len(problems) == 1 else (
         f"{len(problems)} problems, first: {problems[0].message}")
-    d.emit_run(ev.PlanRejected(
-        problems=problems, reason=f"Plan rejected before anything ran: {summary}"))
+    d.emit_run(_fitted(d.state, ev.PlanRejected(
+        problems=problems, reason=f"Plan rejected before anything ran: {summary}")))
 
 
 def _live_attempt(d: _Decision, task_id: str, attempt: int) -> TaskState | None:
@@ -214,11 +214,11 @@ def _output_received(d: _Decision, fact: ev.OutputReceived) -> None:
         _succeed(d, task, f"Its output passed {spec.output.__name__} validation.")
         _progress(d)
         return
-    d.emit(ev.OutputRejected(
+    d.emit(_fitted(d.state, ev.OutputRejected(
         task_id=task.id, attempt=fact.attempt, errors=list(verdict.errors),
         confidence=verdict.confidence, low_confidence=verdict.low_confidence,
         reason=verdict.reason,
-    ))
+    )))
     if verdict.low_confidence and not spec.retry.retry_low_confidence:
         d.emit_task(task, ev.TaskEscalated(
             task_id=task.id, kind="low_confidence", candidate=verdict.value,
@@ -369,6 +369,38 @@ def _run_resumed(d: _Decision, fact: ev.RunResumed) -> None:
 
 
 # -- decisions ---------------------------------------------------------------
+
+
+#: Lists this short are never measured: they cannot approach an event's limit.
+_FEW = 32
+_Listing = TypeVar("_Listing", ev.OutputRejected, ev.PlanRejected)
+
+
+def _fitted(state: RunState, event: _Listing) -> _Listing:
+    """``event`` with its errors or problems cut so that the log can hold it.
+
+    Cut only when the whole list would be over the run's recorded event limit
+    (such an event could never be appended, so no log holds one uncut, and
+    replay cuts at the same point): it keeps what fits in half the limit and
+    says how many more there were.
+    """
+    limit = state.max_event_bytes
+    items: list[Any] = (event.errors if isinstance(event, ev.OutputRejected)
+                        else event.problems)
+    if limit is None or len(items) <= _FEW or len(encode_json(event)) <= limit:
+        return event
+    keep = len(items)
+    while keep > 1:
+        keep //= 2
+        if len(encode_json(items[:keep])) <= limit // 2:
+            break
+    more = len(items) - keep
+    if isinstance(event, ev.OutputRejected):
+        return msgspec.structs.replace(
+            event, errors=[*event.errors[:keep], f"... and {more:,} more error(s)"])
+    return msgspec.structs.replace(event, problems=[*event.problems[:keep], ev.Problem(
+        code="more_problems", message=f"... and {more:,} more problem(s)")])
+
 
 
 def _retry_or_escalate(
