@@ -389,12 +389,12 @@ def _fitted(state: RunState, event: _Listing) -> _Listing:
                         else event.problems)
     if limit is None or len(items) <= _FEW or len(encode_json(event)) <= limit:
         return event
-    keep = len(items)
+    keep: int = len(items)
     while keep > 1:
         keep //= 2
         if len(encode_json(items[:keep])) <= limit // 2:
             break
-    more = len(items) - keep
+    more: int = len(items) - keep
     if isinstance(event, ev.OutputRejected):
         return msgspec.structs.replace(
             event, errors=[*event.errors[:keep], f"... and {more:,} more error(s)"])
