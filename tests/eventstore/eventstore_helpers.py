@@ -37,3 +37,54 @@ async def drop_schemas(*schemas: str) -> None:
             await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
     finally:
         await conn.close()
+
+
+async def fill_up(store: EventStore) -> None:
+    """Make the store's database refuse to grow, as a full disk does.
+
+    SQLite: ``PRAGMA max_page_count`` at the file's current size, on the
+    writer connection (a real file, the real SQLITE_FULL). PostgreSQL: a
+    trigger raising SQLSTATE 53100 ``disk_full`` on every event insert, the
+    error a full tablespace gives.
+    """
+    from ledgerflow.eventstore import PostgresEventStore, SQLiteEventStore  # noqa: PLC0415
+
+    if isinstance(store, SQLiteEventStore):
+        assert store._writer is not None
+        async with store._writer.execute("PRAGMA page_count") as cursor:
+            row = await cursor.fetchone()
+        assert row is not None
+        await store._writer.execute(f"PRAGMA max_page_count = {int(row[0])}")
+    elif isinstance(store, PostgresEventStore):
+        s = f'"{store.schema}"'
+        await _pg(
+            f"CREATE FUNCTION {s}.disk_is_full() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN RAISE EXCEPTION 'could not extend file' USING ERRCODE = 'disk_full'; END $$",
+            f"CREATE TRIGGER disk_is_full BEFORE INSERT ON {s}.events "
+            f"FOR EACH ROW EXECUTE FUNCTION {s}.disk_is_full()",
+        )
+    else:  # pragma: no cover - a backend without a way to fill it
+        raise NotImplementedError(type(store).__name__)
+
+
+async def make_room(store: EventStore) -> None:
+    """Undo :func:`fill_up`: the disk has space again."""
+    from ledgerflow.eventstore import PostgresEventStore, SQLiteEventStore  # noqa: PLC0415
+
+    if isinstance(store, SQLiteEventStore):
+        assert store._writer is not None
+        await store._writer.execute("PRAGMA max_page_count = 1073741823")
+    elif isinstance(store, PostgresEventStore):
+        s = f'"{store.schema}"'
+        await _pg(f"DROP TRIGGER disk_is_full ON {s}.events", f"DROP FUNCTION {s}.disk_is_full()")
+
+
+async def _pg(*statements: str) -> None:
+    import asyncpg  # noqa: PLC0415 - only PostgreSQL tests need it
+
+    conn = await asyncpg.connect(PG_DSN)
+    try:
+        for statement in statements:
+            await conn.execute(statement)
+    finally:
+        await conn.close()

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 from datetime import UTC, datetime, timedelta, timezone
 
 import msgspec
 import pytest
-from eventstore_helpers import StoreFactory, ev
+from eventstore_helpers import StoreFactory, ev, fill_up, make_room
 
 from ledgerflow.eventstore import (
     GENESIS_HASH,
@@ -16,8 +17,12 @@ from ledgerflow.eventstore import (
     EventStore,
     EventTooLargeError,
     InvalidAppendError,
+    InvalidQueryError,
     NewEvent,
     StoreClosedError,
+    StoreFullError,
+    StoreNotFoundError,
+    StoreReadOnlyError,
     chain_hash,
     check_chain,
 )
@@ -312,3 +317,155 @@ async def test_store_is_an_async_context_manager(store_factory: StoreFactory) ->
         await store.append("r1", [ev()], 0)
     with pytest.raises(StoreClosedError):
         await store.last_seq("r1")
+
+
+# --- run-id prefixes and lease holders ------------------------------------------------------
+
+
+async def test_match_runs_finds_prefixes_sorted_and_limited(store: EventStore) -> None:
+    for run_id in ["7f3a-2", "7f3a-1", "7f4b", "Abc", "abd", "x%y", "x_y", "xzy"]:
+        await store.append(run_id, [ev()], 0)
+    assert await store.match_runs("7f3a") == ["7f3a-1", "7f3a-2"]
+    assert await store.match_runs("7f") == ["7f3a-1", "7f3a-2"]  # limit 2: ambiguous
+    assert await store.match_runs("7f", limit=10) == ["7f3a-1", "7f3a-2", "7f4b"]
+    assert await store.match_runs("7f4") == ["7f4b"]
+    assert await store.match_runs("7f4b") == ["7f4b"]
+    assert await store.match_runs("ab", limit=10) == ["abd"]  # case-sensitive
+    assert await store.match_runs("x%", limit=10) == ["x%y"]  # wildcards are literal
+    assert await store.match_runs("x_", limit=10) == ["x_y"]
+    assert await store.match_runs("nope") == []
+
+
+@pytest.mark.parametrize("limit", [0, -1, True, "2"], ids=["zero", "negative", "bool", "str"])
+async def test_match_runs_refuses_a_bad_limit(store: EventStore, limit: object) -> None:
+    with pytest.raises(InvalidQueryError, match="limit must be an int >= 1"):
+        await store.match_runs("r", limit=limit)  # type: ignore[arg-type]
+
+
+async def test_lease_of_names_the_live_holder_and_forgets_released_leases(
+    store: EventStore,
+) -> None:
+    assert await store.lease_of("r1") is None
+    assert await store.try_lease("r1", "worker-7", ttl_s=30)
+    held = await store.lease_of("r1")
+    assert held is not None
+    owner, expires_at = held
+    assert owner == "worker-7"
+    # Within a minute of this machine's clock either way (the PostgreSQL
+    # server may be another machine; no wall-clock timing is asserted).
+    assert abs(expires_at - (time.time() + 30)) < 60
+    await store.release_lease("r1", "worker-7")
+    assert await store.lease_of("r1") is None
+
+
+async def test_lease_of_treats_an_expired_lease_as_free(store: EventStore) -> None:
+    assert await store.try_lease("r1", "alice", ttl_s=0.05)
+    await asyncio.sleep(0.2)
+    assert await store.lease_of("r1") is None
+    assert await store.try_lease("r1", "bob", ttl_s=30)
+
+
+# --- ranges and limits both backends now clamp ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("after", "until", "expected"),
+    [(-(2**70), None, [1, 2, 3]), (0, 2**70, [1, 2, 3]), (2**70, None, []), (1, -(2**70), [])],
+    ids=["after-far-below", "until-far-above", "after-far-above", "until-far-below"],
+)
+async def test_reads_far_outside_the_seq_range_are_clamped_not_errors(
+    store: EventStore, after: int, until: int | None, expected: list[int]
+) -> None:
+    await store.append("r1", [ev(), ev(), ev()], 0)
+    assert [e.seq for e in await store.read_all("r1", after, until)] == expected
+    assert [e.seq async for e in store.read("r1", after, until)] == expected
+
+
+@pytest.mark.parametrize("expected_seq", [2**63 - 1, 2**63 + 5], ids=["at-max", "past-max"])
+async def test_append_past_the_largest_seq_is_refused(
+    store: EventStore, expected_seq: int
+) -> None:
+    with pytest.raises(InvalidAppendError, match="beyond the largest seq"):
+        await store.append("r1", [ev()], expected_seq)
+    assert await store.runs() == []
+
+
+# --- existing stores only, and read-only ---------------------------------------------------
+
+
+async def test_opening_a_missing_store_without_create_creates_nothing(
+    store_factory: StoreFactory,
+) -> None:
+    for options in ({"create": False}, {"read_only": True}):
+        with pytest.raises(StoreNotFoundError, match="nothing was created"):
+            await store_factory("missing", **options)
+    # Nothing was created, so a later existing-only open still finds nothing.
+    with pytest.raises(StoreNotFoundError):
+        await store_factory("missing", read_only=True)
+
+
+async def test_read_only_store_reads_everything_and_refuses_every_write(
+    store_factory: StoreFactory,
+) -> None:
+    writer = await store_factory("shared")
+    appended = await writer.append("r1", [ev("A"), ev("B")], 0, status="running")
+    assert await writer.try_lease("r2", "alice", ttl_s=30)
+    reader = await store_factory("shared", read_only=True)
+    assert await reader.read_all("r1") == appended
+    assert [e async for e in reader.read("r1")] == appended
+    assert [r.run_id for r in await reader.runs()] == ["r1"]
+    assert await reader.match_runs("r") == ["r1"]
+    held = await reader.lease_of("r2")
+    assert held is not None
+    assert held[0] == "alice"
+    writes = [
+        reader.append("r1", [ev()], 2),
+        reader.try_lease("r1", "bob", 30),
+        reader.release_lease("r2", "alice"),
+    ]
+    for write in writes:
+        with pytest.raises(StoreReadOnlyError, match="it was opened read-only"):
+            await write
+    assert await writer.last_seq("r1") == 2
+    assert await writer.lease_of("r2") is not None
+    # The writer goes on while the reader is open, and the reader sees it.
+    await writer.append("r1", [ev("C")], 2)
+    assert await reader.last_seq("r1") == 3
+
+
+async def test_existing_only_open_of_an_existing_store_writes_normally(
+    store_factory: StoreFactory,
+) -> None:
+    first = await store_factory("shared")
+    await first.append("r1", [ev()], 0)
+    again = await store_factory("shared", create=False)
+    await again.append("r1", [ev()], 1)
+    assert await first.last_seq("r1") == 2
+
+
+# --- after a store error the store stays usable --------------------------------------------
+
+
+async def test_full_disk_fails_the_append_but_keeps_every_event_and_the_lease_release(
+    store: EventStore,
+) -> None:
+    acknowledged = await store.append("r1", [ev(i=i) for i in range(3)], 0, status="running")
+    assert await store.try_lease("r1", "driver", ttl_s=30)
+    await fill_up(store)
+    big = [ev("Huge", blob="x" * 200_000) for _ in range(3)]
+    with pytest.raises(StoreFullError, match="is full") as info:
+        await store.append("r1", big, 3, status="failed")
+    assert info.value.run_id == "r1"
+    # Rolled back as a whole: acknowledged events kept, no partial batch, runs row unchanged.
+    assert await store.read_all("r1") == acknowledged
+    summary = await store.run("r1")
+    assert summary is not None
+    assert (summary.status, summary.last_seq) == ("running", 3)
+    # The same store object still releases the failed driver's lease.
+    await store.release_lease("r1", "driver")
+    assert await store.lease_of("r1") is None
+    assert await store.try_lease("r1", "resumer", ttl_s=30)
+    await make_room(store)
+    (env,) = await store.append("r1", [ev("Resumed")], 3)
+    assert env.seq == 4
+    assert check_chain("r1", await store.read_all("r1")) is None
