@@ -63,8 +63,8 @@ def main() -> None:
          failed, verify finding a problem, diff finding the runs differ
       2  the command line is wrong: an unknown command or option, a missing
          argument, a value of the wrong type, or --goal/--output that is
-         not strict JSON (NaN, Infinity, nested over 100 deep, an integer
-         over 4,300 digits, a lone surrogate)
+         not strict JSON a log can hold (NaN, Infinity, nested too deep,
+         an integer over 4,300 digits, a lone surrogate)
     """
 
 

@@ -116,7 +116,7 @@ def recorded_workflow(run_id: str, envelopes: list[Envelope]) -> tuple[Workflow 
         why = str(exc).rstrip(".")
     except Exception as exc:  # the user's module failed on import: say so, and skip
         why = f"importing it raised {type(exc).__name__}: {exc}"
-    return None, f"the workflow '{started.workflow}' it recorded cannot be found here ({why})"
+    return None, f"the workflow '{started.workflow}' the run recorded is not found here: {why}"
 
 
 @click.command()

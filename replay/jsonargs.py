@@ -27,14 +27,14 @@ import re
 from pathlib import Path
 from typing import Any
 
+from ledgerflow.machines.values import MAX_DEPTH
 from ledgerflow.replay.errors import JsonArgumentError
 
 __all__ = ["MAX_JSON_DEPTH", "json_depth", "parse_json_arg", "parse_json_text"]
 
-#: The deepest nesting accepted from the command line. Pydantic stops
-#: serialising at 255 levels, so anything near that could not be logged; no
-#: real goal or output comes close to 100.
-MAX_JSON_DEPTH = 100
+#: The deepest nesting accepted from the command line: the runtime's own
+#: limit for a logged value, so the CLI refuses exactly what the log cannot hold.
+MAX_JSON_DEPTH = MAX_DEPTH
 
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _BRACKET = re.compile(r"[\[\]{}]")

@@ -218,6 +218,6 @@ async def verify_run(
                                 "not checked: the log does not fold (see above)"))
     else:
         why = why_skipped or "no workflow was given"
-        checks.append(Check("determinism", True, f"not checked ({why}); {SKIP_HINT}.",
+        checks.append(Check("determinism", True, f"not checked: {why}; {SKIP_HINT}.",
                             skipped=True))
     return VerifyReport(run_id, checks)

@@ -39,7 +39,8 @@ def deep(levels: int) -> str:
 
 UNLOGGABLE = {
     "nested 10^5 deep": (deep(100_000), "nested 100001 levels deep"),
-    "nested over the limit": (deep(MAX_JSON_DEPTH + 1), "levels deep, more than the 100"),
+    "nested over the limit": (deep(MAX_JSON_DEPTH + 1),
+                              f"levels deep, more than the {MAX_JSON_DEPTH}"),
     "integer over 4300 digits": ('{"destination": "Lisbon", "passengers": ' + "7" * 4301 + "}",
                                  "integer too long"),
     "lone surrogate": ('{"destination": "\\ud800", "passengers": 2}', "lone surrogate at "
