@@ -4,6 +4,7 @@ would resolve to another package's conftest when several test folders run togeth
 from __future__ import annotations
 
 import os
+import sqlite3
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -88,3 +89,31 @@ async def _pg(*statements: str) -> None:
             await conn.execute(statement)
     finally:
         await conn.close()
+
+
+def store_url(store: EventStore) -> str:
+    """The url or path that opens ``store``'s database again (for child processes)."""
+    from ledgerflow.eventstore import PostgresEventStore, SQLiteEventStore  # noqa: PLC0415
+
+    if isinstance(store, SQLiteEventStore):
+        return store.path
+    if isinstance(store, PostgresEventStore):
+        return f"{PG_DSN}{'&' if '?' in PG_DSN else '?'}schema={store.schema}"
+    raise NotImplementedError(type(store).__name__)  # pragma: no cover
+
+
+async def raw_sql(store: EventStore, *statements: str) -> None:
+    """Run plain SQL on ``store``'s tables behind its back, as someone editing the file would."""
+    from ledgerflow.eventstore import PostgresEventStore, SQLiteEventStore  # noqa: PLC0415
+
+    if isinstance(store, SQLiteEventStore):
+        conn = sqlite3.connect(store.path, isolation_level=None)
+        try:
+            for statement in statements:
+                conn.execute(statement)
+        finally:
+            conn.close()
+    elif isinstance(store, PostgresEventStore):
+        await _pg(f'SET search_path = "{store.schema}"', *statements)
+    else:  # pragma: no cover
+        raise NotImplementedError(type(store).__name__)

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import msgspec
 import pytest
-from eventstore_helpers import StoreFactory, ev, fill_up, make_room
+from eventstore_helpers import StoreFactory, ev
 
 from ledgerflow.eventstore import (
     GENESIS_HASH,
@@ -20,9 +20,6 @@ from ledgerflow.eventstore import (
     InvalidQueryError,
     NewEvent,
     StoreClosedError,
-    StoreFullError,
-    StoreNotFoundError,
-    StoreReadOnlyError,
     chain_hash,
     check_chain,
 )
@@ -388,84 +385,3 @@ async def test_append_past_the_largest_seq_is_refused(
     with pytest.raises(InvalidAppendError, match="beyond the largest seq"):
         await store.append("r1", [ev()], expected_seq)
     assert await store.runs() == []
-
-
-# --- existing stores only, and read-only ---------------------------------------------------
-
-
-async def test_opening_a_missing_store_without_create_creates_nothing(
-    store_factory: StoreFactory,
-) -> None:
-    for options in ({"create": False}, {"read_only": True}):
-        with pytest.raises(StoreNotFoundError, match="nothing was created"):
-            await store_factory("missing", **options)
-    # Nothing was created, so a later existing-only open still finds nothing.
-    with pytest.raises(StoreNotFoundError):
-        await store_factory("missing", read_only=True)
-
-
-async def test_read_only_store_reads_everything_and_refuses_every_write(
-    store_factory: StoreFactory,
-) -> None:
-    writer = await store_factory("shared")
-    appended = await writer.append("r1", [ev("A"), ev("B")], 0, status="running")
-    assert await writer.try_lease("r2", "alice", ttl_s=30)
-    reader = await store_factory("shared", read_only=True)
-    assert await reader.read_all("r1") == appended
-    assert [e async for e in reader.read("r1")] == appended
-    assert [r.run_id for r in await reader.runs()] == ["r1"]
-    assert await reader.match_runs("r") == ["r1"]
-    held = await reader.lease_of("r2")
-    assert held is not None
-    assert held[0] == "alice"
-    writes = [
-        reader.append("r1", [ev()], 2),
-        reader.try_lease("r1", "bob", 30),
-        reader.release_lease("r2", "alice"),
-    ]
-    for write in writes:
-        with pytest.raises(StoreReadOnlyError, match="it was opened read-only"):
-            await write
-    assert await writer.last_seq("r1") == 2
-    assert await writer.lease_of("r2") is not None
-    # The writer goes on while the reader is open, and the reader sees it.
-    await writer.append("r1", [ev("C")], 2)
-    assert await reader.last_seq("r1") == 3
-
-
-async def test_existing_only_open_of_an_existing_store_writes_normally(
-    store_factory: StoreFactory,
-) -> None:
-    first = await store_factory("shared")
-    await first.append("r1", [ev()], 0)
-    again = await store_factory("shared", create=False)
-    await again.append("r1", [ev()], 1)
-    assert await first.last_seq("r1") == 2
-
-
-# --- after a store error the store stays usable --------------------------------------------
-
-
-async def test_full_disk_fails_the_append_but_keeps_every_event_and_the_lease_release(
-    store: EventStore,
-) -> None:
-    acknowledged = await store.append("r1", [ev(i=i) for i in range(3)], 0, status="running")
-    assert await store.try_lease("r1", "driver", ttl_s=30)
-    await fill_up(store)
-    big = [ev("Huge", blob="x" * 200_000) for _ in range(3)]
-    with pytest.raises(StoreFullError, match="is full") as info:
-        await store.append("r1", big, 3, status="failed")
-    assert info.value.run_id == "r1"
-    # Rolled back as a whole: acknowledged events kept, no partial batch, runs row unchanged.
-    assert await store.read_all("r1") == acknowledged
-    summary = await store.run("r1")
-    assert summary is not None
-    assert (summary.status, summary.last_seq) == ("running", 3)
-    # The same store object still releases the failed driver's lease.
-    await store.release_lease("r1", "driver")
-    assert await store.lease_of("r1") is None
-    assert await store.try_lease("r1", "resumer", ttl_s=30)
-    await make_room(store)
-    (env,) = await store.append("r1", [ev("Resumed")], 3)
-    assert env.seq == 4
-    assert check_chain("r1", await store.read_all("r1")) is None
