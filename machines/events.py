@@ -28,28 +28,8 @@ from typing import Any, ClassVar, Final
 
 import msgspec
 
-from ledgerflow.errors import LedgerflowError
 from ledgerflow.machines.upcasting import upcast_failure_names, upcast_workflow_ref
-
-#: The log format this version writes and reads. It changes only when what
-#: recorded events mean changes in a way an older version must not guess at:
-#: a run started by a newer version records a higher ``RunStarted.log_format``
-#: and this version refuses it instead of misreading it.
-LOG_FORMAT: Final = 1
-
-
-class _NewerLogFormat(Exception):  # noqa: N818 - internal signal, never escapes decode_event
-    """Raised while msgspec builds a ``RunStarted`` of a newer log format.
-
-    Not a ``ValueError``: msgspec would rewrap that as a plain ValidationError
-    and the refusal would lose its class; :func:`decode_event` turns it into
-    :class:`EventTooNewError`.
-    """
-
-    def __init__(self, log_format: int) -> None:
-        self.log_format = log_format
-        super().__init__(
-            f"RunStarted has log format {log_format}; this version reads up to {LOG_FORMAT}.")
+from ledgerflow.machines.versions import LOG_FORMAT, EventTooNewError, NewerLogFormat
 
 __all__ = [
     "AgentFailed",
@@ -180,7 +160,7 @@ class RunStarted(RunEvent, frozen=True, kw_only=True):
         # Upcasting happens here, as msgspec builds the event, so that the
         # replay path pays nothing for the events that record no names.
         if self.log_format > LOG_FORMAT:
-            raise _NewerLogFormat(self.log_format)
+            raise NewerLogFormat(self.log_format)
         ref = upcast_workflow_ref(self.workflow_ref)
         if ref is not self.workflow_ref:
             msgspec.structs.force_setattr(self, "workflow_ref", ref)
@@ -424,39 +404,6 @@ AnyEvent = (
     | ForkedFrom
 )
 
-class EventTooNewError(LedgerflowError, msgspec.ValidationError):
-    """An event written by a newer ledgerflow: an unknown type, or a newer log format.
-
-    Also a ``msgspec.ValidationError``, so code that already refuses
-    undecodable events refuses these too, with this message.
-    """
-
-    def __init__(
-        self, event_type: str, *, seq: int | None = None, run_id: str | None = None,
-        log_format: int | None = None,
-    ) -> None:
-        self.event_type = event_type
-        self.seq = seq
-        self.run_id = run_id
-        self.log_format = log_format
-        where = "".join((
-            f" at seq {seq}" if seq is not None else "",
-            f" of run '{run_id}'" if run_id else "",
-        ))
-        what = (f"starts a run in log format {log_format}, but this version reads up to "
-                f"format {LOG_FORMAT}" if log_format is not None
-                else "is not an event type this version knows")
-        super().__init__(
-            f"Event '{event_type}'{where} {what}: the log was written by a newer version "
-            "of ledgerflow; upgrade ledgerflow (pip install -U ledgerflow) to read it."
-        )
-
-    def at(self, seq: int, run_id: str) -> EventTooNewError:
-        """The same refusal, naming where in which log the event was found."""
-        return EventTooNewError(self.event_type, seq=seq, run_id=run_id,
-                                log_format=self.log_format)
-
-
 class _TypeTag(msgspec.Struct):
     """Just the tag of an event that did not decode (read only on the error path)."""
 
@@ -496,7 +443,7 @@ def decode_event(data: bytes | str) -> Event:
         if tag is not None:
             raise EventTooNewError(tag) from None
         raise
-    except _NewerLogFormat as exc:
+    except NewerLogFormat as exc:
         raise EventTooNewError("RunStarted", log_format=exc.log_format) from None
 
 
