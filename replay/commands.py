@@ -204,10 +204,19 @@ def resume(*, run_id: str, workflow: str | None, wait: float | None, db: str) ->
 @click.option("--workflow", default=None,
               help="MODULE:WORKFLOW to continue with (default: the one the run recorded).")
 @click.option("--no-continue", "stop", is_flag=True, help="Only make the copy; do not run it.")
+@click.option("--repeat-side-effects", "repeat", is_flag=True,
+              help="Perform again a side effect the origin performed when the fork gives it a "
+                   "different input (default: such a task escalates; one with the same input "
+                   "always reuses the origin's outcome). Recorded in the fork's log.")
 @db_option
 @friendly
-def fork(*, run_id: str, at_seq: int, workflow: str | None, stop: bool, db: str) -> None:
-    """A new run from a prefix of RUN's log, continued under the current code."""
+def fork(*, run_id: str, at_seq: int, workflow: str | None, stop: bool, repeat: bool,
+         db: str) -> None:
+    """A new run from a prefix of RUN's log, continued under the current code.
+
+    The fork never repeats by accident a side effect its origin performed:
+    see --repeat-side-effects.
+    """
 
     async def go() -> tuple[str, str, Any]:
         async with open_existing(db) as store:
@@ -217,7 +226,8 @@ def fork(*, run_id: str, at_seq: int, workflow: str | None, stop: bool, db: str)
                 raise RunNotFoundError(rid)
             state = rebuild(rid, envs)
             wf = load_workflow(workflow or state.workflow_ref, state.workflow)
-            new_id = await fork_run(store, rid, at_seq=at_seq, workflow=wf)
+            new_id = await fork_run(store, rid, at_seq=at_seq, workflow=wf,
+                                    repeat_side_effects=repeat)
             if stop:
                 return rid, new_id, None
             return rid, new_id, await Orchestrator(store).resume(new_id, wf)
