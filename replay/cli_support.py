@@ -50,6 +50,7 @@ EXIT_USAGE = 2
 
 
 def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    """Run one command's coroutine on a fresh event loop: ``run_async(go())``."""
     return asyncio.run(coro)
 
 
@@ -115,6 +116,7 @@ def friendly(fn: F) -> F:
 
 
 def db_option(fn: F) -> F:
+    """The ``--db`` option every command takes (``$LEDGERFLOW_DB`` as the default)."""
     return click.option(
         "--db", default=DEFAULT_DB, envvar="LEDGERFLOW_DB", show_default=True,
         help="The store: a SQLite file path, a sqlite:/// url, or a postgresql:// url.",

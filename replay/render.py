@@ -43,6 +43,7 @@ def width() -> int | None:
 
 
 def console(*, stderr: bool = False) -> Console:
+    """A rich console at :func:`width`; ``render.console().print(table)``."""
     return Console(stderr=stderr, width=width(), highlight=False, soft_wrap=False)
 
 
@@ -108,6 +109,7 @@ def runs_table(runs: Sequence[RunSummary], reasons: dict[str, str] | None = None
 
 
 def state_tables(state: RunState) -> list[Table]:
+    """The run's tasks and its open escalations, reasons and outputs wrapped."""
     tasks = _table("tasks")
     for name in ("task", "agent", "status", "attempts"):
         tasks.add_column(name, overflow="fold")
