@@ -33,7 +33,7 @@ import sqlite3
 import time
 from dataclasses import dataclass
 
-from .errors import NotAStoreError, SchemaVersionError, StoreNotFoundError
+from .errors import NotAStoreError, SchemaVersionError, StoreNotFoundError, StoreOpenError
 
 __all__ = [
     "APPLICATION_ID",
@@ -44,6 +44,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "SYNCHRONOUS_MODES",
     "must_be_an_existing_file",
+    "must_be_writable_by_us",
     "prepare",
     "prepare_read_only",
     "prepare_reader",
@@ -192,6 +193,19 @@ def must_be_an_existing_file(path: str) -> None:
         return  # unreadable or a special name: SQLite's own error is clearer
     if size == 0:
         raise StoreNotFoundError(path, "the file is empty (zero bytes)")
+
+
+def must_be_writable_by_us(path: str) -> None:
+    """Refuse a writable open of an existing store this user cannot write.
+
+    SQLite silently opens such a file read-only, and only the first append
+    of a run would fail; say so at open, with the fix.
+    """
+    if os.path.exists(path) and not os.access(path, os.W_OK):
+        raise StoreOpenError(
+            path,
+            "the file is read-only for this user; open it with read_only=True to read it",
+        )
 
 
 def _check_is_sqlite(path: str) -> None:

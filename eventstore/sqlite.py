@@ -56,6 +56,7 @@ from .errors import (
 from .schema import (
     SYNCHRONOUS_MODES,
     must_be_an_existing_file,
+    must_be_writable_by_us,
     prepare,
     prepare_read_only,
     prepare_reader,
@@ -186,6 +187,8 @@ class SQLiteEventStore(StoreCore):
             )
         if read_only or not create:
             must_be_an_existing_file(path)
+        if not read_only:
+            must_be_writable_by_us(path)
         opened: list[aiosqlite.Connection] = []
         try:
             if read_only:

@@ -23,6 +23,7 @@ from ledgerflow.eventstore import (
     PostgresEventStore,
     SchemaVersionError,
     StoreBusyError,
+    StoreNotFoundError,
     StoreOpenError,
     StoreUrlError,
     check_chain,
@@ -360,3 +361,61 @@ async def test_a_time_nudged_by_one_microsecond_breaks_the_hash(pg_store: EventS
     problem = check_chain("r1", await pg_store.read_all("r1"))
     assert problem is not None
     assert (problem.seq, problem.kind) == (5, "hash")
+
+
+# --- a read never creates a schema; read-only sessions ----------------------------------
+
+
+EXISTING_ONLY = pytest.mark.parametrize(
+    "options", [{"create": False}, {"read_only": True}], ids=["existing", "ro"]
+)
+
+
+async def schema_exists(schema: str) -> bool:
+    rows = await sql(None, f"SELECT count(*) FROM pg_namespace WHERE nspname = '{schema}'")
+    return bool(rows[0][0])
+
+
+@needs_pg
+@EXISTING_ONLY
+async def test_mistyped_schema_is_reported_and_not_created(
+    pg_schema: str, options: dict[str, Any]
+) -> None:
+    needle = f"the PostgreSQL schema '{pg_schema}' does not exist"
+    with pytest.raises(StoreNotFoundError, match=needle):
+        await open_store(url(pg_schema), **options)
+    assert not await schema_exists(pg_schema)
+
+
+@needs_pg
+@EXISTING_ONLY
+async def test_empty_schema_is_not_a_store_for_an_existing_only_open(
+    pg_schema: str, options: dict[str, Any]
+) -> None:
+    await sql(None, f'CREATE SCHEMA "{pg_schema}"')
+    with pytest.raises(StoreNotFoundError, match="is empty"):
+        await open_store(url(pg_schema), **options)
+    assert await snapshot(pg_schema) == []
+
+
+@needs_pg
+async def test_newer_schema_version_is_refused_read_only_too(pg_schema: str) -> None:
+    await make_store(pg_schema, events=1)
+    await sql(pg_schema, "UPDATE meta SET schema_version = 3")
+    before = await snapshot(pg_schema)
+    with pytest.raises(SchemaVersionError, match="newer ledgerflow"):
+        await open_store(url(pg_schema), read_only=True)
+    assert await snapshot(pg_schema) == before
+
+
+@needs_pg
+async def test_read_only_sessions_are_read_only_at_the_server(pg_schema: str) -> None:
+    await make_store(pg_schema, events=1)
+    async with open_store(url(pg_schema), read_only=True) as store:
+        assert isinstance(store, PostgresEventStore)
+        assert store.read_only
+        async with store._pool.acquire() as conn:
+            assert await conn.fetchval("SHOW default_transaction_read_only") == "on"
+            with pytest.raises(asyncpg.ReadOnlySQLTransactionError):
+                await conn.execute(f'DELETE FROM "{pg_schema}".events')
+        assert await store.last_seq("r1") == 1
