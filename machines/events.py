@@ -234,6 +234,9 @@ class ForkedFrom(RunEvent, frozen=True, kw_only=True):
     at_seq: int
     #: When the fork was made: its deadline budget counts from here.
     started_at: str = ""
+    #: The user asked for side effects whose input changed to be done again
+    #: in the fork (by default such a task escalates instead of repeating).
+    repeat_side_effects: bool = False
 
 
 # -- tasks -------------------------------------------------------------------
