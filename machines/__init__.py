@@ -14,16 +14,19 @@ from ledgerflow.machines.errors import (
     ResolutionError,
     RunBusyError,
     RunNotFoundError,
+    UnloggableValueError,
     WorkflowDefinitionError,
 )
 from ledgerflow.machines.events import Event, decode_event, encode_event, event_types
 from ledgerflow.machines.evolve import evolve, fold
 from ledgerflow.machines.fsm import RunStatus, TaskStatus
-from ledgerflow.machines.loader import load_workflow
+from ledgerflow.machines.loader import WorkflowNotFoundError, find_workflow, load_workflow
 from ledgerflow.machines.orchestrator import Orchestrator, load_run_state
 from ledgerflow.machines.policies import Budget, RetryPolicy
+from ledgerflow.machines.registry import WorkflowNameClashError, register
 from ledgerflow.machines.results import RunResult
 from ledgerflow.machines.state import Escalation, RunState, TaskState
+from ledgerflow.machines.versions import EventTooNewError
 from ledgerflow.machines.workflow import (
     AgentContext,
     AgentSpec,
@@ -40,6 +43,7 @@ __all__ = [
     "Escalation",
     "EscalationRequest",
     "Event",
+    "EventTooNewError",
     "IllegalTransitionError",
     "Orchestrator",
     "PermanentError",
@@ -53,16 +57,21 @@ __all__ = [
     "RunStatus",
     "TaskState",
     "TaskStatus",
+    "UnloggableValueError",
     "Workflow",
     "WorkflowDefinitionError",
+    "WorkflowNameClashError",
+    "WorkflowNotFoundError",
     "advance",
     "decide",
     "decode_event",
     "encode_event",
     "event_types",
     "evolve",
+    "find_workflow",
     "fold",
     "idempotency_key",
     "load_run_state",
     "load_workflow",
+    "register",
 ]

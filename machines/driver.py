@@ -264,7 +264,7 @@ class Driver:
         if self._origin is None:
             assert self.state.forked_from is not None
             origin_id, at_seq = self.state.forked_from
-            log_ = [(env.seq, ev.decode_event(env.data))
+            log_ = [(env.seq, ev.decode_logged(env.data, env.seq, origin_id))
                     async for env in self.orch.store.read(origin_id)]
             self._origin = index_origin(origin_id, log_, after_seq=at_seq)
         return self._origin

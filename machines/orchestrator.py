@@ -62,10 +62,10 @@ async def load_run_state(store: EventStore, run_id: str, at: int | None = None) 
         state = await load_run_state(store, "r1", at=12)
     """
     state = RunState(run_id=run_id)
-    decoder = ev.decode_event
+    decoder = ev.decode_logged
     # Streamed in chunks: a million-event log folds in constant memory.
     async for envelope in store.read(run_id, until=at):
-        evolve(state, decoder(envelope.data))
+        evolve(state, decoder(envelope.data, envelope.seq, run_id))
     if state.seq == 0:
         raise RunNotFoundError(run_id)
     return state

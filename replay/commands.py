@@ -225,7 +225,8 @@ def fork(*, run_id: str, at_seq: int, workflow: str | None, stop: bool, repeat: 
             if not envs:
                 raise RunNotFoundError(rid)
             state = rebuild(rid, envs)
-            wf = load_workflow(workflow or state.workflow_ref, state.workflow)
+            wf = load_workflow(workflow) if workflow else \
+                load_workflow(state.workflow_ref, state.workflow)
             new_id = await fork_run(store, rid, at_seq=at_seq, workflow=wf,
                                     repeat_side_effects=repeat)
             if stop:

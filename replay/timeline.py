@@ -17,7 +17,7 @@ from typing import Any
 import msgspec
 
 from ledgerflow.eventstore import Envelope
-from ledgerflow.machines import Event, RunState, decode_event, evolve
+from ledgerflow.machines import Event, EventTooNewError, RunState, decode_event, evolve
 from ledgerflow.replay.errors import LogDecodeError
 
 __all__ = ["LogRow", "decision_log", "decode_log", "rebuild"]
@@ -73,6 +73,8 @@ def decode_log(run_id: str, envelopes: Iterable[Envelope]) -> list[tuple[Envelop
     for env in envelopes:
         try:
             event = decode_event(env.data)
+        except EventTooNewError as exc:
+            raise exc.at(env.seq, run_id) from None
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             raise LogDecodeError(run_id, env.seq, str(exc)) from exc
         except RecursionError:

@@ -26,11 +26,12 @@ from ledgerflow.machines import fsm
 
 PUBLIC_API = [
     "AgentContext", "AgentSpec", "Budget", "Escalation", "EscalationRequest", "Event",
-    "IllegalTransitionError", "Orchestrator", "PermanentError", "Resolution", "ResolutionError",
-    "RetryPolicy", "RunBusyError", "RunNotFoundError", "RunResult", "RunState", "RunStatus",
-    "TaskState", "TaskStatus", "Workflow", "WorkflowDefinitionError", "advance", "decide",
-    "decode_event", "encode_event", "event_types", "evolve", "fold", "idempotency_key",
-    "load_run_state", "load_workflow",
+    "EventTooNewError", "IllegalTransitionError", "Orchestrator", "PermanentError", "Resolution",
+    "ResolutionError", "RetryPolicy", "RunBusyError", "RunNotFoundError", "RunResult", "RunState",
+    "RunStatus", "TaskState", "TaskStatus", "UnloggableValueError", "Workflow",
+    "WorkflowDefinitionError", "WorkflowNameClashError", "WorkflowNotFoundError", "advance",
+    "decide", "decode_event", "encode_event", "event_types", "evolve", "find_workflow", "fold",
+    "idempotency_key", "load_run_state", "load_workflow", "register",
 ]
 
 
