@@ -7,16 +7,19 @@ last hint, the ``module:attribute`` it was started from
 
 1. ``override``: what the caller names explicitly (``--workflow`` on the
    CLI, ``workflow=`` in the API), a :class:`Workflow` or ``MODULE:WORKFLOW``;
-2. the in-process registry (:mod:`ledgerflow.machines.registry`): the
-   workflow pinned with ``register(wf)``, else the only live workflow of
-   that name, else, among several, the one the recorded reference names;
-3. the entry point group ``ledgerflow.workflows`` (name = ``module:attr``),
-   how an installed service publishes its workflows::
+2. the workflow pinned for that name with ``register(wf)``;
+3. the recorded reference, if its module still imports and still holds a
+   workflow of that name: that is the code that wrote the run, so no other
+   workflow that merely shares the name (a bundled example, another live
+   one) may stand in for it;
+4. the rest of the in-process registry (:mod:`ledgerflow.machines.registry`):
+   the only live workflow of that name, else, among several, none;
+5. the entry point group ``ledgerflow.workflows`` (name = ``module:attr``),
+   how an installed service publishes its workflows once their modules have
+   moved::
 
        [project.entry-points."ledgerflow.workflows"]
        billing = "billing_service.flows:billing_wf"
-
-4. the recorded reference itself.
 
 If nothing matches, :class:`WorkflowNotFoundError` says what was tried.
 """
@@ -32,7 +35,7 @@ from typing import Final
 from pydantic import BaseModel
 
 from ledgerflow.machines.errors import WorkflowDefinitionError
-from ledgerflow.machines.registry import forget, registered
+from ledgerflow.machines.registry import forget, pinned, registered
 from ledgerflow.machines.upcasting import upcast_workflow_ref
 from ledgerflow.machines.workflow import Workflow
 
@@ -82,13 +85,15 @@ def find_workflow(
     if override:
         return import_workflow(override)
     tried: list[str] = []
-    found = _from_registry(name, ref, tried)
-    if found is None:
-        found = _from_entry_points(name, tried)
+    found = pinned(name)
     if found is None and ref:
         found = _from_ref(name, upcast_workflow_ref(ref), tried)
     elif found is None:
         tried.append("the run recorded no MODULE:WORKFLOW")
+    if found is None:
+        found = _from_registry(name, ref, tried)
+    if found is None:
+        found = _from_entry_points(name, tried)
     if found is None:
         raise WorkflowNotFoundError(name, tried)
     return found
@@ -122,12 +127,17 @@ def _from_entry_points(name: str, tried: list[str]) -> Workflow | None:
     (value, point), = points.items()
     try:
         loaded = point.load()
-    except Exception as exc:  # a broken plugin is reported, then step 4 is tried
+    except Exception as exc:  # a broken plugin is reported, not raised: say all that was tried
         tried.append(f"entry point '{name}' = '{value}' fails to load ({exc})")
         return None
     if not isinstance(loaded, Workflow):
         tried.append(f"entry point '{name}' = '{value}' is a {type(loaded).__name__}, "
                      "not a Workflow")
+        return None
+    if loaded.name != name:
+        # Published under the wrong name: its decisions would not be this run's.
+        tried.append(f"entry point '{name}' = '{value}' holds workflow '{loaded.name}', "
+                     f"not '{name}'")
         return None
     return loaded
 
@@ -167,7 +177,12 @@ def import_workflow(ref: str) -> Workflow:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise WorkflowDefinitionError(f"Cannot import module '{module_name}': {exc}.") from exc
-    workflow = getattr(module, attr, None)
+    if not hasattr(module, attr):
+        raise WorkflowDefinitionError(
+            f"Module '{module_name}' has no attribute '{attr}'; name the Workflow object "
+            f"as {module_name}:ATTRIBUTE."
+        )
+    workflow = getattr(module, attr)
     if not isinstance(workflow, Workflow):
         raise WorkflowDefinitionError(
             f"'{ref}' is not a ledgerflow Workflow (found {type(workflow).__name__})."

@@ -39,6 +39,7 @@ __all__ = [
     "Lookup",
     "WorkflowNameClashError",
     "forget",
+    "pinned",
     "register",
     "registered",
     "unregister",
@@ -116,6 +117,11 @@ def note_constructed(workflow: Workflow) -> None:
     refs = _seen.setdefault(workflow.name, [])
     refs[:] = [r for r in refs if r() is not None]
     refs.append(weakref.ref(workflow))
+
+
+def pinned(name: str) -> Workflow | None:
+    """The workflow ``register()`` pinned for ``name``, if any."""
+    return _pinned.get(name)
 
 
 def registered(name: str) -> Lookup:

@@ -15,7 +15,7 @@ import pytest
 from machines_helpers import Goal
 
 from ledgerflow.examples import travel
-from ledgerflow.machines import Workflow, load_workflow
+from ledgerflow.machines import Workflow, WorkflowDefinitionError, load_workflow
 from ledgerflow.machines import loader as loader_module
 from ledgerflow.machines.loader import WorkflowNotFoundError, find_workflow
 from ledgerflow.machines.registry import (
@@ -121,10 +121,16 @@ def test_an_installed_entry_point_is_loaded_by_name(
     assert found.module == "registry_service"
 
 
-def test_the_demo_is_found_through_its_entry_point_when_the_name_is_ambiguous() -> None:
-    twin = Workflow("travel", goal=travel.TripGoal)  # a second live "travel"
-    assert find_workflow("travel") is travel.wf
-    assert twin is not travel.wf
+def test_a_live_workflow_sharing_the_name_never_stands_in_for_the_recorded_module(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The quickstart's "travel" beside the bundled demo's "travel": a run
+    # recorded from the user's module is checked against that module only.
+    ref = _module(tmp_path, monkeypatch, "registry_users_own", name)
+    lookalike = Workflow(name, goal=travel.TripGoal)  # the only other live one
+    found = find_workflow(name, ref)
+    assert found is not lookalike
+    assert found.ref == ref
 
 
 def test_a_recorded_module_is_the_last_resort(
@@ -154,3 +160,23 @@ def test_a_miss_says_every_place_it_looked(name: str) -> None:
     assert "no_such_module_anywhere" in message
     assert "--workflow" in message
     assert caught.value.name == name
+
+
+def test_an_entry_point_publishing_another_workflow_under_the_name_is_refused(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ref = _module(tmp_path, monkeypatch, "registry_misnamed_service", f"{name}-other")
+    point = EntryPoint(name=name, value=ref, group=loader_module.ENTRY_POINT_GROUP)
+
+    def fake_entry_points(*, group: str, name: str) -> list[EntryPoint]:
+        return [point] if (group, name) == (point.group, point.name) else []
+
+    monkeypatch.setattr(loader_module, "entry_points", fake_entry_points)
+    with pytest.raises(WorkflowNotFoundError, match=f"holds workflow '{name}-other'"):
+        find_workflow(name, "moved_away_long_ago:wf")
+    unregister(f"{name}-other")
+
+
+def test_a_missing_attribute_is_named_not_called_a_non_workflow() -> None:
+    with pytest.raises(WorkflowDefinitionError, match="has no attribute 'nope'"):
+        load_workflow("ledgerflow.examples.travel:nope")

@@ -113,7 +113,7 @@ BAD_INPUTS = [
     (["replay", "RUN", "--to", "x"], "Invalid value for '--to'"),
     (["verify", "nope"], "No run 'nope'"),
     (["verify", "RUN", "--workflow", "ledgerflow.examples.travel:nope"],
-     "is not a ledgerflow Workflow"),
+     "has no attribute 'nope'"),
     (["resume", "nope"], "No run 'nope'"),
     (["resume", "RUN", "--workflow", "no_such_mod:wf"], "Cannot import module"),
     (["fork", "RUN"], "Missing option '--at'"),
