@@ -32,7 +32,7 @@ from ledgerflow.machines import events as ev
 from ledgerflow.machines.decide import advance
 from ledgerflow.machines.errors import ResolutionError
 from ledgerflow.machines.fsm import RunStatus, TaskStatus
-from ledgerflow.machines.origin import OriginIndex, index_origin, reuse_for
+from ledgerflow.machines.origin import OriginIndex, index_origin, origin_of, reuse_for
 from ledgerflow.machines.results import RunResult
 from ledgerflow.machines.state import RunState
 from ledgerflow.machines.workflow import Workflow
@@ -260,13 +260,30 @@ class Driver:
     # -- forks: never repeat what the origin already did ---------------------
 
     async def origin(self) -> OriginIndex:
-        """The fork's origin, read and indexed once per drive."""
+        """The fork's origin chain, read and indexed once per drive.
+
+        A fork of a fork shares its key base with every run up the chain, and
+        any of them may have performed a side effect this fork's copy does not
+        show: the direct origin after the fork point, its own origin after the
+        earlier of the two points, and so on up to a run that is no fork.
+        """
         if self._origin is None:
             assert self.state.forked_from is not None
             origin_id, at_seq = self.state.forked_from
-            log_ = [(env.seq, ev.decode_logged(env.data, env.seq, origin_id))
-                    async for env in self.orch.store.read(origin_id)]
-            self._origin = index_origin(origin_id, log_, after_seq=at_seq)
+            index = OriginIndex(origin_id, at_seq)
+            seen = {self.state.run_id}
+            cut: int = at_seq
+            next_: tuple[str, int] | None = (origin_id, at_seq)
+            while next_ is not None and next_[0] not in seen:
+                run_id, point = next_
+                seen.add(run_id)
+                # Only the first `cut` events of this run are in the fork's copy.
+                cut = min(cut, point)
+                log_ = [(env.seq, ev.decode_logged(env.data, env.seq, run_id))
+                        async for env in self.orch.store.read(run_id)]
+                index_origin(run_id, log_, after_seq=cut, into=index)
+                next_ = origin_of(log_)
+            self._origin = index
         return self._origin
 
     async def call_in_fork(self, dispatched: ev.TaskDispatched) -> ev.Event:

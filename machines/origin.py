@@ -31,7 +31,7 @@ from ledgerflow.machines import events as ev
 from ledgerflow.machines.errors import PermanentError
 from ledgerflow.machines.policies import exception_names
 
-__all__ = ["OriginAttempt", "OriginIndex", "index_origin", "reuse_for"]
+__all__ = ["OriginAttempt", "OriginIndex", "index_origin", "origin_of", "reuse_for"]
 
 _CHANGED = ["ledgerflow.SideEffectInputChanged", *exception_names(PermanentError)]
 _UNKNOWN = ["ledgerflow.SideEffectOutcomeUnknown", *exception_names(PermanentError)]
@@ -45,11 +45,18 @@ class OriginAttempt:
     dispatched: ev.TaskDispatched
     outcome: ev.OutputReceived | ev.AgentFailed | None = None
     outcome_seq: int = 0
+    #: The run whose log holds this attempt (the direct origin or an earlier one).
+    run_id: str = ""
 
 
 @dataclass(slots=True)
 class OriginIndex:
-    """The origin's side-effect attempts by idempotency key, after the fork point."""
+    """The origins' side-effect attempts by idempotency key, after each fork point.
+
+    A fork of a fork holds the attempts of every run up its origin chain:
+    its direct origin after the fork point, that run's origin after the
+    earlier of the two points, and so on (all share one ``key_base``).
+    """
 
     origin_run_id: str
     at_seq: int
@@ -57,30 +64,43 @@ class OriginIndex:
 
 
 def index_origin(
-    origin_run_id: str, log: Iterable[tuple[int, ev.Event]], *, after_seq: int
+    origin_run_id: str, log: Iterable[tuple[int, ev.Event]], *, after_seq: int,
+    into: OriginIndex | None = None,
 ) -> OriginIndex:
-    """Index the origin's dispatches with their outcomes.
+    """Index the origin's dispatches with their outcomes (added to ``into`` if given).
 
     Kept: every dispatch whose outcome falls after ``after_seq`` (or that
     has none): those are what the fork's copy does not already hold.
     """
-    index = OriginIndex(origin_run_id, after_seq)
+    index = into if into is not None else OriginIndex(origin_run_id, after_seq)
     open_attempts: dict[tuple[str, int], OriginAttempt] = {}
+    found_here: list[OriginAttempt] = []
     for seq, event in log:
         kind = type(event)
         if kind is ev.TaskDispatched:
             assert isinstance(event, ev.TaskDispatched)
-            attempt = OriginAttempt(seq, event)
+            attempt = OriginAttempt(seq, event, run_id=origin_run_id)
             open_attempts[(event.task_id, event.attempt)] = attempt
-            index.by_key.setdefault(event.idempotency_key, []).append(attempt)
+            found_here.append(attempt)
         elif kind is ev.OutputReceived or kind is ev.AgentFailed:
             assert isinstance(event, ev.OutputReceived | ev.AgentFailed)
             found = open_attempts.pop((event.task_id, event.attempt), None)
             if found is not None:
                 found.outcome, found.outcome_seq = event, seq
-    for attempts in index.by_key.values():
-        attempts[:] = [a for a in attempts if a.outcome is None or a.outcome_seq > after_seq]
+    for attempt in found_here:
+        if attempt.outcome is None or attempt.outcome_seq > after_seq:
+            index.by_key.setdefault(attempt.dispatched.idempotency_key, []).append(attempt)
     return index
+
+
+def origin_of(log: Iterable[tuple[int, ev.Event]]) -> tuple[str, int] | None:
+    """The origin a run's log names (its last :class:`ForkedFrom`), or None for no fork."""
+    origin: tuple[str, int] | None = None
+    for _, event in log:
+        if type(event) is ev.ForkedFrom:
+            assert isinstance(event, ev.ForkedFrom)
+            origin = (event.origin_run_id, event.at_seq)
+    return origin
 
 
 def reuse_for(
@@ -94,15 +114,15 @@ def reuse_for(
     attempts = index.by_key.get(dispatched.idempotency_key)
     if not attempts:
         return None
-    origin = index.origin_run_id
     same = [a for a in attempts if a.dispatched.input == dispatched.input]
     # The origin's output if it got one; else its failure of this very attempt.
     known = [a for a in same if type(a.outcome) is ev.OutputReceived] or [
         a for a in same if a.outcome is not None and a.dispatched.attempt == dispatched.attempt]
     for attempt in known:
         if attempt.outcome is not None:
-            why = (f"Reused the outcome run '{origin}' recorded at seq {attempt.outcome_seq} "
-                   f"for the same input under key '{dispatched.idempotency_key}' (dispatched "
+            why = (f"Reused the outcome run '{attempt.run_id}' recorded at seq "
+                   f"{attempt.outcome_seq} for the same input under key "
+                   f"'{dispatched.idempotency_key}' (dispatched "
                    f"at seq {attempt.seq}); the side effect is not performed again.")
             return msgspec.structs.replace(
                 attempt.outcome, attempt=dispatched.attempt, tokens=0, cost=0.0, reason=why)
@@ -110,14 +130,14 @@ def reuse_for(
     if unknown and not idempotent:
         first = unknown[0]
         return _failed(dispatched, _UNKNOWN, (
-            f"run '{origin}' dispatched this side effect with the same input at seq "
+            f"run '{first.run_id}' dispatched this side effect with the same input at seq "
             f"{first.seq} and recorded no outcome, so it may have acted; it is not performed "
             "again: a person must check"))
     if same or repeat:
         return None  # the origin's attempts with this input failed: retrying is a retry
     first = attempts[0]
     return _failed(dispatched, _CHANGED, (
-        f"run '{origin}' already performed this side effect under key "
+        f"run '{first.run_id}' already performed this side effect under key "
         f"'{dispatched.idempotency_key}' at seq {first.seq} with a different input; "
         "performing it again could act twice, so it is escalated (fork with "
         "repeat_side_effects=True to perform it anyway)"))

@@ -220,3 +220,57 @@ async def test_repeat_side_effects_lets_a_changed_input_through_the_reuse_rule(
     reused = reuse_for(index, booked, repeat=False, idempotent=False)
     assert isinstance(reused, ev.OutputReceived)
     assert reused.output == {"ref": "B-100"}
+
+
+async def test_fork_of_an_unresumed_fork_does_not_book_twice(tmp_path: Path) -> None:
+    """The middle fork never ran: only the origin two steps up booked."""
+    sink = Sink()
+    async with open_store(tmp_path / "runs.db") as store:
+        origin, wf = await _origin(store, sink)
+        middle = await fork_run(store, origin, at_seq=1, workflow=wf, new_run_id="middle")
+        fork = await fork_run(store, middle, at_seq=await store.last_seq(middle), workflow=wf)
+        run = await Orchestrator(store).resume(fork, wf)
+
+        assert run.status == "completed", run.reason
+        assert list(sink.by_key.values()) == [1], "the fork of a fork booked again"
+        [reused] = [e for e in await _log(store, fork)
+                    if isinstance(e, ev.OutputReceived) and e.task_id == "book"]
+        assert f"run '{origin}'" in reused.reason
+        assert (await verify_run(store, fork, workflow=wf)).ok
+
+
+async def test_fork_of_a_fork_between_dispatch_and_outcome_is_not_outcome_unknown(
+    tmp_path: Path,
+) -> None:
+    """The middle fork copied a dispatch with no outcome; the origin has the outcome."""
+    sink = Sink()
+    async with open_store(tmp_path / "runs.db") as store:
+        origin, wf = await _origin(store, sink)
+        seq_of = {e.type + getattr(e, "task_id", ""): seq
+                  for seq, e in enumerate(await _log(store, origin), start=1)}
+        middle = await fork_run(store, origin, at_seq=seq_of["TaskDispatchedbook"], workflow=wf)
+        fork = await fork_run(store, middle, at_seq=await store.last_seq(middle), workflow=wf)
+        run = await Orchestrator(store).resume(fork, wf)
+
+        assert run.status == "completed", run.reason
+        assert list(sink.by_key.values()) == [1]
+        log = await _log(store, fork)
+        assert not [e for e in log if isinstance(e, ev.TaskEscalated)]
+        assert (await verify_run(store, fork, workflow=wf)).ok
+
+
+async def test_fork_of_a_fork_taken_before_the_middle_forks_point_sees_the_origin(
+    tmp_path: Path,
+) -> None:
+    """F2 forks F1 at 1 although F1 was forked at a later seq: the origin's cut is 1."""
+    sink = Sink()
+    async with open_store(tmp_path / "runs.db") as store:
+        origin, wf = await _origin(store, sink)
+        last = await store.last_seq(origin)
+        middle = await fork_run(store, origin, at_seq=last - 1, workflow=wf)
+        fork = await fork_run(store, middle, at_seq=1, workflow=wf)
+        run = await Orchestrator(store).resume(fork, wf)
+
+        assert run.status == "completed", run.reason
+        assert list(sink.by_key.values()) == [1]
+        assert (await verify_run(store, fork, workflow=wf)).ok
