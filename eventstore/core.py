@@ -34,6 +34,7 @@ from .errors import (
 __all__ = [
     "DEFAULT_BUSY_TIMEOUT_MS",
     "DEFAULT_MAX_EVENT_BYTES",
+    "MAX_LEASE_TTL_S",
     "MAX_SEQ",
     "READ_CHUNK_ROWS",
     "Batch",
@@ -41,6 +42,7 @@ __all__ = [
     "chain_batch",
     "clamp_range",
     "like_prefix",
+    "lease_ttl",
     "must_expect_the_last_seq",
     "must_fit_in_seq_range",
     "summary_of",
@@ -51,6 +53,14 @@ DEFAULT_MAX_EVENT_BYTES = 1_048_576
 READ_CHUNK_ROWS = 1000
 MAX_SEQ = 2**63 - 1
 """The largest seq: both backends store seqs as signed 64-bit integers."""
+MAX_LEASE_TTL_S = 86_400.0
+"""The longest lease a driver may take: one day.
+
+A lease is renewed every third of its ttl, so a long ttl buys the holder
+nothing; it only keeps a crashed holder's run blocked for that long. A day
+is far above any real use (the orchestrator's default is 30 s) and far
+below what either backend can store (PostgreSQL overflows near 2**38 s;
+SQLite would keep ``inf``, a lease that never expires)."""
 
 
 class Batch(NamedTuple):
@@ -78,6 +88,32 @@ def must_expect_the_last_seq(batch: Batch, last_seq: int) -> None:
     """Refuse the append when another writer moved the run past ``expected_seq``."""
     if last_seq != batch.expected_seq:
         raise ConcurrencyError(batch.run_id, batch.expected_seq, last_seq)
+
+
+def lease_ttl(run_id: str, ttl_s: object) -> float:
+    """``ttl_s`` as a float, or :class:`InvalidQueryError` unless ``0 < ttl_s <= MAX_LEASE_TTL_S``.
+
+    NaN, infinities, bools and non-numbers are refused too: each backend
+    turned them into a different failure, or into a lease that never expires.
+
+    Example::
+
+        >>> lease_ttl("r1", 30)
+        30.0
+    """
+    # Compared before float(): an int like 2**5000 must be refused, not overflow.
+    # NaN fails the chained comparison too.
+    if (
+        isinstance(ttl_s, bool)
+        or not isinstance(ttl_s, int | float)
+        or not 0 < ttl_s <= MAX_LEASE_TTL_S
+    ):
+        raise InvalidQueryError(
+            f"take the lease of run {run_id!r}",
+            f"ttl_s must be a number of seconds above 0 and at most {MAX_LEASE_TTL_S:.0f} "
+            f"(one day), not {ttl_s!r}; renew a lease instead of taking a longer one",
+        )
+    return float(ttl_s)
 
 
 def chain_batch(batch: Batch, last_seq: int, last_hash: str) -> list[Envelope]:
@@ -242,13 +278,16 @@ class StoreCore(ABC):
     async def try_lease(self, run_id: str, owner: str, ttl_s: float) -> bool:
         """Take, renew, or fail to take the run's lease; True when ``owner`` now holds it.
 
+        ``ttl_s`` must be a number with ``0 < ttl_s <= MAX_LEASE_TTL_S`` (one
+        day); anything else raises :class:`InvalidQueryError` on every backend.
+
         Example::
 
             if await store.try_lease("r1", owner="worker-7", ttl_s=30):
                 ...  # drive the run; renew before 30 s pass
         """
         self._must_be_writable(f"take the lease of run {run_id!r}")
-        return await self._try_lease(run_id, owner, float(ttl_s))
+        return await self._try_lease(run_id, owner, lease_ttl(run_id, ttl_s))
 
     async def release_lease(self, run_id: str, owner: str) -> None:
         """Drop the run's lease if ``owner`` holds it; works after a failed append too."""

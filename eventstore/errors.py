@@ -18,7 +18,7 @@ Every one derives from :class:`EventStoreError`, itself a
         ├── StoreReadOnlyError      a write (append, lease) on a store opened read_only=True
         ├── StoreFullError          the disk (or the database's size limit) is full
         ├── EventUnreadableError    a stored row cannot be read back as an envelope (edited file)
-        └── InvalidQueryError       a query's arguments are malformed (also a ValueError)
+        └── InvalidQueryError       a query's or lease's arguments are malformed (also a ValueError)
 
 Each message is one sentence that says what happened, where, why, and the
 fix; the values are kept as attributes so callers never parse messages::
@@ -233,7 +233,7 @@ class EventUnreadableError(EventStoreError):
 
 
 class InvalidQueryError(EventStoreError, ValueError):
-    """The arguments of a query (a read, a prefix search) are malformed."""
+    """The arguments of a query (a runs listing, a prefix search, a lease) are malformed."""
 
     def __init__(self, operation: str, problem: str) -> None:
         self.operation = operation
