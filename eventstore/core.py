@@ -45,6 +45,7 @@ __all__ = [
     "lease_ttl",
     "must_expect_the_last_seq",
     "must_fit_in_seq_range",
+    "query_limit",
     "summary_of",
 ]
 
@@ -114,6 +115,24 @@ def lease_ttl(run_id: str, ttl_s: object) -> float:
             f"(one day), not {ttl_s!r}; renew a lease instead of taking a longer one",
         )
     return float(ttl_s)
+
+
+def query_limit(operation: str, limit: object, minimum: int) -> int:
+    """``limit`` clamped to :data:`MAX_SEQ`, or :class:`InvalidQueryError` unless an int >= minimum.
+
+    Both databases take a LIMIT as a signed 64-bit integer, and no store holds
+    more rows than that, so clamping changes no result; it keeps ``2**70``
+    from becoming an OverflowError (SQLite) or a DataError (PostgreSQL). A
+    bool is refused: ``limit=True`` is a mistake, not the number 1.
+
+    Example::
+
+        >>> query_limit("list runs", 2**70, 0)
+        9223372036854775807
+    """
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < minimum:
+        raise InvalidQueryError(operation, f"limit must be an int >= {minimum}, not {limit!r}")
+    return min(limit, MAX_SEQ)
 
 
 def chain_batch(batch: Batch, last_seq: int, last_hash: str) -> list[Envelope]:
@@ -359,12 +378,18 @@ class StoreCore(ABC):
     async def runs(self, status: str | None = None, limit: int = 100) -> list[RunSummary]:
         """List runs from the projection, most recently updated first; ``limit < 0``: all.
 
+        ``limit`` must be an int (not a bool); a huge one is clamped, as no
+        store holds more than 2**63 - 1 runs.
+
         Example::
 
             failed = await store.runs(status="failed", limit=20)
         """
         self._must_be_open()
-        rows = await self._runs_rows(status, None if limit < 0 else limit)
+        if isinstance(limit, int) and not isinstance(limit, bool) and limit < 0:
+            rows = await self._runs_rows(status, None)
+        else:
+            rows = await self._runs_rows(status, query_limit("list runs", limit, 0))
         return [summary_of(row) for row in rows]
 
     async def run(self, run_id: str) -> RunSummary | None:
@@ -377,7 +402,8 @@ class StoreCore(ABC):
         """Return the ids of runs starting with ``prefix``, sorted, at most ``limit``.
 
         The match is case-sensitive; ``%`` and ``_`` in the prefix are literal. With the default
-        ``limit=2`` a caller tells "exactly one run" from "ambiguous".
+        ``limit=2`` a caller tells "exactly one run" from "ambiguous". ``limit`` must be an
+        int >= 1 (not a bool); a huge one is clamped.
 
         Example::
 
@@ -388,8 +414,7 @@ class StoreCore(ABC):
         self._must_be_open()
         if not isinstance(prefix, str):
             raise InvalidQueryError("match run ids", f"the prefix must be a str, not {prefix!r}")
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise InvalidQueryError("match run ids", f"limit must be an int >= 1, not {limit!r}")
+        limit = query_limit("match run ids", limit, 1)
         if self._forbid_nul and "\x00" in prefix:
             return []  # no stored run id holds NUL there
         return await self._match_runs(prefix, limit)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 import pytest
+from eventstore_helpers import ev
 
 from ledgerflow.eventstore import EventStore, InvalidQueryError
 from ledgerflow.eventstore.core import MAX_LEASE_TTL_S
@@ -37,3 +38,23 @@ async def test_lease_of_exactly_the_longest_ttl_is_held_and_expires(store: Event
     owner, expires_at = held
     assert owner == "me"
     assert math.isfinite(expires_at)
+
+
+async def test_a_huge_limit_lists_every_run_instead_of_overflowing(store: EventStore) -> None:
+    await store.append("r1", [ev()], 0)
+    await store.append("r2", [ev()], 0)
+    assert {s.run_id for s in await store.runs(limit=2**70)} == {"r1", "r2"}
+    assert {s.run_id for s in await store.runs(status="", limit=2**63)} == {"r1", "r2"}
+    assert await store.match_runs("r", limit=2**70) == ["r1", "r2"]
+    assert len(await store.runs(limit=-(2**70))) == 2  # below 0: all, as documented
+
+
+@pytest.mark.parametrize("limit", [True, False, "2", 1.5, None], ids=str)
+async def test_runs_refuses_a_limit_that_is_not_an_int_as_match_runs_does(
+    store: EventStore, limit: object
+) -> None:
+    await store.append("r1", [ev()], 0)
+    with pytest.raises(InvalidQueryError, match="Cannot list runs: limit must be an int"):
+        await store.runs(limit=limit)  # type: ignore[arg-type]
+    with pytest.raises(InvalidQueryError, match="Cannot match run ids: limit must be an int"):
+        await store.match_runs("r", limit=limit)  # type: ignore[arg-type]
