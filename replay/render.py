@@ -22,12 +22,14 @@ from typing import Any
 from rich import box
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from ledgerflow.eventstore import RunSummary
 from ledgerflow.machines import RunState
 from ledgerflow.replay.timeline import LogRow
 
-__all__ = ["WIDE", "console", "log_table", "runs_table", "state_tables", "summarize", "width"]
+__all__ = ["WIDE", "console", "log_table", "runs_table", "state_tables", "summarize", "verbatim",
+           "width"]
 
 #: From this width on the decision log has one column per field.
 WIDE = 120
@@ -43,8 +45,25 @@ def width() -> int | None:
 
 
 def console(*, stderr: bool = False) -> Console:
-    """A rich console at :func:`width`; ``render.console().print(table)``."""
-    return Console(stderr=stderr, width=width(), highlight=False, soft_wrap=False)
+    """A rich console at :func:`width`; ``render.console().print(table)``.
+
+    Markup and emoji codes are off: everything printed comes from a log, and
+    an agent's ``"card [declined]"`` or ``":x:"`` must appear as it was
+    recorded, not be read as styling.
+    """
+    return Console(stderr=stderr, width=width(), highlight=False, soft_wrap=False,
+                   markup=False, emoji=False)
+
+
+def verbatim(text: str) -> Text:
+    """``text`` as rich shows it unchanged, whatever console prints it (no markup, no emoji).
+
+    Example::
+
+        >>> verbatim("card [declined]").plain
+        'card [declined]'
+    """
+    return Text(text)
 
 
 def _effective_width() -> int:
@@ -58,8 +77,8 @@ def summarize(value: Any, limit: int = 60) -> str:
 
 
 def _table(title: str = "") -> Table:
-    return Table(title=title or None, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
-                 title_justify="left")
+    return Table(title=verbatim(title) if title else None, box=box.SIMPLE_HEAD,
+                 show_edge=False, pad_edge=False, title_justify="left")
 
 
 def log_table(rows: Sequence[LogRow], *, title: str = "") -> Table:
@@ -73,14 +92,15 @@ def log_table(rows: Sequence[LogRow], *, title: str = "") -> Table:
         table.add_column("move", no_wrap=True)
         table.add_column("reason", overflow="fold")
         for row in rows:
-            table.add_row(str(row.seq), _time(row), row.type, row.machine, row.move, row.reason)
+            table.add_row(*map(verbatim, (str(row.seq), _time(row), row.type, row.machine,
+                                          row.move, row.reason)))
         return table
     # Narrow: event, machine and move stacked, so the reason keeps its column.
     table.add_column("event", overflow="fold", max_width=24)
     table.add_column("reason", overflow="fold")
     for row in rows:
         what = "\n".join(part for part in (row.type, row.machine, row.move) if part)
-        table.add_row(str(row.seq), _time(row), what, row.reason)
+        table.add_row(*map(verbatim, (str(row.seq), _time(row), what, row.reason)))
     return table
 
 
@@ -101,10 +121,10 @@ def runs_table(runs: Sequence[RunSummary], reasons: dict[str, str] | None = None
     table.add_column("updated", overflow="fold", min_width=10)
     table.add_column("reason", overflow="fold")
     for r in runs:
-        table.add_row(
+        table.add_row(*map(verbatim, (
             r.run_id, r.label, r.status, str(r.last_seq),
             r.updated_at.strftime("%Y-%m-%d %H:%M:%S"), reasons.get(r.run_id, ""),
-        )
+        )))
     return table
 
 
@@ -116,7 +136,7 @@ def state_tables(state: RunState) -> list[Table]:
     tasks.add_column("output / last error", overflow="fold")
     for t in state.tasks.values():
         detail = summarize(t.output) if t.output is not None else (t.last_error or "")
-        tasks.add_row(t.id, t.agent, t.status.value, str(t.attempt), detail)
+        tasks.add_row(*map(verbatim, (t.id, t.agent, t.status.value, str(t.attempt), detail)))
     out = [tasks]
     if state.escalations:
         esc = _table("open escalations")
@@ -124,6 +144,6 @@ def state_tables(state: RunState) -> list[Table]:
         esc.add_column("kind", overflow="fold")
         esc.add_column("reason", overflow="fold")
         for e in state.escalations.values():
-            esc.add_row(e.task_id, e.kind, e.reason)
+            esc.add_row(*map(verbatim, (e.task_id, e.kind, e.reason)))
         out.append(esc)
     return out
