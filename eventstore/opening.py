@@ -12,15 +12,23 @@ Accepted forms::
 PostgreSQL urls take the options ``schema`` (the PostgreSQL schema holding
 the store's tables, default ``ledgerflow``), ``pool_size`` (the most
 connections one store object opens, default 4), ``max_event_bytes``,
-``busy_timeout_ms`` (becomes ``lock_timeout``) and ``synchronous``
-(``normal`` becomes ``synchronous_commit = off``); any other query parameter
-(``sslmode``, ``connect_timeout``, ...) is left in the url for asyncpg.
+``busy_timeout_ms`` (becomes ``lock_timeout``), ``synchronous`` (``normal``
+becomes ``synchronous_commit = off``), ``application_name`` (default
+``ledgerflow``) and ``connect_timeout`` (seconds). libpq's connection keys
+that asyncpg reads (``sslmode``, ``sslrootcert``, ``host``, ``port``,
+``target_session_attrs``, ... see ``_LIBPQ_KEYS``) are left in the url for
+asyncpg. Any other name is refused, with the nearest known one ("did you mean
+schema?"): asyncpg would send it to the server as a setting, so a typo failed
+only at connect time. An option given twice is refused, for both backends.
+Messages show the url as typed, without its password.
 
 Options given as keyword arguments win over the same option in the url.
 """
 
 from __future__ import annotations
 
+import difflib
+import math
 import os
 import re
 from collections.abc import Generator
@@ -31,12 +39,18 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from .core import DEFAULT_BUSY_TIMEOUT_MS, DEFAULT_MAX_EVENT_BYTES
 from .errors import StoreUrlError
-from .postgres import DEFAULT_POOL_SIZE, DEFAULT_SCHEMA, PostgresEventStore, check_schema_name
+from .postgres import (
+    DEFAULT_APPLICATION_NAME,
+    DEFAULT_POOL_SIZE,
+    DEFAULT_SCHEMA,
+    PostgresEventStore,
+    check_schema_name,
+)
 from .protocol import EventStore
 from .schema import SYNCHRONOUS_MODES
 from .sqlite import SQLiteEventStore
 
-__all__ = ["StoreOpener", "StoreTarget", "open_store", "parse_store_url"]
+__all__ = ["StoreOpener", "StoreTarget", "mask_password", "open_store", "parse_store_url"]
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*)://")
 _ACCEPTED = (
@@ -44,7 +58,17 @@ _ACCEPTED = (
     "or 'postgresql://user@host/db'"
 )
 _OPTIONS = ("synchronous", "busy_timeout_ms", "max_event_bytes")
-_POSTGRES_OPTIONS = (*_OPTIONS, "schema", "pool_size")
+_POSTGRES_OPTIONS = (*_OPTIONS, "schema", "pool_size", "application_name", "connect_timeout")
+# The libpq connection keys asyncpg itself reads from a url; they stay in the
+# dsn. Every other name would reach the server as a setting (asyncpg's rule),
+# where a typo like "schma" fails only at connect time, blamed on the server;
+# so they are refused here instead, with the nearest known name.
+_LIBPQ_KEYS = (
+    "host", "port", "user", "password", "passfile", "dbname", "database", "service",
+    "sslmode", "sslcert", "sslkey", "sslrootcert", "sslcrl", "sslpassword", "sslnegotiation",
+    "ssl_min_protocol_version", "ssl_max_protocol_version", "target_session_attrs",
+    "krbsrvname", "gsslib",
+)
 
 
 @dataclass(frozen=True)
@@ -58,6 +82,54 @@ class StoreTarget:
     """False: open an existing store only (:class:`StoreNotFoundError` otherwise)."""
     read_only: bool = False
     """True: write nothing; appends and leases raise :class:`StoreReadOnlyError`."""
+    shown: str = field(default="", repr=False, compare=False)
+    """The location as messages show it: what the user typed, its password masked."""
+
+
+def mask_password(url: str) -> str:
+    """``url`` as typed, with the password of its user (if any) left out.
+
+    Example::
+
+        >>> mask_password("postgresql://app:s3cret@db/runs?schema=a")
+        'postgresql://app@db/runs?schema=a'
+    """
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    userinfo, host = parts.netloc.rsplit("@", 1)
+    return urlunsplit(parts._replace(netloc=f"{userinfo.split(':', 1)[0]}@{host}"))
+
+
+def _with_option(url: str, name: str, value: str) -> str:
+    """``url`` with ``name=value`` in its query, replacing the one already there."""
+    parts = urlsplit(url)
+    pairs = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != name]
+    return urlunsplit(parts._replace(query=urlencode([*pairs, (name, value)])))
+
+
+def _unknown(url: str, name: str, known: tuple[str, ...]) -> StoreUrlError:
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f"did you mean {close[0]}? " if close else ""
+    return StoreUrlError(
+        url, f"the option {name!r} is unknown; {hint}the known ones are {', '.join(known)}"
+    )
+
+
+def _query_pairs(url: str, query: str) -> list[tuple[str, str]]:
+    """The url's options in order, refusing one given twice (which would win is a guess)."""
+    pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=False)
+    seen: set[str] = set()
+    for name, _ in pairs:
+        if name in seen:
+            values = [raw for key, raw in pairs if key == name]
+            raise StoreUrlError(
+                url,
+                f"the option {name} is given {len(values)} times ({', '.join(map(repr, values))});"
+                " give it once",
+            )
+        seen.add(name)
+    return pairs
 
 
 def _int_option(url: str, name: str, raw: str, minimum: int) -> int:
@@ -67,6 +139,16 @@ def _int_option(url: str, name: str, raw: str, minimum: int) -> int:
         value = minimum - 1
     if value < minimum:
         raise StoreUrlError(url, f"the option {name} must be an integer >= {minimum}, not {raw!r}")
+    return value
+
+
+def _seconds_option(url: str, name: str, raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < math.inf:  # False for NaN as well
+        raise StoreUrlError(url, f"the option {name} must be a number of seconds > 0, not {raw!r}")
     return value
 
 
@@ -80,6 +162,10 @@ def _option(url: str, name: str, raw: str, backend: str = "sqlite") -> Any:
         return raw
     if name == "pool_size":
         return _int_option(url, name, raw, 1)
+    if name == "application_name":
+        return raw
+    if name == "connect_timeout":
+        return _seconds_option(url, name, raw)
     if name == "synchronous":
         if raw.upper() not in SYNCHRONOUS_MODES:
             raise StoreUrlError(url, f"the option synchronous must be full or normal, not {raw!r}")
@@ -88,34 +174,35 @@ def _option(url: str, name: str, raw: str, backend: str = "sqlite") -> Any:
         return _int_option(url, name, raw, 0)
     if name == "max_event_bytes":
         return _int_option(url, name, raw, 1)
-    raise StoreUrlError(
-        url, f"the option {name!r} is unknown; the known ones are {', '.join(_OPTIONS)}"
-    )
+    raise _unknown(url, name, _OPTIONS)
 
 
 def _options(url: str, query: str) -> dict[str, Any]:
-    return {
-        name: _option(url, name, raw)
-        for name, raw in parse_qsl(query, keep_blank_values=True, strict_parsing=False)
-    }
+    return {name: _option(url, name, raw) for name, raw in _query_pairs(url, query)}
 
 
 def _postgres_target(url: str) -> StoreTarget:
-    # Our options come out of the query; the rest stays in the dsn for asyncpg.
+    # Our options come out of the query; libpq's connection keys stay in the
+    # dsn for asyncpg; anything else is refused (see _LIBPQ_KEYS).
+    shown = mask_password(url)
     parts = urlsplit(url)
     options: dict[str, Any] = {}
     rest = []
-    for name, raw in parse_qsl(parts.query, keep_blank_values=True, strict_parsing=False):
+    for name, raw in _query_pairs(shown, parts.query):
         if name in _POSTGRES_OPTIONS:
-            options[name] = _option(url, name, raw, "postgres")
-        else:
+            options[name] = _option(shown, name, raw, "postgres")
+        elif name in _LIBPQ_KEYS:
             rest.append((name, raw))
+        else:
+            raise _unknown(shown, name, (*_POSTGRES_OPTIONS, *_LIBPQ_KEYS))
     dsn = urlunsplit(parts._replace(query=urlencode(rest), fragment=""))
-    return StoreTarget("postgres", dsn, options)
+    return StoreTarget("postgres", dsn, options, shown=shown)
 
 
 def parse_store_url(url_or_path: str | os.PathLike[str]) -> StoreTarget:
     """Read a path or url into a :class:`StoreTarget`; raise :class:`StoreUrlError` if unusable.
+
+    An unknown option and an option given twice are refused, naming it.
 
     Example::
 
@@ -152,7 +239,7 @@ def parse_store_url(url_or_path: str | os.PathLike[str]) -> StoreTarget:
             "in-memory and 'file:' SQLite databases are not supported, because the store's "
             "writer and reader connections must share one file; use a file in a temporary folder",
         )
-    return StoreTarget("sqlite", location, options)
+    return StoreTarget("sqlite", location, options, shown=url)
 
 
 class StoreOpener:
@@ -186,6 +273,9 @@ class StoreOpener:
                 pool_size=opts.get("pool_size", DEFAULT_POOL_SIZE),
                 create=create,
                 read_only=read_only,
+                application_name=opts.get("application_name", DEFAULT_APPLICATION_NAME),
+                connect_timeout=opts.get("connect_timeout"),
+                shown=self.target.shown or None,
             )
         return await SQLiteEventStore.open(
             self.target.location,
@@ -259,7 +349,6 @@ def open_store(
             print(await store.runs())
     """
     target = parse_store_url(url_or_path)
-    url = os.fspath(url_or_path)
     given = {
         "synchronous": synchronous,
         "busy_timeout_ms": busy_timeout_ms,
@@ -268,12 +357,16 @@ def open_store(
         "pool_size": pool_size,
     }
     options = dict(target.options)
+    shown = target.shown
     for name, value in given.items():
         if value is not None:
-            options[name] = _option(url, name, str(value), target.backend)
+            options[name] = _option(target.shown, name, str(value), target.backend)
+    if schema is not None and target.backend == "postgres":
+        # The keyword wins over the url; show the schema actually opened.
+        shown = _with_option(shown, "schema", options["schema"])
     return StoreOpener(
         StoreTarget(
             target.backend, target.location, options,
-            create=bool(create) and not read_only, read_only=bool(read_only),
+            create=bool(create) and not read_only, read_only=bool(read_only), shown=shown,
         )
     )

@@ -90,6 +90,7 @@ except ImportError:  # pragma: no cover - asyncpg is the optional "postgres" ext
     asyncpg = None
 
 __all__ = [
+    "DEFAULT_APPLICATION_NAME",
     "DEFAULT_POOL_SIZE",
     "DEFAULT_SCHEMA",
     "PostgresEventStore",
@@ -97,6 +98,9 @@ __all__ = [
 ]
 
 _T = TypeVar("_T")
+
+DEFAULT_APPLICATION_NAME = "ledgerflow"
+"""What ``pg_stat_activity`` shows for the store's connections unless the url names another."""
 
 
 class PostgresEventStore(StoreCore):
@@ -160,6 +164,9 @@ class PostgresEventStore(StoreCore):
         pool_size: int = DEFAULT_POOL_SIZE,
         create: bool = True,
         read_only: bool = False,
+        application_name: str = DEFAULT_APPLICATION_NAME,
+        connect_timeout: float | None = None,
+        shown: str | None = None,
     ) -> Self:
         """Open the store in ``schema`` of the database, created or migrated when ``create``.
 
@@ -170,13 +177,17 @@ class PostgresEventStore(StoreCore):
         ``synchronous="NORMAL"`` sets ``synchronous_commit = off``: a commit
         survives a crash of the worker, but the last ones may be lost if the
         server crashes. ``busy_timeout_ms`` becomes ``lock_timeout``.
+        ``connect_timeout`` (seconds, default asyncpg's 60) bounds each
+        connection attempt. ``shown`` is the location messages name (default:
+        ``dsn`` without its password, with ``schema=``); :func:`open_store`
+        passes the url as the user typed it.
         Raises :class:`NotAStoreError`, :class:`SchemaVersionError`,
         :class:`StoreNotFoundError` or :class:`StoreOpenError`.
         """
         problem = check_schema_name(schema)
         if problem is not None:
             raise StoreUrlError(display(dsn, str(schema)), problem)
-        location = display(dsn, schema)
+        location = shown if shown is not None else display(dsn, schema)
         synchronous = synchronous.upper()
         if synchronous not in SYNCHRONOUS_MODES:
             raise StoreUrlError(
@@ -187,7 +198,7 @@ class PostgresEventStore(StoreCore):
                 location, "asyncpg is not installed; install ledgerflow[postgres]"
             )
         settings = {
-            "application_name": "ledgerflow",
+            "application_name": application_name,
             "lock_timeout": f"{int(busy_timeout_ms)}ms",
         }
         if synchronous == "NORMAL":
@@ -203,6 +214,7 @@ class PostgresEventStore(StoreCore):
                 init=init_connection,
                 reset=no_reset,
                 server_settings=settings,
+                **({} if connect_timeout is None else {"timeout": connect_timeout}),
             )
             async with pool.acquire() as conn:
                 await prepare(conn, schema, location, create=create, read_only=read_only)

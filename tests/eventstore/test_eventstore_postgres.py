@@ -87,8 +87,14 @@ async def pg_store(pg_schema: str) -> AsyncIterator[EventStore]:
         ),
         (
             "PostgreSQL://u@h/db?sslmode=require&schema=x&connect_timeout=5",
-            "postgresql://u@h/db?sslmode=require&connect_timeout=5",
-            {"schema": "x"},
+            "postgresql://u@h/db?sslmode=require",
+            {"schema": "x", "connect_timeout": 5.0},
+        ),
+        (
+            "postgresql://u@/db?host=/run/pg&port=5433&target_session_attrs=read-write"
+            "&application_name=billing",
+            "postgresql://u@/db?host=%2Frun%2Fpg&port=5433&target_session_attrs=read-write",
+            {"application_name": "billing"},
         ),
         (
             "postgresql://u@h/db?synchronous=normal&busy_timeout_ms=10",
@@ -111,11 +117,27 @@ def test_postgres_url_forms(given: str, location: str, options: dict[str, Any]) 
         ("postgresql://u@h/db?schema=pg_x", "reserves"),
         ("postgresql://u@h/db?pool_size=0", "pool_size must be an integer >= 1"),
         ("postgres://u@h/db?synchronous=off", "synchronous must be full or normal"),
+        ("postgres://u@h/db?connect_timeout=0", "connect_timeout must be a number of seconds"),
+        ("postgres://u@h/db?schma=rvtest", "option 'schma' is unknown; did you mean schema\\?"),
+        ("postgres://u@h/db?sslmod=require", "option 'sslmod' is unknown; did you mean sslmode"),
+        ("postgres://u@h/db?search_path=x", "option 'search_path' is unknown"),
+        ("postgres://u@h/db?schema=a&schema=x", "option schema is given 2 times \\('a', 'x'\\)"),
+        ("postgres://u@h/db?sslmode=a&sslmode=b", "option sslmode is given 2 times"),
     ],
 )
 def test_postgres_url_refuses_bad_options(given: str, needle: str) -> None:
-    with pytest.raises(StoreUrlError, match=needle):
+    with pytest.raises(StoreUrlError, match=needle) as info:
         open_store(given)
+    assert info.value.url == given  # what the user typed, nothing added
+
+
+def test_a_refused_postgres_url_is_shown_as_typed_without_its_password() -> None:
+    given = "postgresql://app:s3cret@db/runs?schma=rvtest"
+    with pytest.raises(StoreUrlError) as info:
+        open_store(given)
+    assert info.value.url == "postgresql://app@db/runs?schma=rvtest"
+    assert "s3cret" not in str(info.value)
+    assert "schema=ledgerflow" not in str(info.value)
 
 
 def test_schema_and_pool_size_keywords_are_postgres_only() -> None:
@@ -335,7 +357,10 @@ async def test_password_is_not_shown_in_messages() -> None:
     with pytest.raises(StoreOpenError) as info:
         await open_store("postgresql://nobody:secret@127.0.0.1:1/db")
     assert "secret" not in str(info.value)
-    assert "postgresql://nobody@127.0.0.1:1/db?schema=ledgerflow" in str(info.value)
+    assert "'postgresql://nobody@127.0.0.1:1/db'" in str(info.value)
+    with pytest.raises(StoreOpenError) as info:
+        await open_store("postgresql://nobody:secret@127.0.0.1:1/db?connect_timeout=2", schema="b")
+    assert "'postgresql://nobody@127.0.0.1:1/db?connect_timeout=2&schema=b'" in str(info.value)
 
 
 @needs_pg
@@ -419,3 +444,17 @@ async def test_read_only_sessions_are_read_only_at_the_server(pg_schema: str) ->
             with pytest.raises(asyncpg.ReadOnlySQLTransactionError):
                 await conn.execute(f'DELETE FROM "{pg_schema}".events')
         assert await store.last_seq("r1") == 1
+
+
+@needs_pg
+async def test_libpq_keys_and_application_name_in_the_url_reach_the_connection(
+    pg_schema: str,
+) -> None:
+    given = f"{url(pg_schema)}&application_name=billing_{pg_schema}&sslmode=disable"
+    async with open_store(given) as store:
+        assert store.path == given  # the url as typed (it has no password to mask)
+        rows = await sql(
+            None,
+            f"SELECT count(*) FROM pg_stat_activity WHERE application_name = 'billing_{pg_schema}'",
+        )
+        assert rows[0][0] >= 1
