@@ -452,6 +452,7 @@ async def test_libpq_keys_and_application_name_in_the_url_reach_the_connection(
 ) -> None:
     given = f"{url(pg_schema)}&application_name=billing_{pg_schema}&sslmode=disable"
     async with open_store(given) as store:
+        assert isinstance(store, PostgresEventStore)
         assert store.path == given  # the url as typed (it has no password to mask)
         rows = await sql(
             None,
