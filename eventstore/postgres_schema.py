@@ -38,6 +38,7 @@ __all__ = [
     "check_schema_name",
     "display",
     "init_connection",
+    "must_hold_every_table",
     "no_reset",
     "prepare",
 ]
@@ -96,6 +97,40 @@ class _NotAPostgresStoreError(NotAStoreError):
             f"{reason}. It was left untouched; open the store with another schema= "
             "(a new name is created) or point ledgerflow at an existing store.",
         )
+
+
+class _IncompletePostgresStoreError(NotAStoreError):
+    """Our marker is there, but tables of the store are missing (dropped outside ledgerflow)."""
+
+    def __init__(self, location: str, schema: str, missing: list[str]) -> None:
+        self.path = location
+        self.schema = schema
+        self.missing = missing
+        tables = f"table{'s' if len(missing) > 1 else ''} {', '.join(missing)}"
+        self.reason = f"the store is incomplete (missing {tables})"
+        EventStoreError.__init__(
+            self,
+            f"The store in schema {schema!r} of {location!r} is incomplete (missing "
+            f"{tables}): its meta marker is ledgerflow's but the tables were "
+            "dropped outside ledgerflow, so it was left untouched; restore the schema from a "
+            f"backup, or if its runs are disposable drop it (DROP SCHEMA \"{schema}\" CASCADE) "
+            "and open again to create a new store.",
+        )
+
+
+_STORE_TABLES = ("events", "leases", "meta", "runs")
+"""The tables every ledgerflow schema holds at :data:`SCHEMA_VERSION`."""
+
+
+def must_hold_every_table(location: str, schema: str, objects: list[str]) -> None:
+    """Refuse a marked schema that lacks one of :data:`_STORE_TABLES`, naming what is gone.
+
+    Without this the first query failed as a generic server error
+    ('relation "x.runs" does not exist; check the server and its log').
+    """
+    missing = [name for name in _STORE_TABLES if name not in objects]
+    if missing:
+        raise _IncompletePostgresStoreError(location, schema, missing)
 
 
 LAST_SQL = "SELECT seq, hash FROM {s}.events WHERE run_id = $1 ORDER BY seq DESC LIMIT 1"
@@ -220,7 +255,8 @@ async def prepare(
       :class:`StoreNotFoundError` when ``create`` is False (a mistyped
       ``?schema=`` must not become an empty store);
     - our marker, an older version: the missing migrations run, in order;
-    - our marker, the current version: nothing;
+    - our marker, the current version: nothing, once every table is there
+      (:class:`NotAStoreError` naming the missing ones otherwise);
     - our marker, a newer version: :class:`SchemaVersionError`, nothing written;
     - objects without our marker: :class:`NotAStoreError`, nothing written.
 
@@ -244,6 +280,7 @@ async def prepare(
         exists, objects = await _schema_objects(conn, schema)
         version = await _found_version(conn, schema, location, objects) if objects else 0
         if version == SCHEMA_VERSION:
+            must_hold_every_table(location, schema, objects)
             return
         if not objects and not create:
             state = "is empty" if exists else "does not exist"

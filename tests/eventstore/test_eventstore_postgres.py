@@ -459,3 +459,20 @@ async def test_libpq_keys_and_application_name_in_the_url_reach_the_connection(
             f"SELECT count(*) FROM pg_stat_activity WHERE application_name = 'billing_{pg_schema}'",
         )
         assert rows[0][0] >= 1
+
+
+@needs_pg
+@pytest.mark.parametrize("read_only", [False, True], ids=["writable", "read-only"])
+async def test_a_marked_schema_with_a_dropped_table_is_named_incomplete_not_a_server_error(
+    pg_schema: str, read_only: bool
+) -> None:
+    await make_store(pg_schema, events=2)
+    await sql(pg_schema, "DROP TABLE runs", "DROP TABLE leases")
+    before = await snapshot(pg_schema)
+    needle = "is incomplete \\(missing tables leases, runs\\)"
+    with pytest.raises(NotAStoreError, match=needle) as info:
+        await open_store(url(pg_schema), read_only=read_only)
+    assert f"The store in schema {pg_schema!r}" in str(info.value)
+    assert f'DROP SCHEMA "{pg_schema}" CASCADE' in str(info.value)
+    assert "check the server" not in str(info.value)
+    assert await snapshot(pg_schema) == before
