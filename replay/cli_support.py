@@ -16,7 +16,7 @@ import functools
 import os
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine
-from typing import Any, TypeVar
+from typing import Any, TextIO, TypeVar
 
 import click
 import msgspec
@@ -30,6 +30,7 @@ __all__ = [
     "DEFAULT_DB",
     "EXIT_REFUSED",
     "EXIT_USAGE",
+    "PipeSafeStdout",
     "classify",
     "db_option",
     "friendly",
@@ -81,38 +82,116 @@ def classify(exc: BaseException) -> str | None:
     return None
 
 
+class PipeSafeStdout:
+    """``sys.stdout`` for one command: a reader that goes away (``| head``) only silences it.
+
+    Without it a broken pipe surfaced wherever the next write happened: in
+    click's ``echo`` (caught, exit 0 even when ``diff`` had found the runs
+    differ), in rich's ``print`` (its own handler, exit 1) or in the
+    interpreter's last flush. With it every write after the reader left is
+    dropped, the command runs to its end, and its exit code is the one of its
+    result. The real stream's descriptor is pointed at ``/dev/null`` so that
+    what it still buffers is flushed somewhere at exit, silently.
+
+    Example::
+
+        sys.stdout = PipeSafeStdout(sys.stdout)
+    """
+
+    def __init__(self, inner: TextIO) -> None:
+        self.inner = inner
+        self.broken = False
+
+    def write(self, text: str) -> int:
+        if not self.broken:
+            try:
+                return self.inner.write(text)
+            except BrokenPipeError:
+                self._reader_gone()
+        return len(text)
+
+    def writelines(self, lines: Any) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        if not self.broken:
+            try:
+                self.inner.flush()
+            except BrokenPipeError:
+                self._reader_gone()
+
+    def _reader_gone(self) -> None:
+        self.broken = True
+        try:
+            fd = self.inner.fileno()
+        except (OSError, ValueError, AttributeError):  # an in-memory stream (tests)
+            return
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, fd)
+        finally:
+            os.close(devnull)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+@contextlib.contextmanager
+def _pipe_safe_stdout() -> Any:
+    real = sys.stdout
+    guard = PipeSafeStdout(real)
+    sys.stdout = guard
+    try:
+        yield
+    finally:
+        guard.flush()  # what csv and print still buffer, before the interpreter's flush
+        sys.stdout = real
+
+
 def friendly(fn: F) -> F:
-    """Turn every error a user can cause into one line and the exit code of its kind."""
+    """Turn every error a user can cause into one line and the exit code of its kind.
+
+    Output goes through :class:`PipeSafeStdout`: a closed pipe is not an
+    error and does not change the exit code.
+    """
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except (click.ClickException, click.exceptions.Exit, click.Abort):
-            raise
-        except JsonArgumentError as exc:
-            raise click.BadParameter(exc.problem + ".", param_hint=f"'{exc.what}'") from None
-        except LedgerflowError as exc:
-            raise click.ClickException(str(exc)) from None
-        except KeyboardInterrupt:
-            raise click.Abort from None
-        except BrokenPipeError:
-            # The reader went away (`| head`): stop quietly, as cat and grep do.
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-            sys.exit(0)
-        except Exception as exc:
-            if os.environ.get("LEDGERFLOW_DEBUG"):
-                raise
-            line = classify(exc)
-            if line is not None:
-                raise click.ClickException(line) from None
-            raise click.ClickException(
-                f"Internal error {type(exc).__name__}: {exc}; this is a bug in ledgerflow, "
-                "please report it with the traceback (set LEDGERFLOW_DEBUG=1 to see it)."
-            ) from None
+        with _pipe_safe_stdout():
+            return _classified(fn, *args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _classified(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run one command, turning what a user can cause into one line (see :func:`friendly`)."""
+    try:
+        return fn(*args, **kwargs)
+    except (click.ClickException, click.exceptions.Exit, click.Abort):
+        raise
+    except JsonArgumentError as exc:
+        raise click.BadParameter(exc.problem + ".", param_hint=f"'{exc.what}'") from None
+    except LedgerflowError as exc:
+        raise click.ClickException(str(exc)) from None
+    except KeyboardInterrupt:
+        raise click.Abort from None
+    except BrokenPipeError:
+        # A write that bypassed sys.stdout lost its reader: quietly, as cat and
+        # grep do; the command did not get to its result, so nothing to keep.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.__stdout__.fileno() if sys.__stdout__ else 1)
+        sys.exit(0)
+    except Exception as exc:
+        if os.environ.get("LEDGERFLOW_DEBUG"):
+            raise
+        line = classify(exc)
+        if line is not None:
+            raise click.ClickException(line) from None
+        raise click.ClickException(
+            f"Internal error {type(exc).__name__}: {exc}; this is a bug in ledgerflow, "
+            "please report it with the traceback (set LEDGERFLOW_DEBUG=1 to see it)."
+        ) from None
 
 
 def db_option(fn: F) -> F:
