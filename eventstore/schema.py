@@ -29,11 +29,19 @@ Example (what :class:`ledgerflow.eventstore.sqlite.SQLiteEventStore` does on ope
 from __future__ import annotations
 
 import os
+import shlex
 import sqlite3
 import time
 from dataclasses import dataclass
+from typing import NamedTuple
 
-from .errors import NotAStoreError, SchemaVersionError, StoreNotFoundError, StoreOpenError
+from .errors import (
+    EventStoreError,
+    NotAStoreError,
+    SchemaVersionError,
+    StoreNotFoundError,
+    StoreOpenError,
+)
 
 __all__ = [
     "APPLICATION_ID",
@@ -43,6 +51,7 @@ __all__ = [
     "POSTGRES_MIGRATIONS",
     "SCHEMA_VERSION",
     "SYNCHRONOUS_MODES",
+    "StoreMarksLostError",
     "must_be_an_existing_file",
     "must_be_writable_by_us",
     "prepare",
@@ -63,6 +72,33 @@ SYNCHRONOUS_MODES = ("FULL", "NORMAL")
 crash, but the last commits may be lost on power loss or OS crash."""
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+class StoreMarksLostError(NotAStoreError):
+    """A SQLite file holds ledgerflow's tables but not its header marks (a ``.dump`` copy).
+
+    It is still refused (nothing proves the tables are ours, and a wrong guess
+    would write to another application's file); the message gives the two
+    pragmas that make it a store again.
+    """
+
+    def __init__(self, path: str, app_id: int, version: int) -> None:
+        self.path = path
+        self.app_id = app_id
+        self.version = version
+        self.reason = (
+            f"it holds ledgerflow's tables but its header lost the store's marks "
+            f"(application_id {app_id})"
+        )
+        fix = f"PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {version};"
+        EventStoreError.__init__(
+            self,
+            f"The file {path!r} holds ledgerflow's tables (events, runs, leases) but its header "
+            f"lost the store's marks (application_id {app_id}), as a copy made with the sqlite3 "
+            "shell's .dump does, so it was left untouched; if it is a copy of a ledgerflow "
+            f"store, restore the marks with: sqlite3 {shlex.quote(path)} '{fix}' and open it "
+            "again (or copy stores with .backup or VACUUM INTO, which keep them).",
+        )
 
 
 @dataclass(frozen=True)
@@ -223,15 +259,29 @@ def _check_is_sqlite(path: str) -> None:
         raise NotAStoreError(path, "it is not a SQLite database file")
 
 
-def _inspect(conn: sqlite3.Connection) -> tuple[int, int, int]:
+class _Header(NamedTuple):
+    """What opening decides on: the header marks, the schema objects, the table names."""
+
+    app_id: int
+    version: int
+    objects: int
+    tables: frozenset[str]
+
+
+_STORE_TABLES = frozenset({"events", "runs", "leases"})
+"""The tables of a store at :data:`SCHEMA_VERSION` (how a copy without its marks is known)."""
+
+
+def _inspect(conn: sqlite3.Connection) -> _Header:
     app_id = conn.execute("PRAGMA application_id").fetchone()[0]
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     objects = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
-    return int(app_id), int(version), int(objects)
+    tables = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+    return _Header(int(app_id), int(version), int(objects), frozenset(t[0] for t in tables))
 
 
-def _snapshot(conn: sqlite3.Connection, path: str) -> tuple[int, int, int]:
-    """The header and object count, read in ONE read transaction.
+def _snapshot(conn: sqlite3.Connection, path: str) -> _Header:
+    """The header and schema objects, read in ONE read transaction.
 
     Three autocommit reads could straddle another process's initialising
     commit (application_id 0 before it, 5 tables after it) and call a fresh
@@ -249,28 +299,37 @@ def _snapshot(conn: sqlite3.Connection, path: str) -> tuple[int, int, int]:
         raise
 
 
-def _is_blank(app_id: int, version: int, objects: int) -> bool:
+def _is_blank(found: _Header) -> bool:
     """A new or empty SQLite database: no header marks, no schema objects."""
-    return app_id == 0 and version == 0 and objects == 0
+    return found.app_id == 0 and found.version == 0 and found.objects == 0
 
 
-def _check_ours(path: str, app_id: int, version: int, objects: int) -> None:
-    if app_id != APPLICATION_ID and not _is_blank(app_id, version, objects):
+def _lost_its_marks(found: _Header) -> bool:
+    """Ledgerflow's tables under a header without our application id: a ``.dump`` copy.
+
+    The sqlite3 shell's ``.dump`` (and most copy tools built on it) writes
+    the tables and rows but not ``application_id`` nor ``user_version``.
+    """
+    return found.app_id != APPLICATION_ID and found.tables >= _STORE_TABLES
+
+
+def _check_ours(path: str, found: _Header) -> None:
+    if _lost_its_marks(found):
+        raise StoreMarksLostError(path, found.app_id, found.version or SCHEMA_VERSION)
+    if found.app_id != APPLICATION_ID and not _is_blank(found):
         raise NotAStoreError(
             path,
-            f"it is a SQLite database of another application (application_id {app_id}, "
-            f"{objects} schema objects)",
+            f"it is a SQLite database of another application (application_id {found.app_id}, "
+            f"{found.objects} schema objects)",
         )
-    if version > SCHEMA_VERSION:
-        raise SchemaVersionError(path, version, SCHEMA_VERSION)
+    if found.version > SCHEMA_VERSION:
+        raise SchemaVersionError(path, found.version, SCHEMA_VERSION)
 
 
-def _check_openable(
-    path: str, found: tuple[int, int, int], *, create: bool
-) -> None:
-    if _is_blank(*found) and not create:
+def _check_openable(path: str, found: _Header, *, create: bool) -> None:
+    if _is_blank(found) and not create:
         raise StoreNotFoundError(path, "the file is a blank SQLite database, not yet a store")
-    _check_ours(path, *found)
+    _check_ours(path, found)
 
 
 def _switch_to_wal(conn: sqlite3.Connection, busy_timeout_ms: int) -> None:

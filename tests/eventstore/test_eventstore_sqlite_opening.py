@@ -22,6 +22,7 @@ from eventstore_helpers import ev
 
 from ledgerflow.eventstore import (
     EventUnreadableError,
+    NotAStoreError,
     SchemaVersionError,
     SQLiteEventStore,
     StoreNotFoundError,
@@ -298,3 +299,41 @@ async def test_a_row_that_cannot_be_read_names_its_run_and_seq(
         with pytest.raises(EventUnreadableError):
             [e async for e in store.read("r1")]
         assert [e.seq for e in await store.read_all("r1", until=seq - 1)] == list(range(1, seq))
+
+
+# --- a copy made with .dump -----------------------------------------------------------------
+
+
+def dump_copy(source: Path, target: Path) -> None:
+    """Copy a database as ``sqlite3 source .dump | sqlite3 target`` does: rows, no header marks."""
+    src = sqlite3.connect(source)
+    dst = sqlite3.connect(target, isolation_level=None)
+    try:
+        dst.executescript("\n".join(src.iterdump()))
+    finally:
+        src.close()
+        dst.close()
+
+
+@pytest.mark.parametrize("options", [{}, {"read_only": True}], ids=["writable", "ro"])
+async def test_a_dump_copy_is_recognised_refused_untouched_and_the_fix_works(
+    tmp_path: Path, options: dict[str, Any]
+) -> None:
+    await make_store_file(tmp_path / "orig.db", events=3)
+    copy_dir = tmp_path / "copy"
+    copy_dir.mkdir()
+    copy = copy_dir / "copy.db"
+    dump_copy(tmp_path / "orig.db", copy)
+    before = files_of(copy_dir)
+    with pytest.raises(NotAStoreError) as info:
+        await open_store(copy, **options)
+    message = str(info.value)
+    assert "holds ledgerflow's tables" in message
+    assert "another application" not in message
+    assert files_of(copy_dir) == before
+    fix = message.split(f"sqlite3 {copy} '", 1)[1].split("'", 1)[0]
+    assert fix == "PRAGMA application_id = 1380729927; PRAGMA user_version = 1;"
+    tamper(copy, *fix.split(";")[:2])
+    async with open_store(copy, read_only=True) as store:
+        assert check_chain("r1", await store.read_all("r1")) is None
+        assert await store.last_seq("r1") == 3
