@@ -7,12 +7,14 @@ acts on. Everything here is pure, so a replay reaches the same verdict.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 from pydantic import BaseModel, ValidationError
 
 from ledgerflow.contracts.errors import ConfidenceContractError, InputContractError
@@ -22,6 +24,7 @@ __all__ = [
     "OutputVerdict",
     "confidence_field",
     "describe_errors",
+    "non_finite_at",
     "validate_input",
     "validate_output",
 ]
@@ -29,6 +32,8 @@ __all__ = [
 _GOT_LIMIT = 60
 _CONFIDENCE = "confidence"
 _REASON_ERRORS = 5
+_encode = msgspec.json.encode
+_NON_FINITE = "cannot be recorded"
 
 
 @dataclass(frozen=True)
@@ -46,6 +51,82 @@ class OutputVerdict:
     confidence: float | None
     low_confidence: bool
     reason: str
+
+
+#: A path as a linked list, (key, parent) or None at the root: a child costs one tuple.
+_Link = tuple[Any, Any] | None
+
+
+def value_path(link: _Link) -> str:
+    """The JSONPath-like text of a linked path, long ones elided in the middle."""
+    parts: list[Any] = []
+    while link is not None:
+        key, link = link
+        parts.append(key)
+    parts.reverse()
+    shown = parts if len(parts) <= 8 else [*parts[:4], "...", *parts[-3:]]
+    return "$" + "".join(
+        "..." if p == "..." else f"[{p}]" if isinstance(p, int) else f".{p}" for p in shown)
+
+
+def children(value: Any) -> list[tuple[Any, Any]]:
+    """The parts of a container a log could carry: dicts, sequences, sets, dataclasses, models."""
+    if isinstance(value, dict):
+        return list(value.items())
+    if isinstance(value, list | tuple | set | frozenset):
+        return list(enumerate(value))
+    if isinstance(value, BaseModel):
+        parts = dict(value.__dict__)
+        parts.update(value.__pydantic_extra__ or {})
+        return list(parts.items())
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return [(f.name, getattr(value, f.name, None)) for f in dataclasses.fields(value)]
+    return []
+
+
+def non_finite_at(value: Any) -> tuple[str, float] | None:
+    """Where the first NaN or infinity in ``value`` is, if any (iterative: no recursion limit).
+
+    Models, dataclasses and sets are looked into: a JSON dump turns a NaN
+    there into ``null``, so only the value itself still shows it.
+
+    >>> non_finite_at({"a": [1.0, {float("nan")}]})
+    ('$.a[1][0]', nan)
+    """
+    stack: list[tuple[Any, _Link]] = [(value, None)]
+    seen: set[int] = set()
+    while stack:
+        node, link = stack.pop()
+        if isinstance(node, float):
+            if not math.isfinite(node):
+                return value_path(link), node
+            continue
+        if isinstance(node, str | int | bytes | bool) or node is None:
+            continue
+        if id(node) in seen:  # a value referring to itself is refused elsewhere
+            continue
+        seen.add(id(node))
+        for key, child in reversed(children(node)):
+            stack.append((child, (key, link)))
+    return None
+
+
+def _may_hide_non_finite(value: Any) -> bool:
+    try:
+        return b"null" in _encode(value)
+    except Exception:  # not encodable at all: let the walk look
+        return True
+
+
+def _non_finite_error(validated: BaseModel) -> tuple[str, ...]:
+    found = non_finite_at(validated)
+    if found is None:
+        return ()
+    path, number = found
+    name = "NaN" if math.isnan(number) else "Infinity" if number > 0 else "-Infinity"
+    where = path.removeprefix("$").removeprefix(".") or "output"
+    return (f"{where}: {name} {_NON_FINITE} (JSON has no such number); "
+            "send a finite number or null",)
 
 
 def _got(value: Any) -> str:
@@ -127,12 +208,16 @@ def validate_output(
         raise ConfidenceContractError(task_id, model.__name__, min_confidence)
     try:
         validated = _validate(model, raw)
+        # A field parsed to NaN or Infinity ("nan", 1e400) would be dumped as null:
+        # the decision would see one value and the log another.
         value = validated.model_dump(mode="json")
+        # Only a dump holding a null can hide one: the walk is for those alone.
+        errors = _non_finite_error(validated) if _may_hide_non_finite(value) else ()
     except ValidationError as exc:
         errors = describe_errors(exc)
     except Exception as exc:
         errors = (f"{model.__name__} could not validate the output: {type(exc).__name__}: {exc}",)
-    else:
+    if not errors:
         confidence: float | None = None
         if has_confidence:
             reported = getattr(validated, _CONFIDENCE)
@@ -167,12 +252,16 @@ def validate_output(
     summary = "; ".join(errors[:_REASON_ERRORS]).rstrip(".")
     if len(errors) > _REASON_ERRORS:
         summary += f"; and {len(errors) - _REASON_ERRORS:,} more error(s)"
+    # A NaN confidence can never meet a threshold: still low confidence, but with
+    # no value (the log could only hold it as null).
+    nan_confidence = min_confidence is not None and has_confidence and \
+        errors[0].startswith(f"{_CONFIDENCE}: ") and _NON_FINITE in errors[0]
     return OutputVerdict(
         ok=False,
         value=None,
         errors=errors,
         confidence=None,
-        low_confidence=False,
+        low_confidence=nan_confidence,
         reason=f"Output of task {task_id!r} failed {model.__name__} validation: {summary}.",
     )
 

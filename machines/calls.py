@@ -18,7 +18,7 @@ import asyncio
 import logging
 
 import msgspec
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from ledgerflow.contracts import validate_output
 from ledgerflow.machines import events as ev
@@ -52,11 +52,6 @@ def cancelled_from_outside() -> bool:
     """Whether the running task was cancelled (by the driver or its caller)."""
     task = asyncio.current_task()
     return task is not None and task.cancelling() > 0
-
-
-def _dumped(result: object) -> object:
-    """A model as JSON-mode data; anything else as it is."""
-    return result.model_dump(mode="json") if isinstance(result, BaseModel) else result
 
 
 async def call_agent(
@@ -104,7 +99,7 @@ async def call_agent(
         names = exception_names(type(exc))
         return failed(names[0], names, describe_exception(exc) or type(exc).__name__)
     try:
-        encoded = encode_loggable(_dumped(result), what=f"the output of task '{task_id}'")
+        encoded = encode_loggable(result, what=f"the output of task '{task_id}'")
     except UnloggableValueError as exc:
         return failed(_UNLOGGABLE[0], _UNLOGGABLE, f"the output cannot be recorded: {exc.problem}")
     except (ValueError, RecursionError, TypeError) as exc:  # model_dump itself gave up
@@ -146,7 +141,7 @@ async def call_planner(wf: Workflow, state: RunState, *, max_event_bytes: int) -
         return ev.PlanProposed(
             error=loggable_text(f"{type(exc).__name__}: {describe_exception(exc)}"))
     try:
-        encoded = encode_loggable(_dumped(plan), what="the plan")
+        encoded = encode_loggable(plan, what="the plan")
     except UnloggableValueError as exc:
         return ev.PlanProposed(error=f"the plan cannot be recorded: {exc.problem}")
     except (ValueError, RecursionError, TypeError) as exc:
@@ -194,7 +189,7 @@ async def ask_handler(wf: Workflow, state: RunState, task_id: str) -> ev.Event |
     output = resolution.output
     if output is not None:
         try:
-            output = as_logged(_dumped(output), what=f"the handler's output for task '{task_id}'")
+            output = as_logged(output, what=f"the handler's output for task '{task_id}'")
         except (UnloggableValueError, ValueError, RecursionError, TypeError) as exc:
             log.warning("The escalation handler's output for task %s cannot be logged (%s); "
                         "leaving the escalation open.", task_id, describe_exception(exc))

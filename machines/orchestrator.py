@@ -41,7 +41,7 @@ from ledgerflow.machines.leasing import hold_lease, new_owner
 from ledgerflow.machines.loader import load_workflow
 from ledgerflow.machines.results import RunResult
 from ledgerflow.machines.state import RunState
-from ledgerflow.machines.values import as_logged, describe_exception
+from ledgerflow.machines.values import as_logged
 from ledgerflow.machines.workflow import Workflow
 
 __all__ = ["Orchestrator", "RunResult", "load_run_state"]
@@ -77,13 +77,9 @@ def loggable_doc(value: Any, *, what: str) -> Any:
     >>> loggable_doc({"legs": ("LIS", "OPO")}, what="the goal")
     {'legs': ['LIS', 'OPO']}
     """
-    try:
-        raw = value.model_dump(mode="json") if isinstance(value, BaseModel) else value
-    except (ValueError, RecursionError, TypeError) as exc:  # pydantic gave up serializing
-        raise UnloggableValueError(
-            what, f"it cannot be serialized ({type(exc).__name__}: {describe_exception(exc)})",
-            "send plain JSON data") from None
-    return as_logged(raw, what=what)
+    # A model is dumped by as_logged itself, which looks into the model for the
+    # NaN its JSON dump would turn into null.
+    return as_logged(value, what=what)
 
 
 class Orchestrator:

@@ -34,7 +34,9 @@ import sys
 from typing import Any
 
 import msgspec
+from pydantic import BaseModel
 
+from ledgerflow.contracts.validation import children, non_finite_at, value_path
 from ledgerflow.machines.errors import UnloggableValueError
 
 __all__ = ["MAX_DEPTH", "as_logged", "encode_loggable", "loggable_text"]
@@ -54,10 +56,14 @@ _SHORTEST_TOO_DEEP = 2 * MAX_DEPTH
 def encode_loggable(value: Any, *, what: str = "the value") -> bytes:
     """``value`` as the JSON the log will hold; :class:`UnloggableValueError` if it has none.
 
+    ``value`` may be a pydantic model (dumped in JSON mode) or data.
     ``what`` names the value in the error ("the output of task 'price'").
-    The common case costs one encode and two byte scans; the walk that finds
-    where a problem is runs only when a scan says there may be one.
+    The common case costs one encode and two byte scans; the walks that find
+    where a problem is run only when a scan says there may be one.
     """
+    source = value
+    if isinstance(value, BaseModel):
+        value = _model_dump(value, what)
     try:
         encoded = _encode(value)
     except RecursionError:
@@ -68,18 +74,17 @@ def encode_loggable(value: Any, *, what: str = "the value") -> bytes:
         raise UnloggableValueError(
             what, f"it holds a string with a lone surrogate ({exc.object[exc.start:exc.end]!r})",
             "send valid Unicode text") from None
-    except ValueError:
-        # Python refuses to print an int over sys.get_int_max_str_digits() digits.
-        raise UnloggableValueError(
-            what, f"it holds an integer of more than {sys.get_int_max_str_digits():,} digits, "
-            "too long to write as text", "send it as a string") from None
+    except ValueError as exc:
+        raise _value_error(what, exc) from None
     except (TypeError, msgspec.EncodeError) as exc:
         raise UnloggableValueError(what, f"it is not JSON data ({exc})",
                                    "send dicts, lists, strings, numbers, booleans and null") \
             from None
-    # NaN and the infinities encode as null: only a log holding a null can hide one.
+    # NaN and the infinities encode as null (and a model's JSON dump makes them
+    # None): only a log holding a null can hide one, so only then is the
+    # original value (models, sets and dataclasses included) walked.
     if b"null" in encoded:
-        where = _non_finite_at(value)
+        where = non_finite_at(source)
         if where is not None:
             path, number = where
             raise UnloggableValueError(
@@ -87,12 +92,45 @@ def encode_loggable(value: Any, *, what: str = "the value") -> bytes:
                 "send a number or null instead")
     if len(encoded) >= _SHORTEST_TOO_DEEP and \
             encoded.count(b"[") + encoded.count(b"{") >= MAX_DEPTH:
-        deep_at = _too_deep_at(value)
+        # Measured on the value as logged: a dataclass or model adds a level
+        # the original's dicts and lists do not show.
+        deep_at = _too_deep_at(encoded)
         if deep_at is not None:
             raise UnloggableValueError(
                 what, f"it is nested more than {MAX_DEPTH} levels deep (at {deep_at})",
                 "flatten it")
     return encoded
+
+
+def _model_dump(model: BaseModel, what: str) -> Any:
+    try:
+        return model.model_dump(mode="json")
+    except RecursionError:
+        raise UnloggableValueError(
+            what, f"it is nested more than {MAX_DEPTH} levels deep", "flatten it") from None
+    except ValueError as exc:
+        if "Circular reference" in describe_exception(exc):
+            # pydantic reports nesting past its own depth limit as a circular reference.
+            raise UnloggableValueError(
+                what, f"it is nested more than {MAX_DEPTH} levels deep (or refers to itself)",
+                "flatten it") from None
+        raise _value_error(what, exc) from None
+    except TypeError as exc:
+        raise UnloggableValueError(
+            what, f"it cannot be serialized ({type(exc).__name__}: {describe_exception(exc)})",
+            "send plain JSON data") from None
+
+
+def _value_error(what: str, exc: ValueError) -> UnloggableValueError:
+    text = describe_exception(exc)
+    if "digits" in text:
+        # Python refuses to print an int over sys.get_int_max_str_digits() digits.
+        return UnloggableValueError(
+            what, f"it holds an integer of more than {sys.get_int_max_str_digits():,} digits, "
+            "too long to write as text", "send it as a string")
+    return UnloggableValueError(
+        what, f"it cannot be serialized (ValueError: {loggable_text(text, 300)})",
+        "send plain JSON data")
 
 
 def as_logged(value: Any, *, what: str = "the value") -> Any:
@@ -130,49 +168,18 @@ def _name(number: float) -> str:
     return "NaN" if math.isnan(number) else "Infinity" if number > 0 else "-Infinity"
 
 
-#: A path as a linked list, (key, parent) or None at the root: a child costs one tuple.
-_Link = tuple[Any, Any] | None
-
-
-def _path(link: _Link) -> str:
-    parts: list[Any] = []
-    while link is not None:
-        key, link = link
-        parts.append(key)
-    parts.reverse()
-    shown = parts if len(parts) <= 8 else [*parts[:4], "...", *parts[-3:]]
-    return "$" + "".join(
-        "..." if p == "..." else f"[{p}]" if isinstance(p, int) else f".{p}" for p in shown)
-
-
-def _children(value: Any) -> list[tuple[Any, Any]]:
-    if isinstance(value, dict):
-        return list(value.items())
-    if isinstance(value, list | tuple):
-        return list(enumerate(value))
-    return []
-
-
-def _non_finite_at(value: Any) -> tuple[str, float] | None:
-    """Where the first NaN or infinity in ``value`` is (iterative: no recursion limit)."""
-    stack: list[tuple[Any, _Link]] = [(value, None)]
-    while stack:
-        node, link = stack.pop()
-        if isinstance(node, float) and not math.isfinite(node):
-            return _path(link), node
-        for key, child in reversed(_children(node)):
-            stack.append((child, (key, link)))
-    return None
-
-
-def _too_deep_at(value: Any) -> str | None:
-    """Where ``value`` first nests deeper than :data:`MAX_DEPTH`, if it does."""
-    stack: list[tuple[Any, int, _Link]] = [(value, 1, None)]
+def _too_deep_at(encoded: bytes) -> str | None:
+    """Where the logged JSON first nests deeper than :data:`MAX_DEPTH`, if it does."""
+    try:
+        value = _decode(encoded)
+    except RecursionError:
+        return "$"
+    stack: list[tuple[Any, int, Any]] = [(value, 1, None)]
     while stack:
         node, depth, link = stack.pop()
         if depth > MAX_DEPTH:
-            return _path(link)
-        for key, child in _children(node):
-            if isinstance(child, dict | list | tuple):
+            return value_path(link)
+        for key, child in children(node):
+            if isinstance(child, dict | list):
                 stack.append((child, depth + 1, (key, link)))
     return None
