@@ -17,7 +17,6 @@ from typing import Any
 
 import click
 
-from ledgerflow.eventstore import open_store
 from ledgerflow.examples.travel import BOOKING_CALLS, TripGoal, wf
 from ledgerflow.machines import (
     Orchestrator,
@@ -32,6 +31,7 @@ from ledgerflow.replay.cli_support import (
     friendly,
     naming_bad_events,
     open_existing,
+    open_or_create,
     run_async,
 )
 from ledgerflow.replay.jsonargs import parse_json_arg
@@ -77,7 +77,7 @@ def main() -> None:
 def demo(db: str) -> None:
     """Run the travel-planning example end to end and print its decision log."""
     async def go() -> tuple[Any, list[Any]]:
-        async with await open_store(db) as store:
+        async with open_or_create(db) as store:
             run = await Orchestrator(store).start(wf, TripGoal(destination="Lisbon", passengers=2))
             return run, decision_log(await store.read_all(run.run_id))
 
@@ -110,7 +110,7 @@ def run_cmd(*, workflow: str, goal: str, db: str) -> None:
         raise click.BadParameter("must be a JSON object.", param_hint="--goal")
 
     async def go() -> Any:
-        async with await open_store(db) as store:
+        async with open_or_create(db) as store:
             return await Orchestrator(store).start(wf, goal_doc)
 
     run = run_async(go())

@@ -23,7 +23,8 @@ import msgspec
 
 from ledgerflow.errors import LedgerflowError
 from ledgerflow.eventstore import EventStore, StoreOpener, open_store
-from ledgerflow.replay.errors import JsonArgumentError
+from ledgerflow.eventstore.opening import parse_store_url
+from ledgerflow.replay.errors import JsonArgumentError, StorePathIsDirectoryError
 from ledgerflow.replay.timeline import decode_log
 
 __all__ = [
@@ -34,9 +35,11 @@ __all__ = [
     "classify",
     "db_option",
     "friendly",
+    "must_not_be_a_directory",
     "naming_bad_events",
     "open_existing",
     "open_for_reading",
+    "open_or_create",
     "run_async",
 ]
 
@@ -202,6 +205,31 @@ def db_option(fn: F) -> F:
     )(fn)
 
 
+def must_not_be_a_directory(db: str) -> None:
+    """Refuse a ``--db`` that names a directory before SQLite turns it into an I/O error.
+
+    The store module reports what SQLite says ("disk I/O error", "cannot open
+    or create the file"), which sends a user to check their disk; the CLI knows
+    the one fix. A url it cannot read is left for :func:`open_store` to refuse.
+
+    Example::
+
+        must_not_be_a_directory("runs.db")      # a file, or not there yet: fine
+    """
+    try:
+        target = parse_store_url(db)
+    except LedgerflowError:
+        return
+    if target.backend == "sqlite" and os.path.isdir(target.location):
+        raise StorePathIsDirectoryError(db, target.location)
+
+
+def open_or_create(db: str) -> StoreOpener:
+    """Open the store to run a workflow in it, creating it if it is not there (run, demo)."""
+    must_not_be_a_directory(db)
+    return open_store(db)
+
+
 def open_for_reading(db: str) -> StoreOpener:
     """Open an existing store read-only: reading commands never create or change one.
 
@@ -210,11 +238,13 @@ def open_for_reading(db: str) -> StoreOpener:
         async with open_for_reading("runs.db") as store:
             print(await store.runs())
     """
+    must_not_be_a_directory(db)
     return open_store(db, create=False, read_only=True)
 
 
 def open_existing(db: str) -> StoreOpener:
     """Open an existing store to append to it (resume, resolve, fork); never create one."""
+    must_not_be_a_directory(db)
     return open_store(db, create=False)
 
 

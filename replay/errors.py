@@ -7,10 +7,13 @@
     ├── ReplayDivergenceError     the current code decides differently from the log
     ├── ForkError                 a fork point outside the run's log
     ├── JsonArgumentError         a --goal/--output value that is not strict, loggable JSON
+    ├── StorePathIsDirectoryError a --db that names a directory, not a store file
     └── RunIdAmbiguousError       a run-id prefix that matches more than one run
 """
 
 from __future__ import annotations
+
+import os
 
 from ledgerflow.errors import LedgerflowError
 
@@ -20,6 +23,7 @@ __all__ = [
     "LogDecodeError",
     "ReplayDivergenceError",
     "RunIdAmbiguousError",
+    "StorePathIsDirectoryError",
 ]
 
 
@@ -74,4 +78,17 @@ class RunIdAmbiguousError(LedgerflowError):
         super().__init__(
             f"The run id '{prefix}' is ambiguous: runs {shown} all start with it; "
             "give more of the id."
+        )
+
+
+class StorePathIsDirectoryError(LedgerflowError):
+    """A ``--db`` naming a directory: SQLite would fail on it with a misleading I/O error."""
+
+    def __init__(self, db: str, path: str) -> None:
+        self.db = db
+        self.path = path
+        super().__init__(
+            f"The store {db!r} is a directory, not a store file; give --db the path of a "
+            f"SQLite file (for example {os.path.join(path, 'ledgerflow.db')!r}) or a "
+            "postgresql:// url."
         )
