@@ -21,6 +21,11 @@ __all__ = ["check_append"]
 _json_object = msgspec.json.Decoder(dict[str, Any])
 
 
+def must_not_hold_nul(text: str) -> bool:
+    """True when ``text`` holds a NUL character, which PostgreSQL text cannot store."""
+    return "\x00" in text
+
+
 def check_append(
     run_id: str,
     events: Sequence[NewEvent],
@@ -28,20 +33,22 @@ def check_append(
     at: datetime | None,
     *,
     max_event_bytes: int,
-    forbid_nul: bool = False,
 ) -> tuple[list[tuple[str, bytes]], datetime]:
     """The ``(type, data)`` of each event, and the append's time in UTC (default: now).
 
     Raises :class:`InvalidAppendError` for malformed arguments and
     :class:`EventTooLargeError` for an event over ``max_event_bytes``; nothing
-    is written in either case. ``forbid_nul`` refuses NUL characters in the
-    run id and types (PostgreSQL text cannot hold them).
+    is written in either case. An empty event type, and a NUL character in
+    the run id or a type, are refused on every backend (PostgreSQL text cannot
+    hold NUL; SQLite could, and a log written there would not move).
     """
     if not isinstance(run_id, str) or not run_id:
         raise InvalidAppendError(str(run_id), "the run id must be a non-empty string")
-    if forbid_nul and "\x00" in run_id:
+    if must_not_hold_nul(run_id):
         raise InvalidAppendError(
-            repr(run_id), "the run id holds a NUL character, which PostgreSQL text cannot"
+            run_id,
+            "the run id holds a NUL character, which PostgreSQL text cannot store "
+            "(refused on every backend, so a log moves between them)",
         )
     if not events:
         raise InvalidAppendError(run_id, "there are no events to append")
@@ -64,7 +71,11 @@ def check_append(
             )
         if len(data) > max_event_bytes:
             raise EventTooLargeError(run_id, event.type, len(data), max_event_bytes)
-        if forbid_nul and "\x00" in event.type:
+        if not isinstance(event.type, str) or not event.type:
+            raise InvalidAppendError(
+                run_id, f"event {index} has the type {event.type!r}; it must be a non-empty string"
+            )
+        if must_not_hold_nul(event.type):
             raise InvalidAppendError(
                 run_id, f"event {index} type {event.type!r} holds a NUL character"
             )

@@ -288,7 +288,7 @@ class StoreCore(ABC):
         self._must_be_writable(f"append to run {run_id!r}")
         items, at = check_append(
             run_id, events, expected_seq, at,
-            max_event_bytes=self.max_event_bytes, forbid_nul=self._forbid_nul,
+            max_event_bytes=self.max_event_bytes,
         )
         must_fit_in_seq_range(run_id, expected_seq, len(items))
         batch = Batch(run_id, items, expected_seq, at, format_at(at), status, label)

@@ -12,7 +12,7 @@ import math
 import pytest
 from eventstore_helpers import ev
 
-from ledgerflow.eventstore import EventStore, InvalidQueryError
+from ledgerflow.eventstore import EventStore, InvalidAppendError, InvalidQueryError, NewEvent
 from ledgerflow.eventstore.core import MAX_LEASE_TTL_S
 
 
@@ -58,3 +58,22 @@ async def test_runs_refuses_a_limit_that_is_not_an_int_as_match_runs_does(
         await store.runs(limit=limit)  # type: ignore[arg-type]
     with pytest.raises(InvalidQueryError, match="Cannot match run ids: limit must be an int"):
         await store.match_runs("r", limit=limit)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("run_id", "type_", "needle"),
+    [
+        ("r1", "", "event 0 has the type ''; it must be a non-empty string"),
+        ("r\x001", "A", "holds a NUL character, which PostgreSQL text cannot store"),
+        ("r1", "A\x00", "event 0 type 'A\\\\x00' holds a NUL character"),
+    ],
+    ids=["empty-type", "nul-run-id", "nul-type"],
+)
+async def test_append_refuses_an_empty_type_and_nul_alike_on_every_backend(
+    store: EventStore, run_id: str, type_: str, needle: str
+) -> None:
+    with pytest.raises(InvalidAppendError, match=needle) as info:
+        await store.append(run_id, [NewEvent(type_, b"{}")], 0)
+    assert str(info.value).startswith(f"Cannot append to run {run_id!r}: ")  # quoted once
+    assert info.value.run_id == run_id
+    assert await store.runs() == []
