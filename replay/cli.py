@@ -33,6 +33,7 @@ from ledgerflow.replay.cli_support import (
     open_existing,
     open_or_create,
     run_async,
+    workflow_ref,
 )
 from ledgerflow.replay.jsonargs import parse_json_arg
 from ledgerflow.replay.runids import resolve_run_id
@@ -59,12 +60,15 @@ def main() -> None:
     Exit codes, one rule for every command:
       0  done as asked (diff: the runs make the same decisions)
       1  refused or a problem found: no such store or run, an ambiguous
-         RUN, a resolution or goal the workflow refuses, a run that ends
-         failed, verify finding a problem, diff finding the runs differ
+         RUN, a MODULE:WORKFLOW that cannot be imported, a --to or --at
+         seq past the run's last event, a resolution or goal the workflow
+         refuses, a run that ends failed, verify finding a problem, diff
+         finding the runs differ
       2  the command line is wrong: an unknown command or option, a missing
-         argument, a value of the wrong type, or --goal/--output that is
+         argument, a value of the wrong type or shape (a seq below 1, a
+         workflow that is not MODULE:WORKFLOW), --goal/--output that is
          not strict JSON a log can hold (NaN, Infinity, nested too deep,
-         an integer over 4,300 digits, a lone surrogate)
+         an integer over 4,300 digits, a lone surrogate, a key given twice)
     """
 
 
@@ -97,7 +101,7 @@ def demo(db: str) -> None:
 
 
 @main.command("run")
-@click.argument("workflow")
+@click.argument("workflow", callback=workflow_ref)
 @click.option("--goal", "goal", required=True,
               help="The goal as strict JSON, or @file holding it.")
 @db_option
@@ -131,7 +135,8 @@ def run_cmd(*, workflow: str, goal: str, db: str) -> None:
 @click.option("--output", help="The task's output as JSON, or @file holding JSON.")
 @click.option("--retry", is_flag=True, help="Grant the task one more attempt.")
 @click.option("--abandon", is_flag=True, help="Give the task up; its dependents are skipped.")
-@click.option("--workflow", help="MODULE:WORKFLOW, if not the one the run recorded.")
+@click.option("--workflow", callback=workflow_ref,
+              help="MODULE:WORKFLOW, if not the one the run recorded.")
 @click.option("--by", default=lambda: f"cli:{os.environ.get('USER', 'someone')}",
               help="Who decides (recorded in the log).")
 @click.option("--note", default="", help="Why (recorded in the log).")

@@ -4,8 +4,10 @@ The exit-code rule (stated in ``ledgerflow --help`` too): 0 when the command
 did what was asked; 1 when an operation was refused or found a problem (no
 such store or run, an ambiguous run id, a resolution the run refuses, a run
 that ends failed, ``verify`` finding a problem, ``diff`` finding the runs
-differ); 2 when the command line itself is wrong (click's usage errors, and a
-``--goal``/``--output`` that is not strict JSON).
+differ, a ``--to``/``--at`` seq past the run's end, a well-formed
+MODULE:WORKFLOW that cannot be imported); 2 when the command line itself is
+wrong (click's usage errors, a seq below 1, a workflow that is not
+MODULE:WORKFLOW, and a ``--goal``/``--output`` that is not strict JSON).
 """
 
 from __future__ import annotations
@@ -35,12 +37,14 @@ __all__ = [
     "classify",
     "db_option",
     "friendly",
+    "is_workflow_ref",
     "must_not_be_a_directory",
     "naming_bad_events",
     "open_existing",
     "open_for_reading",
     "open_or_create",
     "run_async",
+    "workflow_ref",
 ]
 
 T = TypeVar("T")
@@ -195,6 +199,31 @@ def _classified(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
             f"Internal error {type(exc).__name__}: {exc}; this is a bug in ledgerflow, "
             "please report it with the traceback (set LEDGERFLOW_DEBUG=1 to see it)."
         ) from None
+
+
+def is_workflow_ref(text: str) -> bool:
+    """Whether ``text`` has the shape MODULE:WORKFLOW (dotted module, then an attribute).
+
+    Example::
+
+        >>> is_workflow_ref("ledgerflow.examples.travel:wf"), is_workflow_ref("garbage")
+        (True, False)
+    """
+    module, sep, attr = text.partition(":")
+    return bool(sep) and attr.isidentifier() and all(
+        part.isidentifier() for part in module.split("."))
+
+
+def workflow_ref(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    """Click callback: a malformed MODULE:WORKFLOW is a usage error (exit 2).
+
+    One that is well-formed but not found (no such module, no such
+    attribute) is refused later, when it is imported (exit 1).
+    """
+    if value is not None and not is_workflow_ref(value):
+        raise click.BadParameter(
+            f"'{value}' is not MODULE:WORKFLOW (for example ledgerflow.examples.travel:wf).")
+    return value
 
 
 def db_option(fn: F) -> F:

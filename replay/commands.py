@@ -33,8 +33,10 @@ from ledgerflow.replay.cli_support import (
     open_existing,
     open_for_reading,
     run_async,
+    workflow_ref,
 )
 from ledgerflow.replay.diff import diff_runs
+from ledgerflow.replay.errors import SeqPastEndError
 from ledgerflow.replay.fork import fork_run
 from ledgerflow.replay.runids import resolve_run_id
 from ledgerflow.replay.stepper import step_through
@@ -76,8 +78,7 @@ def replay(*, run_id: str, to: int | None, step: bool, as_json: bool, db: str) -
     rid, envs = run_async(go())
     last = envs[-1].seq
     if to is not None and to > last:
-        raise click.BadParameter(
-            f"run '{rid}' has {last} events; give a seq from 1 to {last}.", param_hint="--to")
+        raise SeqPastEndError(rid, to, last, "--to")
     if step:
         step_through(rid, envs, start=to or 1, as_json=as_json)
         return
@@ -121,7 +122,7 @@ def recorded_workflow(run_id: str, envelopes: list[Envelope]) -> tuple[Workflow 
 
 @click.command()
 @click.argument("run_id", metavar="RUN")
-@click.option("--workflow", default=None,
+@click.option("--workflow", default=None, callback=workflow_ref,
               help="MODULE:WORKFLOW to check determinism with (default: the workflow the run "
                    "recorded, found by its name, when it can be).")
 @db_option
@@ -170,7 +171,7 @@ def _event_doc(event: Any) -> dict[str, Any]:
 
 @click.command()
 @click.argument("run_id", metavar="RUN")
-@click.option("--workflow", default=None,
+@click.option("--workflow", default=None, callback=workflow_ref,
               help="MODULE:WORKFLOW (default: the one the run recorded).")
 @click.option("--wait", type=click.FloatRange(min=0), is_flag=False, flag_value=DEFAULT_WAIT_S,
               default=None, metavar="[SECONDS]",
@@ -201,7 +202,7 @@ def resume(*, run_id: str, workflow: str | None, wait: float | None, db: str) ->
 @click.argument("run_id", metavar="RUN")
 @click.option("--at", "at_seq", type=click.IntRange(min=1), required=True,
               help="Copy events 1..SEQ of RUN.")
-@click.option("--workflow", default=None,
+@click.option("--workflow", default=None, callback=workflow_ref,
               help="MODULE:WORKFLOW to continue with (default: the one the run recorded).")
 @click.option("--no-continue", "stop", is_flag=True, help="Only make the copy; do not run it.")
 @click.option("--repeat-side-effects", "repeat", is_flag=True,

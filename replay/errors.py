@@ -6,6 +6,7 @@
     ├── LogDecodeError            an event's data is not a known, well-formed event
     ├── ReplayDivergenceError     the current code decides differently from the log
     ├── ForkError                 a fork point outside the run's log
+    ├── SeqPastEndError           a --to seq after the run's last event
     ├── JsonArgumentError         a --goal/--output value that is not strict, loggable JSON
     ├── StorePathIsDirectoryError a --db that names a directory, not a store file
     └── RunIdAmbiguousError       a run-id prefix that matches more than one run
@@ -23,6 +24,7 @@ __all__ = [
     "LogDecodeError",
     "ReplayDivergenceError",
     "RunIdAmbiguousError",
+    "SeqPastEndError",
     "StorePathIsDirectoryError",
 ]
 
@@ -56,6 +58,24 @@ class ReplayDivergenceError(LedgerflowError):
 
 class ForkError(LedgerflowError):
     """A fork that cannot be made."""
+
+
+class SeqPastEndError(LedgerflowError):
+    """A seq after the run's last event: well-formed, but the run has no such event.
+
+    Refused (exit 1) like ``fork --at`` past the end, not a usage error: the
+    same number is fine for a longer run.
+    """
+
+    def __init__(self, run_id: str, seq: int, last: int, option: str) -> None:
+        self.run_id = run_id
+        self.seq = seq
+        self.last = last
+        self.option = option
+        super().__init__(
+            f"Run '{run_id}' has {last} events, so {option} {seq} is past its end; "
+            f"give a seq from 1 to {last}."
+        )
 
 
 class JsonArgumentError(LedgerflowError):

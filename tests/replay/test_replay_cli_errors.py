@@ -164,6 +164,19 @@ EXIT_CODES = [
     (["run", "no_such_module_xyz:wf", "--goal", "{}"], 1),
     (["resolve", "RUN", "book", "--retry"], 1),
     (["resolve", "RUN", "price", "--output", '{"total": "lots"}'], 1),
+    # A seq past the run's end is refused (the same seq is fine for a longer run).
+    (["replay", "RUN", "--to", "999"], 1),
+    (["fork", "RUN", "--at", "999"], 1),
+    (["replay", "RUN", "--to", "0"], 2),
+    (["fork", "RUN", "--at", "0"], 2),
+    # A workflow that is not MODULE:WORKFLOW is malformed; one not found is refused.
+    (["run", "garbage", "--goal", "{}"], 2),
+    (["run", "a:b c", "--goal", "{}"], 2),
+    (["resume", "RUN", "--workflow", "garbage"], 2),
+    (["verify", "RUN", "--workflow", ":wf"], 2),
+    (["fork", "RUN", "--at", "1", "--workflow", "mod:"], 2),
+    (["resolve", "RUN", "price", "--retry", "--workflow", "garbage"], 2),
+    (["verify", "RUN", "--workflow", "ledgerflow.examples.travel:nope"], 1),
 ]
 
 

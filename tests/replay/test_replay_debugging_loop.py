@@ -216,8 +216,8 @@ def test_fork_outside_the_log_is_refused(demo: tuple[Path, str]) -> None:
 def test_replay_to_a_seq_beyond_the_log_is_refused(demo: tuple[Path, str]) -> None:
     db, run_id = demo
     code, out = cli("replay", run_id, "--to", "999", "--db", str(db))
-    assert code == 2
-    assert "has 36 events" in out
+    assert code == 1  # refused, as fork --at 999 is: the same seq is fine for a longer run
+    assert "has 36 events, so --to 999 is past its end" in out
 
 
 def test_replay_json_is_the_state_at_that_seq(demo: tuple[Path, str]) -> None:
