@@ -43,6 +43,7 @@ from ledgerflow.machines.decisions import (
     check_cost,
     dispatch,
     fitted,
+    over_the_limit,
     progress,
     retry_or_escalate,
     skip_dependents,
@@ -138,8 +139,8 @@ def _plan_proposed(d: Decision, fact: ev.PlanProposed) -> None:
 def _reject_plan(d: Decision, problems: list[ev.Problem]) -> None:
     summary = problems[0].message if len(problems) == 1 else (
         f"{len(problems)} problems, first: {problems[0].message}")
-    d.emit_run(fitted(d.state, ev.PlanRejected(
-        problems=problems, reason=f"Plan rejected before anything ran: {summary}")))
+    d.emit_run(ev.PlanRejected(
+        problems=problems, reason=f"Plan rejected before anything ran: {summary}"))
 
 
 def _live_attempt(d: Decision, task_id: str, attempt: int) -> TaskState | None:
@@ -170,11 +171,11 @@ def _output_received(d: Decision, fact: ev.OutputReceived) -> None:
         succeed(d, task, f"Its output passed {spec.output.__name__} validation.")
         progress(d)
         return
-    d.emit(fitted(d.state, ev.OutputRejected(
+    d.emit(ev.OutputRejected(
         task_id=task.id, attempt=fact.attempt, errors=list(verdict.errors),
         confidence=verdict.confidence, low_confidence=verdict.low_confidence,
         reason=verdict.reason,
-    )))
+    ))
     if verdict.low_confidence and not spec.retry.retry_low_confidence:
         d.emit_task(task, ev.TaskEscalated(
             task_id=task.id, kind="low_confidence", candidate=verdict.value,
@@ -298,13 +299,18 @@ def _run_cancelled(d: Decision, fact: ev.RunCancelled) -> None:
 def _run_resumed(d: Decision, fact: ev.RunResumed) -> None:
     state = d.state
     lost = [t for t in state.tasks.values() if t.outstanding]
-    d.emit(msgspec.structs.replace(
-        fact, interrupted=[t.id for t in lost],
-        reason=fact.reason or (
-            f"Resumed by {fact.by}; " + (
-                f"{len(lost)} attempt(s) had no recorded outcome: {', '.join(t.id for t in lost)}."
-                if lost else "no attempt was left without an outcome.")),
-    ))
+    ids = [t.id for t in lost]
+    default = f"Resumed by {fact.by}; " + (
+        f"{len(lost)} attempt(s) had no recorded outcome: {', '.join(ids)}."
+        if lost else "no attempt was left without an outcome.")
+    uncut = msgspec.structs.replace(fact, interrupted=ids, reason=default)
+    limit = state.max_event_bytes
+    if limit is not None and over_the_limit(uncut, limit):
+        # Cut from what the decider wrote, never from the recorded (already cut)
+        # reason a replay hands back: both then cut to the same bytes.
+        d.emit(fitted(state, uncut))
+    else:
+        d.emit(msgspec.structs.replace(fact, interrupted=ids, reason=fact.reason or default))
     for task in lost:
         spec = d.spec(task)
         if spec.safe_to_repeat:

@@ -14,7 +14,7 @@ Example::
 from __future__ import annotations
 
 from itertools import islice
-from typing import Any, TypeVar
+from typing import Any
 
 import msgspec
 
@@ -26,8 +26,8 @@ from ledgerflow.machines.fsm import RUN_TABLE, TASK_TABLE, RunStatus, TaskStatus
 from ledgerflow.machines.state import RunState, TaskState
 from ledgerflow.machines.workflow import AgentSpec, Workflow, idempotency_key
 
-__all__ = ["Decision", "check_cost", "dispatch", "fitted", "progress", "retry_or_escalate",
-           "skip_dependents", "succeed"]
+__all__ = ["GROWING", "Decision", "check_cost", "dispatch", "fitted", "over_the_limit",
+           "progress", "retry_or_escalate", "skip_dependents", "succeed"]
 
 #: Room left in a TaskDispatched for everything around its input.
 _INPUT_ROOM = 4096
@@ -45,6 +45,8 @@ class Decision:
         self.out: list[ev.Event] = []
 
     def emit(self, event: ev.Event) -> None:
+        if type(event) in GROWING:
+            event = fitted(self.state, event)
         evolve(self.state, event)
         self.out.append(event)
 
@@ -81,23 +83,91 @@ class Decision:
 
 
 
-#: Lists this short are never measured: they cannot approach an event's limit.
-_FEW = 32
-_Listing = TypeVar("_Listing", ev.OutputRejected, ev.PlanRejected)
+#: What an event over the limit keeps of each listed error or problem, and of a reason.
+_ITEM_CHARS = 1000
+_REASON_CHARS = 2000
+#: Names a cut RunWaiting or RunResumed reason still spells out.
+_NAMED = 20
 
 
-def fitted(state: RunState, event: _Listing) -> _Listing:
-    """``event`` with its errors or problems cut so that the log can hold it.
+def fitted(state: RunState, event: ev.Event) -> ev.Event:
+    """``event`` cut so that the log can hold it, if (and only if) it could not.
 
-    Cut only when the whole list would be over the run's recorded event limit
-    (such an event could never be appended, so no log holds one uncut, and
-    replay cuts at the same point): it keeps what fits in half the limit and
-    says how many more there were.
+    Every event whose size grows with an input or a plan passes here
+    (:data:`GROWING`). One that fits the run's recorded event limit is
+    returned as it is, so a log written before this rule decides the same; one
+    over it could never have been appended, so no log holds it uncut and
+    replay, seeing the same facts and limit, cuts at the same point. A list is
+    cut to what fits in half the limit ("... and N more"); if the event is
+    still over, each listed text and the reason are cut too; a
+    :class:`TaskEscalated` still over then drops its candidate.
     """
     limit = state.max_event_bytes
+    if limit is None or not over_the_limit(event, limit):
+        return event
+    if isinstance(event, ev.OutputRejected | ev.PlanRejected):
+        event = _fewer_items(event, limit)  # what 0.1 did: keep its cuts byte for byte
+        if over_the_limit(event, limit):
+            event = _shorter_items(event)
+    elif isinstance(event, ev.RunWaiting):
+        waiting = event
+        names = _fewer(waiting.escalations, limit)
+        event = msgspec.structs.replace(
+            waiting, escalations=names, reason=(
+                "Nothing can proceed until escalation(s) are resolved: "
+                f"{_named(waiting.escalations)}."))
+    elif isinstance(event, ev.RunResumed):
+        resumed = event
+        lost = resumed.interrupted
+        event = msgspec.structs.replace(
+            resumed, interrupted=_fewer(lost, limit), reason=(
+                f"Resumed by {_cut(resumed.by, 200)}; {len(lost):,} attempt(s) had no "
+                f"recorded outcome: {_named(lost)}."))
+    if over_the_limit(event, limit):
+        event = msgspec.structs.replace(event, reason=_cut(event.reason, _REASON_CHARS))
+    if isinstance(event, ev.TaskEscalated) and over_the_limit(event, limit):
+        escalated = event
+        size = len(encode_json(escalated.candidate))
+        event = msgspec.structs.replace(
+            escalated, candidate=None, reason=escalated.reason + (
+                f" (The candidate output, {size:,} bytes, is left out: with this reason it "
+                "is over the limit of one logged event.)"))
+    return event
+
+
+#: The events :meth:`Decision.emit` measures: their size grows with input or plan size.
+GROWING: frozenset[type[ev.Event]] = frozenset({
+    ev.OutputRejected, ev.PlanRejected, ev.TaskEscalated, ev.RunWaiting, ev.RunResumed})
+
+
+def over_the_limit(event: ev.Event, limit: int) -> bool:
+    """Whether the store would refuse ``event`` as too large (it measures the same bytes)."""
+    return len(ev.encode_event(event)) > limit
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 20] + f"... ({len(text):,} chars)"
+
+
+def _named(names: list[str]) -> str:
+    shown = ", ".join(_cut(n, 200) for n in names[:_NAMED])
+    return shown + (f" and {len(names) - _NAMED:,} more" if len(names) > _NAMED else "")
+
+
+def _fewer(items: list[str], limit: int) -> list[str]:
+    keep = len(items)
+    while keep > 1 and len(encode_json(items[:keep])) > limit // 2:
+        keep //= 2
+    return items[:keep]
+
+
+_Listing = ev.OutputRejected | ev.PlanRejected
+
+
+def _fewer_items(event: _Listing, limit: int) -> _Listing:
     items: list[Any] = (event.errors if isinstance(event, ev.OutputRejected)
                         else event.problems)
-    if limit is None or len(items) <= _FEW or len(encode_json(event)) <= limit:
+    if len(items) <= 1:
         return event
     keep: int = len(items)
     while keep > 1:
@@ -111,6 +181,13 @@ def fitted(state: RunState, event: _Listing) -> _Listing:
     return msgspec.structs.replace(event, problems=[*event.problems[:keep], ev.Problem(
         code="more_problems", message=f"... and {more:,} more problem(s)")])
 
+
+def _shorter_items(event: _Listing) -> _Listing:
+    if isinstance(event, ev.OutputRejected):
+        return msgspec.structs.replace(
+            event, errors=[_cut(e, _ITEM_CHARS) for e in event.errors])
+    return msgspec.structs.replace(event, problems=[
+        msgspec.structs.replace(p, message=_cut(p.message, _ITEM_CHARS)) for p in event.problems])
 
 
 def retry_or_escalate(
