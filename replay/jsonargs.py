@@ -5,7 +5,8 @@ cannot read: ``NaN``/``Infinity`` (and ``1e400``, which becomes infinity) are
 not JSON and would be decided on one way and logged another; a document
 nested 10^5 deep raises ``RecursionError``; an integer over 4,300 digits a
 bare ``ValueError``; an escaped lone surrogate (``"\\ud800"``) parses but
-cannot be encoded as UTF-8 when it is logged. Each of these is refused here,
+cannot be encoded as UTF-8 when it is logged; a key given twice
+(``{"n": 1, "n": 2}``) would silently keep the last. Each of these is refused here,
 before anything is opened, with one sentence naming where in the document it
 is.
 
@@ -65,6 +66,23 @@ def _not_json_constant(name: str) -> Any:
     raise _ConstantError(name)
 
 
+class _DuplicateKeyError(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # json keeps the last of two equal keys silently: {"n":1,"n":2} would be
+    # logged as {"n":2} while the user may have meant either.
+    doc: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in doc:
+            raise _DuplicateKeyError(key)
+        doc[key] = value
+    return doc
+
+
 class _ConstantError(ValueError):
     def __init__(self, name: str) -> None:
         super().__init__(name)
@@ -117,7 +135,12 @@ def parse_json_text(text: str, what: str) -> Any:
         raise JsonArgumentError(
             what, f"is nested {depth} levels deep, more than the {MAX_JSON_DEPTH} a log can hold")
     try:
-        value = json.loads(text, parse_constant=_not_json_constant, parse_float=_finite_float)
+        value = json.loads(text, parse_constant=_not_json_constant, parse_float=_finite_float,
+                           object_pairs_hook=_unique_keys)
+    except _DuplicateKeyError as exc:
+        raise JsonArgumentError(
+            what, f"gives the key {json.dumps(exc.key)} twice in one object (JSON would keep "
+            "only the last silently); give each key once") from None
     except _ConstantError as exc:
         raise JsonArgumentError(
             what, f"holds {exc.name}, which is not a JSON number (only finite numbers can be "
