@@ -18,8 +18,15 @@ import msgspec
 
 from ledgerflow.eventstore import EventStore, RunSummary
 from ledgerflow.machines import RunNotFoundError, RunStatus, decode_event
+from ledgerflow.machines.events import RunResumed
 from ledgerflow.replay import documents, render
-from ledgerflow.replay.cli_support import db_option, friendly, open_for_reading, run_async
+from ledgerflow.replay.cli_support import (
+    db_option,
+    friendly,
+    one_line,
+    open_for_reading,
+    run_async,
+)
 from ledgerflow.replay.runids import resolve_run_id
 from ledgerflow.replay.timeline import LogRow, decision_log, rebuild
 
@@ -41,17 +48,38 @@ def _echo_json(doc: Any) -> None:
     click.echo(msgspec.json.encode(doc).decode())
 
 
+#: How many events ``runs`` reads at a time, walking back from a run's end.
+_REASON_WINDOW = 8
+
+
 async def _last_reasons(store: EventStore, found: list[RunSummary]) -> dict[str, str]:
-    """Each run's latest reason: the reason of its last event (one short read per run)."""
+    """Each run's latest decision: the reason of its last event that is not bookkeeping.
+
+    A ``RunResumed`` says who resumed, not why the run is where it is; each
+    ``resume`` of a waiting run appends one, which hid the escalation the run
+    waits on. One short read per run, walking back only past those.
+    """
     reasons: dict[str, str] = {}
     for summary in found:
-        async for env in store.read(summary.run_id, after=max(summary.last_seq - 1, 0)):
-            try:
-                reasons[summary.run_id] = decode_event(env.data).reason
-            except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
-                reasons[summary.run_id] = (f"(event seq {env.seq} cannot be decoded; run "
-                                           f"`ledgerflow verify {summary.run_id}`)")
+        reasons[summary.run_id] = await _last_decision(store, summary)
     return reasons
+
+
+async def _last_decision(store: EventStore, summary: RunSummary) -> str:
+    until = summary.last_seq
+    while until > 0:
+        after = max(until - _REASON_WINDOW, 0)
+        window = [env async for env in store.read(summary.run_id, after=after, until=until)]
+        for env in reversed(window):
+            try:
+                event = decode_event(env.data)
+            except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+                return (f"(event seq {env.seq} cannot be decoded; run "
+                        f"`ledgerflow verify {summary.run_id}`)")
+            if not isinstance(event, RunResumed):
+                return event.reason
+        until = after
+    return ""
 
 
 @click.command()
@@ -61,7 +89,7 @@ async def _last_reasons(store: EventStore, found: list[RunSummary]) -> dict[str,
 @click.option("--json", "as_json", is_flag=True,
               help='One JSON document: {"runs": [{"run_id", "workflow", "status", "events", '
                    '"created_at", "updated_at", "reason"}, ...]} (stable keys; times ISO 8601 '
-                   "UTC; reason is the run's last decision).")
+                   "UTC; reason is the run's last decision, RunResumed bookkeeping skipped).")
 @db_option
 @friendly
 def runs(*, status: str | None, limit: int, as_json: bool, db: str) -> None:
@@ -110,7 +138,7 @@ def show(*, run_id: str, as_json: bool, db: str) -> None:
     out = render.console()
     # Printed through rich so that long lines wrap at the terminal's width.
     out.print(f"run {state.run_id} ({state.workflow}): {state.status.value}"
-              + (f" — {state.reason}" if state.reason else ""), markup=False)
+              + (f" — {one_line(state.reason)}" if state.reason else ""), markup=False)
     out.print(f"goal: {render.summarize(state.goal, 200)}", markup=False)
     out.print(f"budget: retries {state.retries_used}/{state.max_retries}, "
               f"tokens {state.tokens}, cost {state.cost:.4g}"

@@ -11,7 +11,6 @@ is spelled out in ``ledgerflow --help``). The reading commands live in
 from __future__ import annotations
 
 import os
-import shlex
 import sys
 from typing import Any
 
@@ -26,13 +25,16 @@ from ledgerflow.machines import (
 )
 from ledgerflow.replay import audit, commands, render
 from ledgerflow.replay.cli_support import (
-    DEFAULT_DB,
+    LedgerflowGroup,
     db_option,
     friendly,
     naming_bad_events,
     open_existing,
     open_or_create,
     run_async,
+    status_line,
+    waiting_hints,
+    with_db,
     workflow_ref,
 )
 from ledgerflow.replay.jsonargs import parse_json_arg
@@ -46,7 +48,7 @@ def _out(renderable: Any) -> None:
     render.console().print(renderable)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=LedgerflowGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="ledgerflow")
 def main() -> None:
     """ledgerflow: deterministic, replayable, auditable orchestration of agents.
@@ -87,7 +89,7 @@ def demo(db: str) -> None:
 
     run, rows = run_async(go())
     _out(render.log_table(rows, title=f"decision log of run {run.run_id} (travel)"))
-    click.echo(f"run {run.run_id}: {run.status} — {run.reason}")
+    click.echo(status_line(run.run_id, run.status, run.reason))
     booked = BOOKING_CALLS.count(idempotency_key(run.run_id, "book"))
     click.echo(f"{len(rows)} events in {db}; bookings made: {booked}")
     click.echo("next:")
@@ -97,7 +99,7 @@ def demo(db: str) -> None:
         f"ledgerflow replay {run.run_id} --step",
         f"ledgerflow verify {run.run_id} --workflow ledgerflow.examples.travel:wf",
     ):
-        click.echo(f"  {hint}" + ("" if db == DEFAULT_DB else f" --db {shlex.quote(db)}"))
+        click.echo(f"  {with_db(hint, db)}")
 
 
 @main.command("run")
@@ -118,11 +120,11 @@ def run_cmd(*, workflow: str, goal: str, db: str) -> None:
             return await Orchestrator(store).start(wf, goal_doc)
 
     run = run_async(go())
-    click.echo(f"run {run.run_id}: {run.status} — {run.reason or 'see ledgerflow show'}")
+    click.echo(status_line(run.run_id, run.status,
+                           run.reason or f"see {with_db(f'ledgerflow show {run.run_id}', db)}"))
     if run.status == RunStatus.WAITING:
-        for task_id in run.escalations:
-            click.echo(f"  waiting on {task_id}: ledgerflow resolve {run.run_id} {task_id} "
-                       "(--output JSON | --retry | --abandon)")
+        for hint in waiting_hints(run.run_id, run.escalations, db):
+            click.echo(hint)
     if run.status == RunStatus.FAILED:
         sys.exit(1)
 
@@ -166,10 +168,9 @@ def resolve(*, run_id: str, task_id: str, output: str | None, retry: bool, aband
                     workflow=wf)
 
     run = run_async(go())
-    click.echo(f"run {run.run_id}: {run.status}" + (f" — {run.reason}" if run.reason else ""))
-    for waiting in run.escalations:
-        click.echo(f"  waiting on {waiting}: ledgerflow resolve {run.run_id} {waiting} "
-                   "(--output JSON | --retry | --abandon)")
+    click.echo(status_line(run.run_id, run.status, run.reason))
+    for hint in waiting_hints(run.run_id, run.escalations, db):
+        click.echo(hint)
     if run.status == RunStatus.FAILED:
         sys.exit(1)
 

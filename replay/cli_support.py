@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import functools
 import os
+import shlex
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any, TextIO, TypeVar
@@ -24,7 +25,13 @@ import click
 import msgspec
 
 from ledgerflow.errors import LedgerflowError
-from ledgerflow.eventstore import EventStore, StoreOpener, open_store
+from ledgerflow.eventstore import (
+    EventStore,
+    StoreOpener,
+    StoreOpenError,
+    StoreReadOnlyError,
+    open_store,
+)
 from ledgerflow.eventstore.opening import parse_store_url
 from ledgerflow.replay.errors import JsonArgumentError, StorePathIsDirectoryError
 from ledgerflow.replay.timeline import decode_log
@@ -33,17 +40,25 @@ __all__ = [
     "DEFAULT_DB",
     "EXIT_REFUSED",
     "EXIT_USAGE",
+    "LedgerflowGroup",
+    "OneLineUsageError",
     "PipeSafeStdout",
     "classify",
     "db_option",
+    "for_the_cli",
     "friendly",
     "is_workflow_ref",
     "must_not_be_a_directory",
     "naming_bad_events",
     "open_existing",
     "open_for_reading",
+    "one_line",
+    "one_line_usage",
     "open_or_create",
     "run_async",
+    "status_line",
+    "waiting_hints",
+    "with_db",
     "workflow_ref",
 ]
 
@@ -156,6 +171,65 @@ def _pipe_safe_stdout() -> Any:
         sys.stdout = real
 
 
+#: What a CLI user can do with a store they cannot write (the store's own
+#: messages speak to a programmer: "open it with read_only=True").
+READ_ONLY_HERE = ("the store is read-only here: the reading commands (runs, show, log, replay, "
+                  "verify, diff) work on it; to change a run, use a copy you can write")
+
+
+def for_the_cli(exc: LedgerflowError) -> str:
+    """The one line a CLI user sees for ``exc``: its message, in the CLI's words.
+
+    Example::
+
+        >>> for_the_cli(StoreReadOnlyError("runs.db", "append"))
+        "Cannot append on the store 'runs.db': the store is read-only here: ..."
+    """
+    if isinstance(exc, StoreReadOnlyError):
+        return f"Cannot {exc.operation} on the store {exc.location!r}: {READ_ONLY_HERE}."
+    if isinstance(exc, StoreOpenError) and "read_only=True" in exc.reason:
+        why = exc.reason.split("; open it with")[0]
+        return f"Cannot open the store {exc.path!r} to change it: {why}; {READ_ONLY_HERE}."
+    return one_line(str(exc))
+
+
+def one_line(text: str) -> str:
+    """``text`` on one line: the line breaks of a multi-line reason folded into "; ".
+
+    A planner's pydantic ``ValidationError`` is several lines; a status line
+    or an error line stays one.
+
+    Example::
+
+        >>> one_line("1 validation error for Plan\\ntasks\\n  Field required")
+        '1 validation error for Plan; tasks; Field required'
+    """
+    return "; ".join(part.strip() for part in text.splitlines() if part.strip())
+
+
+def with_db(command: str, db: str) -> str:
+    """``command`` as a hint a user can paste: with ``--db`` when it is not the default.
+
+    Example::
+
+        >>> with_db("ledgerflow show r1", "my runs.db")
+        "ledgerflow show r1 --db 'my runs.db'"
+    """
+    return command + ("" if db == DEFAULT_DB else f" --db {shlex.quote(db)}")
+
+
+def status_line(run_id: str, status: str, reason: str) -> str:
+    """``run ID: STATUS — REASON``, the reason on one line."""
+    return f"run {run_id}: {status}" + (f" — {one_line(reason)}" if reason else "")
+
+
+def waiting_hints(run_id: str, escalations: Any, db: str) -> list[str]:
+    """One pasteable ``ledgerflow resolve`` line per task the run waits on."""
+    return [f"  waiting on {task_id}: "
+            + with_db(f"ledgerflow resolve {run_id} {task_id}", db)
+            + " (--output JSON | --retry | --abandon)" for task_id in escalations]
+
+
 def friendly(fn: F) -> F:
     """Turn every error a user can cause into one line and the exit code of its kind.
 
@@ -180,7 +254,7 @@ def _classified(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     except JsonArgumentError as exc:
         raise click.BadParameter(exc.problem + ".", param_hint=f"'{exc.what}'") from None
     except LedgerflowError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise click.ClickException(for_the_cli(exc)) from None
     except KeyboardInterrupt:
         raise click.Abort from None
     except BrokenPipeError:
@@ -224,6 +298,52 @@ def workflow_ref(_ctx: click.Context, _param: click.Parameter, value: str | None
         raise click.BadParameter(
             f"'{value}' is not MODULE:WORKFLOW (for example ledgerflow.examples.travel:wf).")
     return value
+
+
+class OneLineUsageError(click.ClickException):
+    """A usage error shown as one line, ``Error: ...``, with exit code 2."""
+
+    exit_code = EXIT_USAGE
+
+
+def one_line_usage(exc: click.UsageError) -> OneLineUsageError:
+    """``exc`` as one line naming where the help is, instead of click's three lines.
+
+    Example::
+
+        >>> one_line_usage(click.UsageError("No such command 'x'.")).message
+        "No such command 'x'."
+    """
+    message = exc.format_message()
+    if exc.ctx is not None:
+        message += f" See '{exc.ctx.command_path} --help'."
+    return OneLineUsageError(message)
+
+
+class LedgerflowGroup(click.Group):
+    """The ``ledgerflow`` group: every usage error is one line (``Error: ...``), exit 2.
+
+    Click prints a usage error as three lines (Usage, Try, Error); a user
+    reads the last one, a script greps one. ``ledgerflow`` alone still
+    prints the help.
+    """
+
+    def make_context(self, info_name: str | None, args: list[str],
+                     parent: click.Context | None = None, **extra: Any) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.exceptions.NoArgsIsHelpError:
+            raise
+        except click.UsageError as exc:
+            raise one_line_usage(exc) from None
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.exceptions.NoArgsIsHelpError:
+            raise
+        except click.UsageError as exc:
+            raise one_line_usage(exc) from None
 
 
 def db_option(fn: F) -> F:

@@ -30,9 +30,13 @@ from ledgerflow.replay.cli_support import (
     db_option,
     friendly,
     naming_bad_events,
+    one_line,
     open_existing,
     open_for_reading,
     run_async,
+    status_line,
+    waiting_hints,
+    with_db,
     workflow_ref,
 )
 from ledgerflow.replay.diff import diff_runs
@@ -87,7 +91,7 @@ def replay(*, run_id: str, to: int | None, step: bool, as_json: bool, db: str) -
         click.echo(json.dumps(state.to_dict(), indent=2, default=str))
         return
     click.echo(f"run {rid} after seq {state.seq} of {last}: {state.status.value}"
-               + (f" — {state.reason}" if state.reason else ""))
+               + (f" — {one_line(state.reason)}" if state.reason else ""))
     click.echo(f"budget: retries {state.retries_used}/{state.max_retries}, tokens {state.tokens}, "
                f"cost {state.cost:.4g}"
                + (f" (exhausted: {state.budget_exhausted})" if state.budget_exhausted else ""))
@@ -165,6 +169,11 @@ def verify(*, run_id: str, workflow: str | None, db: str) -> None:
                + (f"; {', '.join(skipped)} SKIPPED (not checked)" if skipped else ""))
 
 
+def _where(seq: int | None, run_id: str) -> str:
+    # A shorter log has no seq where the other goes on: say it ended.
+    return f"seq {seq} of {run_id}" if seq is not None else f"the end of {run_id}'s decisions"
+
+
 def _event_doc(event: Any) -> dict[str, Any]:
     return msgspec.to_builtins(event)  # type: ignore[no-any-return]
 
@@ -190,10 +199,9 @@ def resume(*, run_id: str, workflow: str | None, wait: float | None, db: str) ->
                 return await Orchestrator(store, lease_wait_s=wait or 0.0).resume(rid, wf)
 
     run = run_async(go())
-    click.echo(f"run {run.run_id}: {run.status}" + (f" — {run.reason}" if run.reason else ""))
-    for task_id in run.escalations:
-        click.echo(f"  waiting on {task_id}: ledgerflow resolve {run.run_id} {task_id} "
-                   "(--output JSON | --retry | --abandon)")
+    click.echo(status_line(run.run_id, run.status, run.reason))
+    for hint in waiting_hints(run.run_id, run.escalations, db):
+        click.echo(hint)
     if run.status == "failed":
         sys.exit(EXIT_REFUSED)
 
@@ -237,8 +245,10 @@ def fork(*, run_id: str, at_seq: int, workflow: str | None, stop: bool, repeat: 
     rid, new_id, run = run_async(go())
     click.echo(f"forked run {new_id} from {rid} at seq {at_seq}")
     if run is not None:
-        click.echo(f"run {new_id}: {run.status}" + (f" — {run.reason}" if run.reason else ""))
-    click.echo(f"compare: ledgerflow diff {rid} {new_id}")
+        click.echo(status_line(new_id, run.status, run.reason))
+        for hint in waiting_hints(new_id, run.escalations, db):
+            click.echo(hint)
+    click.echo(f"compare: {with_db(f'ledgerflow diff {rid} {new_id}', db)}")
     if run is not None and run.status == "failed":
         sys.exit(EXIT_REFUSED)
 
@@ -269,8 +279,8 @@ def diff(*, run_a: str, run_b: str, db: str) -> None:
     if d.parted_at is None:
         click.echo(f"{a} and {b} make the same decisions.")
     else:
-        sa, sb = d.parted_at
-        click.echo(f"decisions part at seq {sa} of {a} / seq {sb} of {b}:")
+        click.echo(f"decisions part at {_where(d.parted_at[0], a)} / "
+                   f"{_where(d.parted_at[1], b)}:")
         for label, event in ((a, d.first_a), (b, d.first_b)):
             if event is None:
                 click.echo(f"  {label}: (log ends)")
