@@ -23,6 +23,7 @@ __all__ = [
     "PermanentError",
     "ResolutionError",
     "RunBusyError",
+    "RunExistsError",
     "RunNotFoundError",
     "UnloggableValueError",
     "WorkflowDefinitionError",
@@ -84,18 +85,41 @@ class RunBusyError(LedgerflowError):
     """
 
     def __init__(
-        self, run_id: str, *, owner: str | None = None, expires_in_s: float | None = None
+        self, run_id: str, *, owner: str | None = None, expires_in_s: float | None = None,
+        operation: str = "resume",
     ) -> None:
         self.run_id = run_id
         self.owner = owner
         self.expires_in_s = expires_in_s
+        self.operation = operation
+        # Only resume has a --wait on the command line; the API waits for any operation.
+        how = ("`ledgerflow resume --wait` (Orchestrator(store, lease_wait_s=...))"
+               if operation == "resume" else "Orchestrator(store, lease_wait_s=...)")
         who = f" ('{owner}')" if owner else ""
         left = (f"its lease runs {expires_in_s:.1f} s more unless renewed, so "
                 if expires_in_s is not None else "")
         super().__init__(
             f"Run '{run_id}' is being driven by another live process{who}; {left}"
-            "wait for it to finish or its lease to expire, or retry with "
-            "`ledgerflow resume --wait` (Orchestrator(store, lease_wait_s=...))."
+            f"wait for it to finish or its lease to expire, or {operation} with {how}."
+        )
+
+
+class RunExistsError(LedgerflowError):
+    """``start`` was given the id of a run that is already in the store.
+
+    Example::
+
+        try:
+            await orch.start(wf, goal, run_id="nightly")
+        except RunExistsError as exc:
+            await orch.resume(exc.run_id, wf)
+    """
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        super().__init__(
+            f"A run '{run_id}' already exists, so it cannot be started again; choose another "
+            f"run_id, or continue it with resume('{run_id}')."
         )
 
 

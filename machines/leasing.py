@@ -152,7 +152,7 @@ async def _take_over(store: EventStore, run_id: str, owner: str, ttl_s: float) -
 
 async def acquire(
     store: EventStore, run_id: str, owner: str, *, ttl_s: float, wait_s: float,
-    take_over: bool = True,
+    take_over: bool = True, operation: str = "resume",
 ) -> None:
     """Take the run's lease, waiting up to ``wait_s`` for it; else :class:`RunBusyError`."""
     loop = asyncio.get_running_loop()
@@ -166,7 +166,8 @@ async def acquire(
         if left <= 0:
             holder = await read_lease(store, run_id)
             raise RunBusyError(run_id, owner=holder.owner if holder else None,
-                               expires_in_s=holder.expires_in_s if holder else None)
+                               expires_in_s=holder.expires_in_s if holder else None,
+                               operation=operation)
         await asyncio.sleep(min(pause, left))
         pause = min(pause * 2, 1.0)
 
@@ -190,7 +191,7 @@ async def release(store: EventStore, run_id: str, owner: str) -> None:
 @contextlib.asynccontextmanager
 async def hold_lease(
     store: EventStore, run_id: str, owner: str, *, ttl_s: float, wait_s: float,
-    take_over: bool = True,
+    take_over: bool = True, operation: str = "resume",
 ) -> AsyncIterator[None]:
     """Hold the run's lease (renewed) for the body; released however the body ends.
 
@@ -198,7 +199,8 @@ async def hold_lease(
     may have taken the run), the body's task is cancelled and
     :class:`RunBusyError` raised: two processes never drive one run.
     """
-    await acquire(store, run_id, owner, ttl_s=ttl_s, wait_s=wait_s, take_over=take_over)
+    await acquire(store, run_id, owner, ttl_s=ttl_s, wait_s=wait_s, take_over=take_over,
+                  operation=operation)
     _HELD_HERE.add((owner, run_id))
     current = asyncio.current_task()
     lost = asyncio.Event()
@@ -209,7 +211,7 @@ async def hold_lease(
         if lost.is_set():
             if current is not None:
                 current.uncancel()  # the cancel was ours: report the lost lease instead
-            raise RunBusyError(run_id, owner=owner) from None
+            raise RunBusyError(run_id, owner=owner, operation=operation) from None
         raise
     finally:
         _HELD_HERE.discard((owner, run_id))

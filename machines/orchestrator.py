@@ -18,6 +18,7 @@ Example::
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -32,6 +33,7 @@ from ledgerflow.machines.driver import Driver
 from ledgerflow.machines.errors import (
     ResolutionError,
     RunBusyError,
+    RunExistsError,
     RunNotFoundError,
     UnloggableValueError,
     WorkflowDefinitionError,
@@ -159,7 +161,7 @@ class Orchestrator:
             max_event_bytes=self.store.max_event_bytes,
         )
         return await self._drive(run_id, workflow, lambda state: [fact],
-                                 new_state=RunState(run_id=run_id))
+                                 new_state=RunState(run_id=run_id), operation="start")
 
     async def resume(self, run_id: str, workflow: Workflow | None = None) -> RunResult:
         """Continue a run that was interrupted (crash, kill -9) or is waiting.
@@ -217,7 +219,8 @@ class Orchestrator:
                 task_id=task_id, action=chosen[0], by=by, output=logged, note=note))
             return found
 
-        return await self._drive(run_id, workflow, facts, resuming=True, strict=True)
+        return await self._drive(run_id, workflow, facts, resuming=True, strict=True,
+                                 operation="resolve")
 
     async def state(self, run_id: str, at: int | None = None) -> RunState:
         """The run's state rebuilt from its log, after event ``at`` (default: the last)."""
@@ -227,17 +230,22 @@ class Orchestrator:
         """Cancel a run that is not finished; nothing more is dispatched.
 
         A run this orchestrator is driving is cancelled in place (its agents
-        are cancelled, ``start`` returns ``cancelled``); a run driven by
+        are cancelled, ``start`` returns ``cancelled``), also while that call
+        is still taking the lease and loading the run; a run driven by
         another live process is refused with :class:`RunBusyError`.
         """
         live = self._live.get(run_id)
-        if live is not None and live.driver is not None:
-            return await live.driver.cancel(by)
+        if live is not None:
+            # Our own call may be in its prelude: wait until it drives or gives up.
+            await live.settled.wait()
+            if live.driver is not None:
+                return await live.driver.cancel(by)
 
         def facts(state: RunState) -> list[ev.Event]:
             return [] if state.status.terminal else [ev.RunCancelled(by=by)]
 
-        return await self._drive(run_id, None, facts, workflow_required=False)
+        return await self._drive(run_id, None, facts, workflow_required=False,
+                                 operation="cancel")
 
     # -- the one prelude ----------------------------------------------------
 
@@ -251,9 +259,12 @@ class Orchestrator:
         resuming: bool = False,
         strict: bool = False,
         workflow_required: bool = True,
+        operation: str = "resume",
     ) -> RunResult:
         """Take the lease, load the state, bind a driver, drive it with ``facts(state)``."""
-        async with self._lease(run_id) as slot:
+        async with self._lease(run_id, operation) as slot:
+            if new_state is not None and await self.store.last_seq(run_id):
+                raise RunExistsError(run_id)
             state = new_state or await load_run_state(self.store, run_id)
             wf = workflow or load_workflow(
                 state.workflow_ref, state.workflow, required=workflow_required)
@@ -266,19 +277,21 @@ class Orchestrator:
         return driver.result()
 
     @contextlib.asynccontextmanager
-    async def _lease(self, run_id: str) -> AsyncIterator[_Slot]:
+    async def _lease(self, run_id: str, operation: str) -> AsyncIterator[_Slot]:
         """Hold the run's lease while a driver works on it (see :mod:`.leasing`)."""
         if run_id in self._live:
-            raise RunBusyError(run_id, owner=self.owner)
+            raise RunBusyError(run_id, owner=self.owner, operation=operation)
         # Reserved before the first await, so two calls cannot both get past the check.
         slot = _Slot(run_id)
         self._live[run_id] = slot
         try:
             async with hold_lease(self.store, run_id, self.owner, ttl_s=self.lease_ttl_s,
                                   wait_s=self.lease_wait_s,
-                                  take_over=self.take_over_dead_owners):
+                                  take_over=self.take_over_dead_owners,
+                                  operation=operation):
                 yield slot
         finally:
+            slot.settled.set()
             if self._live.get(run_id) is slot:
                 del self._live[run_id]
 
@@ -289,7 +302,10 @@ class _Slot:
     def __init__(self, run_id: str) -> None:
         self.run_id = run_id
         self.driver: Driver | None = None
+        #: Set once a driver is bound, or the call gave up before binding one.
+        self.settled = asyncio.Event()
 
     def bind(self, driver: Driver) -> Driver:
         self.driver = driver
+        self.settled.set()
         return driver
