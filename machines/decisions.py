@@ -81,8 +81,6 @@ class Decision:
         return self.wf.spec(task.agent)
 
 
-
-
 #: What an event over the limit keeps of each listed error or problem, and of a reason.
 _ITEM_CHARS = 1000
 _REASON_CHARS = 2000
@@ -193,6 +191,16 @@ def _shorter_items(event: _Listing) -> _Listing:
 def retry_or_escalate(
     d: Decision, task: TaskState, spec: AgentSpec, *, kind: str, why: str, candidate: Any
 ) -> None:
+    """After a failed attempt: retry with backoff, or escalate when retrying is not allowed.
+
+    Escalates an agent that is not safe to repeat, one out of attempts, or a
+    run out of budget (recording the exhausted retry budget first).
+
+    Example::
+
+        retry_or_escalate(d, task, spec, kind="agent_error", why="Agent 'a' raised.",
+                          candidate=None)   # RetryScheduled or TaskEscalated
+    """
     state = d.state
     allowed = spec.retry.max_attempts + task.granted_attempts
     if not spec.safe_to_repeat:
@@ -234,6 +242,12 @@ def retry_or_escalate(
 
 
 def check_cost(d: Decision) -> None:
+    """Record BudgetExhausted once the cost agents reported is over the run's ``max_cost``.
+
+    Example::
+
+        check_cost(d)   # after an outcome that reported a cost
+    """
     state = d.state
     if state.max_cost is not None and not state.budget_exhausted and state.cost > state.max_cost:
         d.emit(ev.BudgetExhausted(
@@ -244,6 +258,12 @@ def check_cost(d: Decision) -> None:
 
 
 def succeed(d: Decision, task: TaskState, reason: str) -> None:
+    """Mark ``task`` succeeded and make ready each dependent with nothing left to wait for.
+
+    Example::
+
+        succeed(d, task, "Its output passed Out validation.")
+    """
     d.emit_task(task, ev.TaskSucceeded(task_id=task.id, reason=reason))
     tasks = d.state.tasks
     for dep_id in task.dependents:
@@ -256,6 +276,12 @@ def succeed(d: Decision, task: TaskState, reason: str) -> None:
 
 
 def skip_dependents(d: Decision, root: TaskState) -> None:
+    """Skip every pending task that needs ``root``, directly or through others (iterative).
+
+    Example::
+
+        skip_dependents(d, abandoned_task)
+    """
     tasks = d.state.tasks
     stack = [(root.id, dep) for dep in reversed(root.dependents)]
     while stack:
@@ -271,6 +297,16 @@ def skip_dependents(d: Decision, root: TaskState) -> None:
 
 
 def dispatch(d: Decision, task: TaskState, *, reason: str, same_attempt: bool = False) -> None:
+    """Dispatch ``task``: build its input, check it fits one event, emit TaskDispatched.
+
+    ``same_attempt`` re-dispatches the attempt a crash left without an outcome
+    (same input, same idempotency key); an input that cannot be built or is
+    too large escalates instead.
+
+    Example::
+
+        dispatch(d, task, reason="Ready and within the concurrency limit.")
+    """
     state = d.state
     spec = d.spec(task)
     if task.input is not None and (same_attempt or task.status is TaskStatus.RETRY_WAIT):

@@ -22,7 +22,6 @@ import logging
 import os
 import re
 import socket
-import sqlite3
 import sys
 import time
 import uuid
@@ -31,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ledgerflow.eventstore import EventStore
+from ledgerflow.machines.calls import cancelled_from_outside
 from ledgerflow.machines.errors import RunBusyError
 
 __all__ = ["LeaseHolder", "hold_lease", "lease_owner_is_gone", "new_owner", "read_lease"]
@@ -100,39 +100,18 @@ def lease_owner_is_gone(owner: str, run_id: str) -> bool:
 
 
 async def read_lease(store: EventStore, run_id: str) -> LeaseHolder | None:
-    """The run's current lease holder, when the store can tell; None if free or unknown.
+    """The run's current lease holder (``store.lease_of``); None if the lease is free.
 
-    Uses ``store.lease_of(run_id) -> (owner, expires_at_epoch_s) | None`` when
-    the store has it; otherwise, for a SQLite store, reads its ``leases``
-    table through a separate read-only connection.
+    Example::
+
+        holder = await read_lease(store, "r1")   # LeaseHolder(owner=..., expires_in_s=...)
     """
-    lease_of = getattr(store, "lease_of", None)
-    row: Any
-    if lease_of is not None:
-        row = await lease_of(run_id)
-    else:
-        path = getattr(store, "path", None)
-        if not isinstance(path, str) or type(store).__name__ != "SQLiteEventStore":
-            return None
-        try:
-            row = await asyncio.to_thread(_sqlite_lease_row, path, run_id)
-        except sqlite3.Error:
-            return None
+    row = await store.lease_of(run_id)
     if row is None:
         return None
     owner, expires_at = row
     left = float(expires_at) - time.time()
     return LeaseHolder(owner=str(owner), expires_in_s=max(0.0, left)) if left > 0 else None
-
-
-def _sqlite_lease_row(path: str, run_id: str) -> tuple[str, float] | None:
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1.0)
-    try:
-        row = conn.execute(
-            "SELECT owner, expires_at FROM leases WHERE run_id = ?", (run_id,)).fetchone()
-    finally:
-        conn.close()
-    return None if row is None else (str(row[0]), float(row[1]))
 
 
 async def _take_over(store: EventStore, run_id: str, owner: str, ttl_s: float) -> bool:
@@ -221,13 +200,8 @@ async def hold_lease(
         # Even after a store error, or renewals that failed: release_lease only
         # deletes a lease that is still ours, so giving it back is always safe.
         await release(store, run_id, owner)
-        if _cancelled_from_outside() and not lost.is_set():
+        if cancelled_from_outside() and not lost.is_set():
             raise asyncio.CancelledError  # one swallowed while awaiting the renewer
-
-
-def _cancelled_from_outside() -> bool:
-    task = asyncio.current_task()
-    return task is not None and task.cancelling() > 0
 
 
 async def _renew(

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any
 
 from ledgerflow.eventstore import EventStore, NewEvent
 from ledgerflow.machines import (
@@ -40,10 +39,6 @@ from ledgerflow.replay.timeline import decode_log
 
 __all__ = ["fork_run"]
 
-#: Whether ForkedFrom can record repeat_side_effects (a field of machines.events).
-_RECORDS_REPEAT = "repeat_side_effects" in ForkedFrom.__struct_fields__
-
-
 async def fork_run(
     store: EventStore,
     run_id: str,
@@ -61,11 +56,6 @@ async def fork_run(
     called; with another input it escalates, unless
     ``repeat_side_effects=True`` (recorded in the fork's ``ForkedFrom``).
     """
-    if repeat_side_effects and not _RECORDS_REPEAT:
-        raise ForkError(
-            "This version cannot record repeat_side_effects=True in a fork's log yet; fork "
-            "without it (a changed side effect then escalates for a person to decide)."
-        )
     envelopes = await store.read_all(run_id)
     if not envelopes:
         raise RunNotFoundError(run_id)
@@ -104,13 +94,12 @@ async def fork_run(
     if await store.last_seq(new_id):
         raise ForkError(f"A run '{new_id}' already exists; choose another id for the fork.")
     copy = [NewEvent(type=env.type, data=env.data) for env in envelopes if env.seq <= at_seq]
-    repeats: dict[str, Any] = {"repeat_side_effects": True} if repeat_side_effects else {}
     marker = ForkedFrom(
         origin_run_id=run_id, at_seq=at_seq, started_at=datetime.now(UTC).isoformat(),
         reason=f"Forked from run '{run_id}' at seq {at_seq}; the current code continues"
         + (", repeating side effects whose input changed." if repeat_side_effects else
            "; side effects the origin performed are not repeated."),
-        **repeats,
+        repeat_side_effects=repeat_side_effects,
     )
     tail = [marker, *completion]
     copy += [NewEvent(type=e.type, data=encode_event(e)) for e in tail]
