@@ -16,7 +16,6 @@ from typing import Any
 
 import click
 
-from ledgerflow.examples.travel import BOOKING_CALLS, TripGoal, wf
 from ledgerflow.machines import (
     Orchestrator,
     RunStatus,
@@ -82,6 +81,11 @@ def main() -> None:
 @friendly
 def demo(db: str) -> None:
     """Run the travel-planning example end to end and print its decision log."""
+    # Imported here, not at the top: every other command would otherwise hold
+    # the demo's "travel" workflow in its registry, where a lookup by name
+    # could find it in place of a user's own.
+    from ledgerflow.examples.travel import BOOKING_CALLS, TripGoal, wf  # noqa: PLC0415
+
     async def go() -> tuple[Any, list[Any]]:
         async with open_or_create(db) as store:
             run = await Orchestrator(store).start(wf, TripGoal(destination="Lisbon", passengers=2))

@@ -96,3 +96,55 @@ async def test_the_api_reports_a_skipped_check_without_failing(
     assert report.ok
     assert report.skipped == ["determinism"]
     assert report.lines()[-1].startswith("SKIP  determinism: not checked: no workflow was given")
+
+
+LOOKALIKE_SCRIPT = '''
+import asyncio, sys
+from pydantic import BaseModel
+from ledgerflow import Orchestrator, Plan, Task, Workflow, open_store
+
+class Goal(BaseModel):
+    n: int
+
+class Num(BaseModel):
+    n: int
+
+wf = Workflow("travel", goal=Goal, max_concurrency=8)   # the demo's name, other code
+
+@wf.agent(input=Num, output=Num)
+async def inc(inp: Num, ctx: object) -> Num:
+    return Num(n=inp.n + 1)
+
+@wf.planner
+async def plan(goal: Goal, ctx: object) -> Plan:
+    return Plan(tasks=[Task(id="a", agent="inc", inputs={"n": "$goal.n"})])
+
+async def main() -> None:
+    async with open_store(sys.argv[1]) as store:
+        run = await Orchestrator(store).start(wf, Goal(n=1))
+        print(run.run_id, run.status)
+
+asyncio.run(main())
+'''
+
+
+def test_a_script_run_sharing_the_demos_name_is_never_checked_against_the_demo(
+    tmp_path: Path,
+) -> None:
+    # The article's "the LLM decided" at 2am: a verify that silently loads some
+    # other code of the same name would report a false divergence (or a pass).
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    script, db = tmp_path / "mytrip.py", tmp_path / "runs.db"
+    script.write_text(LOOKALIKE_SCRIPT)
+    started = subprocess.run([sys.executable, str(script), str(db)], cwd=tmp_path,
+                             capture_output=True, text=True, check=True, timeout=60)
+    run_id, status = started.stdout.split()
+    assert status == "completed"
+    verified = subprocess.run(
+        [sys.executable, "-m", "ledgerflow.replay.cli", "verify", run_id, "--db", str(db)],
+        cwd=tmp_path, capture_output=True, text=True, check=False, timeout=60)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert "SKIP" in verified.stdout
+    assert "FAIL" not in verified.stdout
