@@ -27,7 +27,8 @@ from ledgerflow.machines import fsm
 PUBLIC_API = [
     "AgentContext", "AgentSpec", "Budget", "Escalation", "EscalationRequest", "Event",
     "EventTooNewError", "IllegalTransitionError", "Orchestrator", "PermanentError", "Resolution",
-    "ResolutionError", "RetryPolicy", "RunBusyError", "RunNotFoundError", "RunResult", "RunState",
+    "ResolutionError", "RetryPolicy", "RunBusyError", "RunExistsError",
+    "RunNotFoundError", "RunResult", "RunState",
     "RunStatus", "TaskState", "TaskStatus", "UnloggableValueError", "Workflow",
     "WorkflowDefinitionError", "WorkflowNameClashError", "WorkflowNotFoundError", "advance",
     "decide", "decode_event", "encode_event", "event_types", "evolve", "find_workflow", "fold",
