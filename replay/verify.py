@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from ledgerflow.eventstore import Envelope, EventStore, check_chain
 from ledgerflow.machines import (
     Event,
+    EventTooNewError,
     IllegalTransitionError,
     ResolutionError,
     RunNotFoundError,
@@ -135,6 +136,9 @@ def _transition_check(run_id: str, envelopes: Sequence[Envelope]) -> tuple[Check
     try:
         decoded = decode_log(run_id, envelopes)
     except LogDecodeError as exc:
+        return Check("transitions", False, str(exc), seq=exc.seq), []
+    except EventTooNewError as exc:
+        # The chain is still checked; only what this version cannot read is not.
         return Check("transitions", False, str(exc), seq=exc.seq), []
     state = RunState(run_id=run_id)
     for env, event in decoded:
