@@ -10,6 +10,12 @@ runtime calls it inside its pure ``decide`` and replays must agree::
 ``contracts`` knows nothing of the event store or the runtime.
 """
 
+if not __name__.startswith("ledgerflow."):
+    # Imported by its folder name (a script run from the repo root): a second
+    # copy of the classes would record module paths, not ledgerflow's names.
+    raise ImportError(f"Import ledgerflow.{__name__}, not {__name__}: the folder "
+                      f"{__name__}/ installs as ledgerflow.{__name__}.")
+
 from ledgerflow.contracts.agent import AgentContract
 from ledgerflow.contracts.check import check_plan
 from ledgerflow.contracts.errors import (

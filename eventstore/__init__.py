@@ -20,6 +20,12 @@ Example::
         assert check_chain("r1", envs) is None
 """
 
+if not __name__.startswith("ledgerflow."):
+    # Imported by its folder name (a script run from the repo root): a second
+    # copy of the classes would record module paths, not ledgerflow's names.
+    raise ImportError(f"Import ledgerflow.{__name__}, not {__name__}: the folder "
+                      f"{__name__}/ installs as ledgerflow.{__name__}.")
+
 from .envelope import (
     GENESIS_HASH,
     ChainProblem,

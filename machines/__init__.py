@@ -7,6 +7,12 @@ Example::
     wf = Workflow("travel", goal=TripGoal, budget=Budget(max_retries=10))
 """
 
+if not __name__.startswith("ledgerflow."):
+    # Imported by its folder name (a script run from the repo root): a second
+    # copy of the classes would record module paths, not ledgerflow's names.
+    raise ImportError(f"Import ledgerflow.{__name__}, not {__name__}: the folder "
+                      f"{__name__}/ installs as ledgerflow.{__name__}.")
+
 from ledgerflow.machines.decide import advance, decide
 from ledgerflow.machines.errors import (
     IllegalTransitionError,

@@ -470,6 +470,8 @@ def _unknown_tag(data: bytes | str) -> str | None:
     except (msgspec.DecodeError, msgspec.ValidationError):
         return None  # not even a tagged object: corrupt, not newer
     return tag if tag is not None and tag not in _KNOWN_TYPES else None
+
+
 def event_types() -> list[str]:
     """Every event type name, in the order of the run's life."""
     return [cls.__name__ for cls in EVENT_CLASSES]

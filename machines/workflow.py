@@ -199,7 +199,7 @@ class Workflow:
     def agent(
         self,
         *,
-        input: type[BaseModel],  # shadows the builtin: it is the DESIGN's public keyword
+        input: type[BaseModel],  # shadows the builtin: it is the public keyword users write
         output: type[BaseModel],
         name: str | None = None,
         retry: RetryPolicy | None = None,

@@ -7,6 +7,12 @@ Example::
     print("\\n".join(report.lines()))
 """
 
+if not __name__.startswith("ledgerflow."):
+    # Imported by its folder name (a script run from the repo root): a second
+    # copy of the classes would record module paths, not ledgerflow's names.
+    raise ImportError(f"Import ledgerflow.{__name__}, not {__name__}: the folder "
+                      f"{__name__}/ installs as ledgerflow.{__name__}.")
+
 from ledgerflow.replay.diff import RunDiff, TaskDifference, diff_runs
 from ledgerflow.replay.errors import ForkError, LogDecodeError, ReplayDivergenceError
 from ledgerflow.replay.fork import fork_run

@@ -54,3 +54,18 @@ def test_a_script_beside_the_users_modules_imports_ours(service_folder: Path) ->
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().startswith("ledgerflow.contracts")
+
+
+def test_a_part_imported_by_its_folder_name_is_refused_not_copied() -> None:
+    # From the repo root `import machines` would load a second copy of the
+    # classes, whose failures would record module paths instead of stable names.
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+    from pathlib import Path  # noqa: PLC0415
+
+    root = Path(__file__).resolve().parents[2]
+    for part in ("contracts", "eventstore", "machines", "replay", "examples"):
+        done = subprocess.run([sys.executable, "-c", f"import {part}"], cwd=root,
+                              capture_output=True, text=True, check=False, timeout=60)
+        assert done.returncode == 1, (part, done.stderr)
+        assert f"Import ledgerflow.{part}, not {part}" in done.stderr, done.stderr
