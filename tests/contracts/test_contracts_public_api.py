@@ -11,7 +11,7 @@ import pytest
 from ledgerflow import contracts
 from ledgerflow.errors import LedgerflowError
 
-MODULES = sorted(m.name for m in pkgutil.iter_modules(contracts.__path__, "contracts."))
+MODULES = sorted(m.name for m in pkgutil.iter_modules(contracts.__path__, "ledgerflow.contracts."))
 
 
 def test_public_names_are_pinned_and_sorted() -> None:
