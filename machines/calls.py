@@ -34,12 +34,12 @@ from ledgerflow.machines.workflow import (
     idempotency_key,
 )
 
-__all__ = ["ENVELOPE_ROOM", "PERMANENT_NAMES", "ask_handler", "call_agent", "call_planner",
+__all__ = ["ENVELOPE_ROOM", "ask_handler", "call_agent", "call_planner",
            "cancelled_from_outside", "timer"]
 
 log = logging.getLogger("ledgerflow")
 
-PERMANENT_NAMES = exception_names(PermanentError)
+_PERMANENT_NAMES = exception_names(PermanentError)
 #: Room left in an event for everything around an agent's output or a plan.
 ENVELOPE_ROOM = 4096
 #: An output the log cannot hold is retried like an invalid one (a model may do
@@ -76,7 +76,7 @@ async def call_agent(
     try:
         inp = spec.input.model_validate(dispatched.input)
     except ValidationError as exc:
-        return failed("ledgerflow.InputContractError", PERMANENT_NAMES,
+        return failed("ledgerflow.InputContractError", _PERMANENT_NAMES,
                       f"the dispatched input does not satisfy {spec.input.__name__}: {exc}")
     timeout = asyncio.timeout(dispatched.timeout_s)
     try:

@@ -129,7 +129,7 @@ async def _take_over(store: EventStore, run_id: str, owner: str, ttl_s: float) -
     return taken
 
 
-async def acquire(
+async def _acquire(
     store: EventStore, run_id: str, owner: str, *, ttl_s: float, wait_s: float,
     take_over: bool = True, operation: str = "resume",
 ) -> None:
@@ -151,7 +151,7 @@ async def acquire(
         pause = min(pause * 2, 1.0)
 
 
-async def release(store: EventStore, run_id: str, owner: str) -> None:
+async def _release(store: EventStore, run_id: str, owner: str) -> None:
     """Give the lease back, retrying a store error; never raises (the ttl is the backstop)."""
     for pause in _RELEASE_TRIES:
         if pause:
@@ -178,7 +178,7 @@ async def hold_lease(
     may have taken the run), the body's task is cancelled and
     :class:`RunBusyError` raised: two processes never drive one run.
     """
-    await acquire(store, run_id, owner, ttl_s=ttl_s, wait_s=wait_s, take_over=take_over,
+    await _acquire(store, run_id, owner, ttl_s=ttl_s, wait_s=wait_s, take_over=take_over,
                   operation=operation)
     _HELD_HERE.add((owner, run_id))
     current = asyncio.current_task()
@@ -199,7 +199,7 @@ async def hold_lease(
             await renewer
         # Even after a store error, or renewals that failed: release_lease only
         # deletes a lease that is still ours, so giving it back is always safe.
-        await release(store, run_id, owner)
+        await _release(store, run_id, owner)
         if cancelled_from_outside() and not lost.is_set():
             raise asyncio.CancelledError  # one swallowed while awaiting the renewer
 

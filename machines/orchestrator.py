@@ -73,17 +73,6 @@ async def load_run_state(store: EventStore, run_id: str, at: int | None = None) 
     return state
 
 
-def loggable_doc(value: Any, *, what: str) -> Any:
-    """``value`` (a model or JSON data) as the log will hold it; UnloggableValueError if never.
-
-    >>> loggable_doc({"legs": ("LIS", "OPO")}, what="the goal")
-    {'legs': ['LIS', 'OPO']}
-    """
-    # A model is dumped by as_logged itself, which looks into the model for the
-    # NaN its JSON dump would turn into null.
-    return as_logged(value, what=what)
-
-
 class Orchestrator:
     """Drives runs of workflows against an event store.
 
@@ -144,7 +133,7 @@ class Orchestrator:
                 f"Workflow '{workflow.name}' has no planner; declare one with @wf.planner."
             )
         # Checked before pydantic sees it too: a 100,000-deep dict would overflow its stack.
-        raw = loggable_doc(goal, what="the goal")
+        raw = as_logged(goal, what="the goal")
         try:
             validated = workflow.goal.model_validate(raw)
         except ValidationError as exc:
@@ -153,7 +142,7 @@ class Orchestrator:
                 + "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
                             for e in exc.errors(include_url=False))
             ) from exc
-        goal_doc = loggable_doc(validated, what="the goal")
+        goal_doc = as_logged(validated, what="the goal")
         run_id = run_id or uuid.uuid4().hex[:12]
         fact = ev.RunStarted(
             workflow=workflow.name, workflow_ref=workflow.ref, goal=goal_doc,
@@ -205,8 +194,8 @@ class Orchestrator:
         logged: dict[str, Any] | None = None
         try:
             if output is not None:
-                logged = loggable_doc(output, what=f"the output given for task '{task_id}'")
-            loggable_doc([by, note], what="the resolution's by= and note=")
+                logged = as_logged(output, what=f"the output given for task '{task_id}'")
+            as_logged([by, note], what="the resolution's by= and note=")
         except UnloggableValueError as exc:
             raise ResolutionError(str(exc)) from exc
 

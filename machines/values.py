@@ -39,7 +39,7 @@ from pydantic import BaseModel
 from ledgerflow.contracts.validation import children, non_finite_at, value_path
 from ledgerflow.machines.errors import UnloggableValueError
 
-__all__ = ["MAX_DEPTH", "as_logged", "encode_loggable", "loggable_text"]
+__all__ = ["MAX_DEPTH", "as_logged", "describe_exception", "encode_loggable", "loggable_text"]
 
 #: Deepest nesting of lists and dicts a logged value may have. Far above what
 #: any real output needs (serde_json stops at 128) and far below Python's

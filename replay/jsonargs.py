@@ -31,11 +31,7 @@ from typing import Any
 from ledgerflow.machines.values import MAX_DEPTH
 from ledgerflow.replay.errors import JsonArgumentError
 
-__all__ = ["MAX_JSON_DEPTH", "json_depth", "parse_json_arg", "parse_json_text"]
-
-#: The deepest nesting accepted from the command line: the runtime's own
-#: limit for a logged value, so the CLI refuses exactly what the log cannot hold.
-MAX_JSON_DEPTH = MAX_DEPTH
+__all__ = ["json_depth", "parse_json_arg", "parse_json_text"]
 
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _BRACKET = re.compile(r"[\[\]{}]")
@@ -131,9 +127,11 @@ def parse_json_text(text: str, what: str) -> Any:
         value = parse_json_text(sys.argv[2], "--goal")
     """
     depth = json_depth(text)
-    if depth > MAX_JSON_DEPTH:
+    # The runtime's own limit for a logged value, so the CLI refuses exactly
+    # what the log cannot hold.
+    if depth > MAX_DEPTH:
         raise JsonArgumentError(
-            what, f"is nested {depth} levels deep, more than the {MAX_JSON_DEPTH} a log can hold")
+            what, f"is nested {depth} levels deep, more than the {MAX_DEPTH} a log can hold")
     try:
         value = json.loads(text, parse_constant=_not_json_constant, parse_float=_finite_float,
                            object_pairs_hook=_unique_keys)

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
+from ledgerflow.machines.values import MAX_DEPTH
 from ledgerflow.replay.cli import main
-from ledgerflow.replay.jsonargs import MAX_JSON_DEPTH, json_depth
+from ledgerflow.replay.jsonargs import json_depth
 
 RUN_WF = "ledgerflow.examples.travel:wf"
 
@@ -39,8 +40,8 @@ def deep(levels: int) -> str:
 
 UNLOGGABLE = {
     "nested 10^5 deep": (deep(100_000), "nested 100001 levels deep"),
-    "nested over the limit": (deep(MAX_JSON_DEPTH + 1),
-                              f"levels deep, more than the {MAX_JSON_DEPTH}"),
+    "nested over the limit": (deep(MAX_DEPTH + 1),
+                              f"levels deep, more than the {MAX_DEPTH}"),
     "integer over 4300 digits": ('{"destination": "Lisbon", "passengers": ' + "7" * 4301 + "}",
                                  "integer too long"),
     "lone surrogate": ('{"destination": "\\ud800", "passengers": 2}', "lone surrogate at "
