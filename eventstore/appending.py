@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeGuard
 
 import msgspec
 
 from .envelope import NewEvent
 from .errors import EventTooLargeError, InvalidAppendError
 
-__all__ = ["check_append"]
+__all__ = ["check_append", "is_count"]
 
 _json_object = msgspec.json.Decoder(dict[str, Any])
 
@@ -24,6 +24,17 @@ _json_object = msgspec.json.Decoder(dict[str, Any])
 def must_not_hold_nul(text: str) -> bool:
     """True when ``text`` holds a NUL character, which PostgreSQL text cannot store."""
     return "\x00" in text
+
+
+def is_count(value: object) -> TypeGuard[int]:
+    """Whether ``value`` is an int and not a bool: ``True`` passed as a count is a mistake, not 1.
+
+    Example::
+
+        >>> is_count(3), is_count(True), is_count(3.0)
+        (True, False, False)
+    """
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def check_append(
@@ -52,7 +63,7 @@ def check_append(
         )
     if not events:
         raise InvalidAppendError(run_id, "there are no events to append")
-    if isinstance(expected_seq, bool) or not isinstance(expected_seq, int) or expected_seq < 0:
+    if not is_count(expected_seq) or expected_seq < 0:
         raise InvalidAppendError(
             run_id, f"expected_seq must be an int >= 0 (0 for a new run), not {expected_seq!r}"
         )

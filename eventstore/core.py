@@ -21,7 +21,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, ClassVar, NamedTuple, Self
 
-from .appending import check_append
+from .appending import check_append, is_count
 from .envelope import Envelope, NewEvent, RunSummary, _hash_text, format_at
 from .errors import (
     ConcurrencyError,
@@ -130,7 +130,7 @@ def query_limit(operation: str, limit: object, minimum: int) -> int:
         >>> query_limit("list runs", 2**70, 0)
         9223372036854775807
     """
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < minimum:
+    if not is_count(limit) or limit < minimum:
         raise InvalidQueryError(operation, f"limit must be an int >= {minimum}, not {limit!r}")
     return min(limit, MAX_SEQ)
 
@@ -386,7 +386,7 @@ class StoreCore(ABC):
             failed = await store.runs(status="failed", limit=20)
         """
         self._must_be_open()
-        if isinstance(limit, int) and not isinstance(limit, bool) and limit < 0:
+        if is_count(limit) and limit < 0:
             rows = await self._runs_rows(status, None)
         else:
             rows = await self._runs_rows(status, query_limit("list runs", limit, 0))

@@ -186,13 +186,19 @@ def fetch_envelopes(  # noqa: PLR0917 - positional: it crosses the thread hop as
     return out
 
 
+def _lease_is_live(row: Any, now: float) -> bool:
+    """Whether a leases row (owner, expires_at) exists and has not yet expired at ``now``."""
+    # A lease expiring exactly now is already gone: that is when another owner may take it.
+    return row is not None and row[1] > now
+
+
 def lease_tx(conn: sqlite3.Connection, run_id: str, owner: str, ttl_s: float) -> bool:
     """Take or renew the lease unless another owner holds a live one; this machine's clock."""
     conn.execute("BEGIN IMMEDIATE")
     try:
         now = time.time()
         row = conn.execute(_LEASE_OF_SQL, (run_id,)).fetchone()
-        if row is not None and row[0] != owner and row[1] > now:
+        if _lease_is_live(row, now) and row[0] != owner:
             conn.execute("ROLLBACK")
             return False
         conn.execute(
@@ -211,7 +217,7 @@ def lease_tx(conn: sqlite3.Connection, run_id: str, owner: str, ttl_s: float) ->
 def lease_of(conn: sqlite3.Connection, run_id: str) -> tuple[str, float] | None:
     """The run's live lease as (owner, expiry in epoch seconds), or None when none is live."""
     row = conn.execute(_LEASE_OF_SQL, (run_id,)).fetchone()
-    if row is None or row[1] <= time.time():
+    if not _lease_is_live(row, time.time()):
         return None
     return str(row[0]), float(row[1])
 

@@ -241,6 +241,12 @@ def retry_or_escalate(
         ))
 
 
+def _over_cost_budget(state: RunState) -> bool:
+    """Whether the cost agents reported is over a budget the run has and has not yet spent."""
+    return (state.max_cost is not None and not state.budget_exhausted
+            and state.cost > state.max_cost)
+
+
 def check_cost(d: Decision) -> None:
     """Record BudgetExhausted once the cost agents reported is over the run's ``max_cost``.
 
@@ -249,7 +255,8 @@ def check_cost(d: Decision) -> None:
         check_cost(d)   # after an outcome that reported a cost
     """
     state = d.state
-    if state.max_cost is not None and not state.budget_exhausted and state.cost > state.max_cost:
+    if _over_cost_budget(state):
+        assert state.max_cost is not None  # _over_cost_budget is False without a budget
         d.emit(ev.BudgetExhausted(
             kind="max_cost", limit=state.max_cost, spent=state.cost,
             reason=f"Agents have reported a cost of {state.cost:.4g}, over the run's budget of "
