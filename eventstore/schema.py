@@ -280,23 +280,20 @@ def _inspect(conn: sqlite3.Connection) -> _Header:
     return _Header(int(app_id), int(version), int(objects), frozenset(t[0] for t in tables))
 
 
-def _snapshot(conn: sqlite3.Connection, path: str) -> _Header:
+def _snapshot(conn: sqlite3.Connection) -> _Header:
     """The header and schema objects, read in ONE read transaction.
 
     Three autocommit reads could straddle another process's initialising
     commit (application_id 0 before it, 5 tables after it) and call a fresh
     store "another application's" file: 10 of 240 concurrent first opens did.
     """
+    # "file is not a database" propagates as sqlite3.DatabaseError: the store's
+    # one translation point (SQLiteEventStore._translate) makes it NotAStoreError.
+    conn.execute("BEGIN")
     try:
-        conn.execute("BEGIN")
-        try:
-            return _inspect(conn)
-        finally:
-            conn.execute("COMMIT")
-    except sqlite3.DatabaseError as exc:
-        if "not a database" in str(exc):
-            raise NotAStoreError(path, "it is not a SQLite database file") from exc
-        raise
+        return _inspect(conn)
+    finally:
+        conn.execute("COMMIT")
 
 
 def _is_blank(found: _Header) -> bool:
@@ -377,7 +374,7 @@ def prepare(
         raise ValueError(f"synchronous must be one of {SYNCHRONOUS_MODES}, not {synchronous!r}.")
     _check_is_sqlite(path)
     conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-    found = _snapshot(conn, path)
+    found = _snapshot(conn)
     _check_openable(path, found, create=create)
     # Only now, once the file is known to be ours, may we write to its header.
     _switch_to_wal(conn, busy_timeout_ms)
@@ -419,7 +416,7 @@ def prepare_read_only(conn: sqlite3.Connection, path: str, *, busy_timeout_ms: i
     """
     _check_is_sqlite(path)
     prepare_reader(conn, busy_timeout_ms=busy_timeout_ms)
-    found = _snapshot(conn, path)
+    found = _snapshot(conn)
     _check_openable(path, found, create=False)
     if found[1] < SCHEMA_VERSION:  # pragma: no cover - no older schema exists yet
         raise SchemaVersionError(path, found[1], SCHEMA_VERSION)
