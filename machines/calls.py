@@ -98,14 +98,12 @@ async def call_agent(
     except Exception as exc:  # every agent error becomes a recorded fact
         names = exception_names(type(exc))
         return failed(names[0], names, describe_exception(exc) or type(exc).__name__)
+    # encode_loggable turns every ValueError, TypeError and RecursionError of
+    # encoding (a model's model_dump included) into UnloggableValueError.
     try:
         encoded = encode_loggable(result, what=f"the output of task '{task_id}'")
     except UnloggableValueError as exc:
         return failed(_UNLOGGABLE[0], _UNLOGGABLE, f"the output cannot be recorded: {exc.problem}")
-    except (ValueError, RecursionError, TypeError) as exc:  # model_dump itself gave up
-        return failed(_UNLOGGABLE[0], _UNLOGGABLE,
-                      f"the output cannot be recorded: {type(exc).__name__}: "
-                      f"{describe_exception(exc)}")
     size = len(encoded)
     limit = max_event_bytes - ENVELOPE_ROOM
     if size > limit:
@@ -144,9 +142,6 @@ async def call_planner(wf: Workflow, state: RunState, *, max_event_bytes: int) -
         encoded = encode_loggable(plan, what="the plan")
     except UnloggableValueError as exc:
         return ev.PlanProposed(error=f"the plan cannot be recorded: {exc.problem}")
-    except (ValueError, RecursionError, TypeError) as exc:
-        return ev.PlanProposed(error=loggable_text(
-            f"the plan cannot be recorded: {type(exc).__name__}: {describe_exception(exc)}"))
     # PlanAccepted carries the same tasks again, so a plan that fits here fits there.
     limit = max_event_bytes - ENVELOPE_ROOM
     if len(encoded) > limit:
