@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from ledgerflow.contracts import validate_output
 from ledgerflow.machines import events as ev
 from ledgerflow.machines.errors import PermanentError, UnloggableValueError
-from ledgerflow.machines.policies import exception_names
+from ledgerflow.machines.stable_names import exception_names
 from ledgerflow.machines.state import RunState
 from ledgerflow.machines.values import as_logged, describe_exception, encode_loggable, loggable_text
 from ledgerflow.machines.workflow import (

@@ -29,7 +29,7 @@ import msgspec
 
 from ledgerflow.machines import events as ev
 from ledgerflow.machines.errors import PermanentError
-from ledgerflow.machines.policies import exception_names
+from ledgerflow.machines.stable_names import exception_names
 
 __all__ = ["OriginAttempt", "OriginIndex", "index_origin", "origin_of", "reuse_for"]
 

@@ -18,10 +18,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ledgerflow.machines.errors import PermanentError, WorkflowDefinitionError
-from ledgerflow.machines.stable_names import check_stable_name, exception_names
+from ledgerflow.machines.stable_names import check_stable_name
 
-# exception_names is re-exported: the runtime records failures with it.
-__all__ = ["Budget", "RetryPolicy", "exception_names"]
+__all__ = ["Budget", "RetryPolicy"]
 
 
 @dataclass(frozen=True, slots=True)
