@@ -23,7 +23,13 @@ from pydantic import ValidationError
 from ledgerflow.contracts import validate_output
 from ledgerflow.machines import events as ev
 from ledgerflow.machines.errors import PermanentError, UnloggableValueError
-from ledgerflow.machines.stable_names import exception_names
+from ledgerflow.machines.origin import agent_failed
+from ledgerflow.machines.stable_names import (
+    INPUT_CONTRACT_ERROR,
+    OUTPUT_TOO_LARGE,
+    UNLOGGABLE_OUTPUT,
+    exception_names,
+)
 from ledgerflow.machines.state import RunState
 from ledgerflow.machines.values import as_logged, describe_exception, encode_loggable, loggable_text
 from ledgerflow.machines.workflow import (
@@ -44,8 +50,8 @@ _PERMANENT_NAMES = exception_names(PermanentError)
 ENVELOPE_ROOM = 4096
 #: An output the log cannot hold is retried like an invalid one (a model may do
 #: better next time), hence the ValueError it is a kind of.
-_UNLOGGABLE = ["ledgerflow.UnloggableOutput", *exception_names(ValueError)]
-_TOO_LARGE = ["ledgerflow.OutputTooLarge"]
+_UNLOGGABLE = [UNLOGGABLE_OUTPUT, *exception_names(ValueError)]
+_TOO_LARGE = [OUTPUT_TOO_LARGE]
 
 
 def cancelled_from_outside() -> bool:
@@ -65,49 +71,50 @@ async def call_agent(
         idempotency_key=dispatched.idempotency_key,
     )
 
-    def failed(error_type: str, names: list[str], message: str, *, timed_out: bool = False,
-               ) -> ev.AgentFailed:
-        return ev.AgentFailed(
-            task_id=task_id, attempt=attempt, error_type=error_type, error_types=names,
-            message=loggable_text(message), timed_out=timed_out, tokens=ctx.tokens,
-            cost=ctx.cost,
-        )
+    def failed(names: list[str], message: str, *, error_type: str | None = None,
+               timed_out: bool = False) -> ev.AgentFailed:
+        # tokens and cost as the agent reported them up to its failure.
+        return agent_failed(
+            dispatched, names, loggable_text(message), error_type=error_type,
+            timed_out=timed_out, tokens=ctx.tokens, cost=ctx.cost)
 
     try:
         inp = spec.input.model_validate(dispatched.input)
     except ValidationError as exc:
-        return failed("ledgerflow.InputContractError", _PERMANENT_NAMES,
-                      f"the dispatched input does not satisfy {spec.input.__name__}: {exc}")
+        # Recorded as a PermanentError: a retry would dispatch the same input.
+        return failed(_PERMANENT_NAMES,
+                      f"the dispatched input does not satisfy {spec.input.__name__}: {exc}",
+                      error_type=INPUT_CONTRACT_ERROR)
     timeout = asyncio.timeout(dispatched.timeout_s)
     try:
         async with timeout:
             result = await spec.fn(inp, ctx)
     except TimeoutError as exc:
         if timeout.expired():
-            return failed("builtins.TimeoutError", exception_names(TimeoutError),
-                          f"{dispatched.timeout_s:g}s", timed_out=True)
+            return failed(exception_names(TimeoutError), f"{dispatched.timeout_s:g}s",
+                          timed_out=True)
         names = exception_names(type(exc))
-        return failed(names[0], names, describe_exception(exc))
+        return failed(names, describe_exception(exc))
     except asyncio.CancelledError as exc:
         if cancelled_from_outside():
             raise
         # The agent (or a library inside it) raised CancelledError itself.
         names = exception_names(type(exc))
-        return failed(names[0], names,
+        return failed(names,
                       describe_exception(exc) or "the agent raised CancelledError")
     except Exception as exc:  # every agent error becomes a recorded fact
         names = exception_names(type(exc))
-        return failed(names[0], names, describe_exception(exc) or type(exc).__name__)
+        return failed(names, describe_exception(exc) or type(exc).__name__)
     # encode_loggable turns every ValueError, TypeError and RecursionError of
     # encoding (a model's model_dump included) into UnloggableValueError.
     try:
         encoded = encode_loggable(result, what=f"the output of task '{task_id}'")
     except UnloggableValueError as exc:
-        return failed(_UNLOGGABLE[0], _UNLOGGABLE, f"the output cannot be recorded: {exc.problem}")
+        return failed(_UNLOGGABLE, f"the output cannot be recorded: {exc.problem}")
     size = len(encoded)
     limit = max_event_bytes - ENVELOPE_ROOM
     if size > limit:
-        return failed(_TOO_LARGE[0], _TOO_LARGE,
+        return failed(_TOO_LARGE,
                       f"the output is {size:,} bytes, over the {limit:,}-byte limit of "
                       "one logged event")
     # Decide on exactly what the log will hold.

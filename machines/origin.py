@@ -29,12 +29,17 @@ import msgspec
 
 from ledgerflow.machines import events as ev
 from ledgerflow.machines.errors import PermanentError
-from ledgerflow.machines.stable_names import exception_names
+from ledgerflow.machines.stable_names import (
+    SIDE_EFFECT_INPUT_CHANGED,
+    SIDE_EFFECT_OUTCOME_UNKNOWN,
+    exception_names,
+)
 
-__all__ = ["OriginAttempt", "OriginIndex", "index_origin", "origin_of", "reuse_for"]
+__all__ = [
+    "OriginAttempt", "OriginIndex", "agent_failed", "index_origin", "origin_of", "reuse_for"]
 
-_CHANGED = ["ledgerflow.SideEffectInputChanged", *exception_names(PermanentError)]
-_UNKNOWN = ["ledgerflow.SideEffectOutcomeUnknown", *exception_names(PermanentError)]
+_CHANGED = [SIDE_EFFECT_INPUT_CHANGED, *exception_names(PermanentError)]
+_UNKNOWN = [SIDE_EFFECT_OUTCOME_UNKNOWN, *exception_names(PermanentError)]
 
 
 @dataclass(slots=True)
@@ -129,21 +134,34 @@ def reuse_for(
     unknown = [a for a in same if a.outcome is None]
     if unknown and not idempotent:
         first = unknown[0]
-        return _failed(dispatched, _UNKNOWN, (
+        return agent_failed(dispatched, _UNKNOWN, (
             f"run '{first.run_id}' dispatched this side effect with the same input at seq "
             f"{first.seq} and recorded no outcome, so it may have acted; it is not performed "
             "again: a person must check"))
     if same or repeat:
         return None  # the origin's attempts with this input failed: retrying is a retry
     first = attempts[0]
-    return _failed(dispatched, _CHANGED, (
+    return agent_failed(dispatched, _CHANGED, (
         f"run '{first.run_id}' already performed this side effect under key "
         f"'{dispatched.idempotency_key}' at seq {first.seq} with a different input; "
         "performing it again could act twice, so it is escalated (fork with "
         "repeat_side_effects=True to perform it anyway)"))
 
 
-def _failed(dispatched: ev.TaskDispatched, names: list[str], message: str) -> ev.AgentFailed:
+def agent_failed(
+    dispatched: ev.TaskDispatched, names: list[str], message: str, *,
+    error_type: str | None = None, timed_out: bool = False, tokens: int = 0, cost: float = 0.0,
+) -> ev.AgentFailed:
+    """The AgentFailed fact of ``dispatched``'s attempt, as ``names`` (most specific first).
+
+    ``error_type`` is ``names[0]`` unless given. The one builder of the fact,
+    for the calls to agents and for a fork's refusal to repeat a side effect.
+
+    Example::
+
+        agent_failed(dispatched, exception_names(KeyError), "no price for 'LIS'")
+    """
     return ev.AgentFailed(
-        task_id=dispatched.task_id, attempt=dispatched.attempt, error_type=names[0],
-        error_types=names, message=message)
+        task_id=dispatched.task_id, attempt=dispatched.attempt,
+        error_type=names[0] if error_type is None else error_type, error_types=names,
+        message=message, timed_out=timed_out, tokens=tokens, cost=cost)

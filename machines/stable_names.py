@@ -35,7 +35,13 @@ from ledgerflow.errors import LedgerflowError
 from ledgerflow.machines.errors import WorkflowDefinitionError
 
 __all__ = [
+    "INPUT_CONTRACT_ERROR",
+    "OUTPUT_TOO_LARGE",
+    "SIDE_EFFECT_INPUT_CHANGED",
+    "SIDE_EFFECT_OUTCOME_UNKNOWN",
     "STABLE_NAME_ATTRIBUTE",
+    "UNLOGGABLE_OUTPUT",
+    "V01_SYNTHETIC",
     "StableNameError",
     "check_stable_name",
     "exception_names",
@@ -46,6 +52,22 @@ __all__ = [
 #: The class attribute a user's exception sets to choose its recorded name.
 STABLE_NAME_ATTRIBUTE: Final = "__ledgerflow_name__"
 _OWN_PACKAGE: Final = "ledgerflow"
+
+# Failures the runtime records with no class of their own: the names are in
+# logs, so they never change. Each is recorded before the names of the error
+# it is a kind of (PermanentError, ValueError) in ``error_types``.
+#: The dispatched input does not satisfy the agent's input model.
+INPUT_CONTRACT_ERROR: Final = "ledgerflow.InputContractError"
+#: The agent's output has no JSON form the log can hold (NaN, lone surrogate...).
+UNLOGGABLE_OUTPUT: Final = "ledgerflow.UnloggableOutput"
+#: The agent's output is over the size limit of one logged event.
+OUTPUT_TOO_LARGE: Final = "ledgerflow.OutputTooLarge"
+#: A fork would repeat its origin's side effect with a different input.
+SIDE_EFFECT_INPUT_CHANGED: Final = "ledgerflow.SideEffectInputChanged"
+#: A fork would repeat a side effect whose outcome its origin never recorded.
+SIDE_EFFECT_OUTCOME_UNKNOWN: Final = "ledgerflow.SideEffectOutcomeUnknown"
+#: The synthetic failures the 0.1 runtime already recorded (as ``runledger.<Name>``).
+V01_SYNTHETIC: Final = (INPUT_CONTRACT_ERROR, UNLOGGABLE_OUTPUT, OUTPUT_TOO_LARGE)
 
 
 class StableNameError(WorkflowDefinitionError):

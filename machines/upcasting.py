@@ -33,6 +33,8 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Final
 
+from ledgerflow.machines.stable_names import V01_SYNTHETIC
+
 __all__ = [
     "ERROR_NAME_MOVES",
     "WORKFLOW_MODULE_MOVES",
@@ -57,8 +59,6 @@ _V01_ERROR_CLASSES: Final[Mapping[str, tuple[str, ...]]] = {
     "replay.errors": ("LogDecodeError", "ReplayDivergenceError", "ForkError"),
 }
 
-#: Synthetic failures the 0.1 runtime recorded without a class of their own.
-_V01_SYNTHETIC: Final = ("InputContractError", "UnloggableOutput", "OutputTooLarge")
 
 
 def _error_moves() -> dict[str, str]:
@@ -70,8 +70,8 @@ def _error_moves() -> dict[str, str]:
         for cls in classes:
             moves[f"{module}.{cls}"] = f"ledgerflow.{cls}"  # 0.1: top-level packages
             moves[f"ledgerflow.{module}.{cls}"] = f"ledgerflow.{cls}"  # early 0.2: module paths
-    for name in _V01_SYNTHETIC:
-        moves[f"runledger.{name}"] = f"ledgerflow.{name}"
+    for name in V01_SYNTHETIC:  # synthetic failures 0.1 recorded as runledger.<Name>
+        moves[name.replace("ledgerflow.", "runledger.", 1)] = name
     return moves
 
 
