@@ -118,15 +118,21 @@ def _may_hide_non_finite(value: Any) -> bool:
         return True
 
 
-def _non_finite_error(validated: BaseModel) -> tuple[str, ...]:
+def _non_finite_error(validated: BaseModel) -> tuple[str | None, tuple[str, ...]]:
+    """The path of the first NaN or infinity in ``validated`` (None if none) and its error."""
     found = non_finite_at(validated)
     if found is None:
-        return ()
+        return None, ()
     path, number = found
     name = "NaN" if math.isnan(number) else "Infinity" if number > 0 else "-Infinity"
     where = path.removeprefix("$").removeprefix(".") or "output"
-    return (f"{where}: {name} {_NON_FINITE} (JSON has no such number); "
-            "send a finite number or null",)
+    return path, (f"{where}: {name} {_NON_FINITE} (JSON has no such number); "
+                  "send a finite number or null",)
+
+
+def _is_nan_confidence(non_finite_path: str | None) -> bool:
+    """Whether the NaN or infinity the output holds is its top-level confidence field."""
+    return non_finite_path == f"$.{_CONFIDENCE}"
 
 
 def _got(value: Any) -> str:
@@ -206,13 +212,17 @@ def validate_output(
     has_confidence = confidence_field(model)
     if min_confidence is not None and not has_confidence:
         raise ConfidenceContractError(task_id, model.__name__, min_confidence)
+    non_finite: str | None = None  # where a NaN or infinity is, if the output holds one
     try:
         validated = _validate(model, raw)
         # A field parsed to NaN or Infinity ("nan", 1e400) would be dumped as null:
         # the decision would see one value and the log another.
         value = validated.model_dump(mode="json")
         # Only a dump holding a null can hide one: the walk is for those alone.
-        errors = _non_finite_error(validated) if _may_hide_non_finite(value) else ()
+        if _may_hide_non_finite(value):
+            non_finite, errors = _non_finite_error(validated)
+        else:
+            errors = ()
     except ValidationError as exc:
         errors = describe_errors(exc)
     except Exception as exc:
@@ -255,7 +265,7 @@ def validate_output(
     # A NaN confidence can never meet a threshold: still low confidence, but with
     # no value (the log could only hold it as null).
     nan_confidence = min_confidence is not None and has_confidence and \
-        errors[0].startswith(f"{_CONFIDENCE}: ") and _NON_FINITE in errors[0]
+        _is_nan_confidence(non_finite)
     return OutputVerdict(
         ok=False,
         value=None,

@@ -137,13 +137,27 @@ class StoreUrlError(EventStoreError):
 
 
 class StoreOpenError(EventStoreError):
-    """The database file cannot be opened or created (missing folder, permissions)."""
+    """The database file cannot be opened or created (missing folder, permissions).
 
-    def __init__(self, path: str, reason: str) -> None:
+    ``read_only_would_work`` is True when the store could still be opened
+    with ``read_only=True`` (the file or its folder is only read-only for this
+    user); ``problem`` is then the reason without that fix, for a caller that
+    offers its own (the CLI).
+
+    Example::
+
+        >>> StoreOpenError("runs.db", "the file is read-only", read_only_would_work=True).reason
+        'the file is read-only; open it with read_only=True to read it'
+    """
+
+    def __init__(self, path: str, reason: str, *, read_only_would_work: bool = False) -> None:
         self.path = path
-        self.reason = reason
+        self.problem = reason
+        self.read_only_would_work = read_only_would_work
+        self.reason = (f"{reason}; open it with read_only=True to read it"
+                       if read_only_would_work else reason)
         super().__init__(
-            f"Cannot open the store {path!r}: {reason}. "
+            f"Cannot open the store {path!r}: {self.reason}. "
             "Check that its folder exists and is writable."
         )
 

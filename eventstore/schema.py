@@ -239,9 +239,7 @@ def must_be_writable_by_us(path: str) -> None:
     """
     if os.path.exists(path) and not os.access(path, os.W_OK):
         raise StoreOpenError(
-            path,
-            "the file is read-only for this user; open it with read_only=True to read it",
-        )
+            path, "the file is read-only for this user", read_only_would_work=True)
 
 
 def _check_is_sqlite(path: str) -> None:

@@ -297,10 +297,8 @@ class SQLiteEventStore(StoreCore):
             return StoreOpenError(path, "SQLite cannot open or create the file")
         if opening and name.startswith("SQLITE_READONLY"):
             return StoreOpenError(
-                path,
-                "the file or its folder is read-only for this user; "
-                "open it with read_only=True to read it",
-            )
+                path, "the file or its folder is read-only for this user",
+                read_only_would_work=True)
         return EventStoreError(
             f"SQLite failed on the store {path!r} ({name or type(exc).__name__}: {text}); "
             "check the disk and the file, then retry."

@@ -109,8 +109,7 @@ def _model_dump(model: BaseModel, what: str) -> Any:
         raise UnloggableValueError(
             what, f"it is nested more than {MAX_DEPTH} levels deep", "flatten it") from None
     except ValueError as exc:
-        if "Circular reference" in describe_exception(exc):
-            # pydantic reports nesting past its own depth limit as a circular reference.
+        if _is_pydantic_circular_reference(exc):
             raise UnloggableValueError(
                 what, f"it is nested more than {MAX_DEPTH} levels deep (or refers to itself)",
                 "flatten it") from None
@@ -121,10 +120,24 @@ def _model_dump(model: BaseModel, what: str) -> Any:
             "send plain JSON data") from None
 
 
+def _is_pydantic_circular_reference(exc: ValueError) -> bool:
+    """Whether ``model_dump`` gave up on nesting: pydantic reports nesting past its own
+    depth limit as a circular reference, and has no error type for either."""
+    return "Circular reference" in describe_exception(exc)
+
+
+def _is_int_too_long_for_text(exc: ValueError) -> bool:
+    """Whether Python refused to print an int over ``sys.get_int_max_str_digits()`` digits.
+
+    Only the message tells: the error is a plain ValueError ("Exceeds the limit
+    (4300 digits) for integer string conversion...").
+    """
+    return "digits" in describe_exception(exc)
+
+
 def _value_error(what: str, exc: ValueError) -> UnloggableValueError:
     text = describe_exception(exc)
-    if "digits" in text:
-        # Python refuses to print an int over sys.get_int_max_str_digits() digits.
+    if _is_int_too_long_for_text(exc):
         return UnloggableValueError(
             what, f"it holds an integer of more than {sys.get_int_max_str_digits():,} digits, "
             "too long to write as text", "send it as a string")

@@ -187,9 +187,9 @@ def for_the_cli(exc: LedgerflowError) -> str:
     """
     if isinstance(exc, StoreReadOnlyError):
         return f"Cannot {exc.operation} on the store {exc.location!r}: {READ_ONLY_HERE}."
-    if isinstance(exc, StoreOpenError) and "read_only=True" in exc.reason:
-        why = exc.reason.split("; open it with")[0]
-        return f"Cannot open the store {exc.path!r} to change it: {why}; {READ_ONLY_HERE}."
+    if isinstance(exc, StoreOpenError) and exc.read_only_would_work:
+        return (f"Cannot open the store {exc.path!r} to change it: {exc.problem}; "
+                f"{READ_ONLY_HERE}.")
     return one_line(str(exc))
 
 
