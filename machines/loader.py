@@ -74,6 +74,8 @@ def find_workflow(
 ) -> Workflow:
     """The code of workflow ``name`` (recorded with ``ref``), looked up as the module says.
 
+    ``ref`` is what a decoded ``RunStarted`` holds, already upcast for known moves.
+
     Example::
 
         state = await load_run_state(store, run_id)
@@ -87,7 +89,7 @@ def find_workflow(
     tried: list[str] = []
     found = pinned(name)
     if found is None and ref:
-        found = _from_ref(name, upcast_workflow_ref(ref), tried)
+        found = _from_ref(name, ref, tried)
     elif found is None:
         tried.append("the run recorded no MODULE:WORKFLOW")
     if found is None:
@@ -104,7 +106,7 @@ def _from_registry(name: str, ref: str, tried: list[str]) -> Workflow | None:
     if lookup.workflow is not None:
         return lookup.workflow
     if lookup.ambiguous:
-        chosen = lookup.at_ref(upcast_workflow_ref(ref))
+        chosen = lookup.at_ref(ref)
         if chosen is not None:
             return chosen
         modules = ", ".join(sorted({wf.module or "?" for wf in lookup.candidates}))
@@ -217,4 +219,6 @@ def load_workflow(ref: str, name: str = "", *, required: bool = True) -> Workflo
             "The run did not record its workflow's name or where its code lives; "
             "pass it as MODULE:WORKFLOW (--workflow on the CLI)."
         )
+    # A ref from the log is upcast once, on decode; this one is typed by a person
+    # (`--workflow examples.travel:wf` from 0.1's docs), so it is upcast here.
     return import_workflow(upcast_workflow_ref(ref))
