@@ -15,12 +15,16 @@ if not __name__.startswith("ledgerflow."):
 
 from ledgerflow.machines.decide import advance, decide
 from ledgerflow.machines.errors import (
+    BudgetExhaustedError,
     IllegalTransitionError,
     PermanentError,
+    RecordedStepError,
+    RecordingMissError,
     ResolutionError,
     RunBusyError,
     RunExistsError,
     RunNotFoundError,
+    StepMismatchError,
     UnloggableValueError,
     WorkflowDefinitionError,
 )
@@ -30,9 +34,12 @@ from ledgerflow.machines.fsm import RunStatus, TaskStatus
 from ledgerflow.machines.loader import WorkflowNotFoundError, find_workflow, load_workflow
 from ledgerflow.machines.orchestrator import Orchestrator, load_run_state
 from ledgerflow.machines.policies import Budget, RetryPolicy
+from ledgerflow.machines.recording import Recording
 from ledgerflow.machines.registry import WorkflowNameClashError, register
 from ledgerflow.machines.results import RunResult
 from ledgerflow.machines.state import Escalation, RunState, TaskState
+from ledgerflow.machines.step_log import StepView, step_totals, steps_of
+from ledgerflow.machines.steps import Metered
 from ledgerflow.machines.versions import EventTooNewError
 from ledgerflow.machines.workflow import (
     AgentContext,
@@ -47,13 +54,18 @@ __all__ = [
     "AgentContext",
     "AgentSpec",
     "Budget",
+    "BudgetExhaustedError",
     "Escalation",
     "EscalationRequest",
     "Event",
     "EventTooNewError",
     "IllegalTransitionError",
+    "Metered",
     "Orchestrator",
     "PermanentError",
+    "RecordedStepError",
+    "Recording",
+    "RecordingMissError",
     "Resolution",
     "ResolutionError",
     "RetryPolicy",
@@ -63,6 +75,8 @@ __all__ = [
     "RunResult",
     "RunState",
     "RunStatus",
+    "StepMismatchError",
+    "StepView",
     "TaskState",
     "TaskStatus",
     "UnloggableValueError",
@@ -82,4 +96,6 @@ __all__ = [
     "load_run_state",
     "load_workflow",
     "register",
+    "step_totals",
+    "steps_of",
 ]

@@ -31,6 +31,7 @@ from ledgerflow.machines.stable_names import (
     exception_names,
 )
 from ledgerflow.machines.state import RunState
+from ledgerflow.machines.steps import StepJournal
 from ledgerflow.machines.values import as_logged, describe_exception, encode_loggable, loggable_text
 from ledgerflow.machines.workflow import (
     AgentContext,
@@ -61,14 +62,15 @@ def cancelled_from_outside() -> bool:
 
 
 async def call_agent(
-    wf: Workflow, state: RunState, dispatched: ev.TaskDispatched, *, max_event_bytes: int
+    wf: Workflow, state: RunState, dispatched: ev.TaskDispatched, *, max_event_bytes: int,
+    journal: StepJournal | None = None,
 ) -> ev.Event:
     """Call the task's agent on exactly the dispatched input; the outcome as a fact."""
     task_id, attempt = dispatched.task_id, dispatched.attempt
     spec = wf.spec(state.tasks[task_id].agent)
     ctx = AgentContext(
         run_id=state.run_id, task_id=task_id, attempt=attempt,
-        idempotency_key=dispatched.idempotency_key,
+        idempotency_key=dispatched.idempotency_key, journal=journal,
     )
 
     def failed(names: list[str], message: str, *, error_type: str | None = None,

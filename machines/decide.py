@@ -52,6 +52,7 @@ from ledgerflow.machines.decisions import (
 from ledgerflow.machines.errors import ResolutionError
 from ledgerflow.machines.fsm import RunStatus, TaskStatus
 from ledgerflow.machines.state import RunState, TaskState
+from ledgerflow.machines.step_rules import open_side_effect_step
 from ledgerflow.machines.workflow import Workflow
 
 __all__ = ["advance", "decide"]
@@ -198,7 +199,16 @@ def _agent_failed(d: Decision, fact: ev.AgentFailed) -> None:
     why = f"Agent '{spec.name}' {what} (attempt {fact.attempt})."
     d.emit(msgspec.structs.replace(fact, reason=fact.reason or why))
     check_cost(d)
-    if not spec.retry.is_transient(fact.error_types or [fact.error_type], timed_out=fact.timed_out):
+    started = open_side_effect_step(task)
+    if started is not None:
+        d.emit_task(task, ev.TaskEscalated(
+            task_id=task.id, kind="outcome_unknown",
+            reason=f"{why} Its side-effecting step {started.index} '{started.name}' had "
+            "started and recorded no outcome, so the attempt is not run again; a person must "
+            "check whether it acted.",
+        ))
+    elif not spec.retry.is_transient(fact.error_types or [fact.error_type],
+                                     timed_out=fact.timed_out):
         d.emit_task(task, ev.TaskEscalated(
             task_id=task.id, kind="permanent_error",
             reason=f"{why} The retry policy treats it as permanent, so it is escalated.",
@@ -313,7 +323,16 @@ def _run_resumed(d: Decision, fact: ev.RunResumed) -> None:
         d.emit(msgspec.structs.replace(fact, interrupted=ids, reason=fact.reason or default))
     for task in lost:
         spec = d.spec(task)
-        if spec.safe_to_repeat:
+        started = open_side_effect_step(task)
+        if started is not None:
+            d.emit_task(task, ev.TaskEscalated(
+                task_id=task.id, kind="outcome_unknown",
+                reason=f"Outcome unknown after crash: attempt {task.attempt} of task "
+                f"'{task.id}' had started its side-effecting step {started.index} "
+                f"'{started.name}' and recorded no outcome, so it is not run again; a person "
+                "must check whether it acted.",
+            ))
+        elif spec.safe_to_repeat:
             dispatch(d, task, reason=(
                 f"Attempt {task.attempt} of task '{task.id}' has no recorded outcome; "
                 f"re-dispatching it with the same idempotency key, as agent '{spec.name}' "
@@ -330,6 +349,23 @@ def _run_resumed(d: Decision, fact: ev.RunResumed) -> None:
     progress(d)
 
 
+def _step_started(d: Decision, fact: ev.StepStarted) -> None:
+    if _live_attempt(d, fact.task_id, fact.attempt) is None:
+        return
+    d.emit(msgspec.structs.replace(fact, reason=fact.reason or (
+        f"Step {fact.index} '{fact.name}' of attempt {fact.attempt} has side effects; "
+        "recorded before it is called.")))
+
+
+def _step_recorded(d: Decision, fact: ev.StepRecorded) -> None:
+    if _live_attempt(d, fact.task_id, fact.attempt) is None:
+        return
+    outcome = f"failed ({fact.error_type})" if fact.error_type else "returned"
+    d.emit(msgspec.structs.replace(fact, reason=fact.reason or (
+        f"Step {fact.index} '{fact.name}' of attempt {fact.attempt} {outcome}.")))
+    check_cost(d)
+
+
 _FACT_HANDLERS: dict[type[ev.Event], Any] = {
     ev.RunStarted: _run_started,
     ev.PlanProposed: _plan_proposed,
@@ -340,4 +376,6 @@ _FACT_HANDLERS: dict[type[ev.Event], Any] = {
     ev.DeadlinePassed: _deadline_passed,
     ev.RunCancelled: _run_cancelled,
     ev.RunResumed: _run_resumed,
+    ev.StepStarted: _step_started,
+    ev.StepRecorded: _step_recorded,
 }

@@ -30,11 +30,12 @@ from ledgerflow.eventstore import NewEvent
 from ledgerflow.machines import calls
 from ledgerflow.machines import events as ev
 from ledgerflow.machines.decide import advance
-from ledgerflow.machines.errors import ResolutionError
+from ledgerflow.machines.errors import AttemptClosedError, ResolutionError
 from ledgerflow.machines.fsm import RunStatus, TaskStatus
 from ledgerflow.machines.origin import OriginIndex, index_origin, origin_of, reuse_for
 from ledgerflow.machines.results import RunResult
 from ledgerflow.machines.state import RunState
+from ledgerflow.machines.steps import StepJournal
 from ledgerflow.machines.workflow import Workflow
 
 if TYPE_CHECKING:
@@ -69,6 +70,9 @@ class Driver:
         self.stopped = asyncio.Event()
         #: A fork's origin, indexed on first need (never for a run that is no fork).
         self._origin: OriginIndex | None = None
+        #: Agents waiting for their step facts: decided (StepRecorded) or durable
+        #: (StepStarted), by (task, attempt, step index).
+        self.step_waiters: dict[tuple[str, int, int], asyncio.Future[None]] = {}
 
     async def run(
         self, facts: list[ev.Event], *, resuming: bool = False, strict: bool = False
@@ -137,12 +141,52 @@ class Driver:
         events: list[ev.Event] = []
         for fact in facts:
             try:
-                events.extend(advance(self.state, fact, self.wf))
+                decided = advance(self.state, fact, self.wf)
             except ResolutionError:
                 if strict:
                     raise
                 log.warning("Dropped a resolution that no longer applies: %r", fact)
+                continue
+            events.extend(decided)
+            kind = type(fact)
+            if kind is ev.StepRecorded or kind is ev.StepStarted:
+                self.step_decided(fact, taken=bool(decided))  # type: ignore[arg-type]
         return events
+
+    # -- journaled steps: the agent's facts, through the same decider -------
+
+    def journal(self, dispatched: ev.TaskDispatched) -> StepJournal:
+        """The step journal of one dispatched attempt."""
+        return StepJournal(
+            state=self.state, task_id=dispatched.task_id, attempt=dispatched.attempt,
+            submit=self.submit_step, clock=self.orch.clock,
+            max_event_bytes=self.orch.store.max_event_bytes, recording=self.orch.recording)
+
+    def submit_step(self, fact: ev.StepStarted | ev.StepRecorded) -> asyncio.Future[None]:
+        """Take a step fact like any other; the future is done once its event is durable.
+
+        A step's function is never called before its start is on disk (a side
+        effect), and an agent never sees a result the log could still lose:
+        a crash at any point between steps repeats nothing.
+        """
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.step_waiters[(fact.task_id, fact.attempt, fact.index)] = done
+        self.spawn(_const(fact))
+        return done
+
+    def step_decided(self, fact: ev.StepStarted | ev.StepRecorded, *, taken: bool) -> None:
+        if taken:
+            return  # answered by step_durable once its commit lands
+        done = self.step_waiters.pop((fact.task_id, fact.attempt, fact.index), None)
+        if done is not None and not done.done():
+            done.set_exception(AttemptClosedError(
+                f"Attempt {fact.attempt} of task '{fact.task_id}' is no longer awaited (it "
+                "timed out, or the run ended); its step was not recorded."))
+
+    def step_durable(self, step: ev.StepStarted | ev.StepRecorded) -> None:
+        done = self.step_waiters.pop((step.task_id, step.attempt, step.index), None)
+        if done is not None and not done.done():
+            done.set_result(None)
 
     def queue(self, events: list[ev.Event]) -> None:
         """Take decided events into the next commit; start what is safe to start now."""
@@ -192,12 +236,14 @@ class Driver:
                         self.spawn(self.call_in_fork(dispatched))
                     else:
                         self.spawn(calls.call_agent(
-                            wf, self.state, dispatched,
+                            wf, self.state, dispatched, journal=self.journal(dispatched),
                             max_event_bytes=self.orch.store.max_event_bytes))
             elif durable:
                 if kind is ev.TaskEscalated and wf.escalation_handler:
                     self.spawn(calls.ask_handler(
                         wf, self.state, event.task_id))  # type: ignore[attr-defined]
+                elif kind is ev.StepRecorded or kind is ev.StepStarted:
+                    self.step_durable(event)  # type: ignore[arg-type]
             elif kind is ev.RunStarted:
                 self.spawn(self.call_planner())
             elif kind is ev.RetryScheduled:
@@ -294,6 +340,7 @@ class Driver:
         if fact is not None:
             return fact
         return await calls.call_agent(self.wf, self.state, dispatched,
+                                      journal=self.journal(dispatched),
                                       max_event_bytes=self.orch.store.max_event_bytes)
 
     async def recovered_from_origin(self) -> list[ev.Event]:

@@ -19,12 +19,17 @@ from collections.abc import Sequence
 from ledgerflow.errors import LedgerflowError
 
 __all__ = [
+    "AttemptClosedError",
+    "BudgetExhaustedError",
     "IllegalTransitionError",
     "PermanentError",
+    "RecordedStepError",
+    "RecordingMissError",
     "ResolutionError",
     "RunBusyError",
     "RunExistsError",
     "RunNotFoundError",
+    "StepMismatchError",
     "UnloggableValueError",
     "WorkflowDefinitionError",
 ]
@@ -156,3 +161,75 @@ class PermanentError(LedgerflowError):
         if not quote:
             raise PermanentError("No fares exist for this route.")
     """
+
+
+class BudgetExhaustedError(PermanentError):
+    """A journaled step refused before it ran: the run's cost budget is spent or its deadline
+    passed. The attempt fails with this reason (and, being permanent, is not retried), so one
+    run-wide budget bounds every agent, nested steps and cascading retries included.
+
+    Example::
+
+        try:
+            answer = await chat.parse(ctx, messages, output=Quote)
+        except BudgetExhaustedError as exc:
+            print(exc)   # The run's cost budget of 0.05 is spent (0.0512); step ... not called.
+    """
+
+
+class RecordedStepError(LedgerflowError):
+    """A step served from the log whose recorded outcome was an error.
+
+    Live, a step re-raises the exception its function raised; an attempt
+    resumed after a crash is served the recorded outcome instead, and the
+    original class cannot be rebuilt from a log, so it arrives as this, with
+    the recorded stable class name in ``error_type`` and its ``message``.
+
+    Example::
+
+        except RecordedStepError as exc:
+            if exc.error_type == "billing.CardDeclined": ...
+    """
+
+    def __init__(self, name: str, error_type: str, message: str) -> None:
+        self.name = name
+        self.error_type = error_type
+        self.message = message
+        super().__init__(f"Step '{name}' failed when it ran ({error_type}: {message}); "
+                         "the recorded outcome is served again, not the call.")
+
+
+class StepMismatchError(PermanentError):
+    """A resumed attempt asked for a step that differs from what the log recorded at that
+    point, and a side-effecting step was recorded at or after it: going on live could do that
+    side effect twice, so the task is escalated instead (the agent's code or input changed).
+    """
+
+
+class RecordingMissError(PermanentError):
+    """An offline run asked for a step the recording does not hold.
+
+    ``name`` is the step's name and ``difference`` a unified diff of its
+    request against the closest recorded request (``""`` if none had the name).
+
+    Example::
+
+        except RecordingMissError as exc:
+            print(exc.difference)
+    """
+
+    def __init__(self, name: str, difference: str, *, recorded_names: list[str]) -> None:
+        self.name = name
+        self.difference = difference
+        self.recorded_names = recorded_names
+        if difference:
+            detail = f"closest recorded request of that name differs:\n{difference}"
+        else:
+            detail = ("no recorded step has that name (recorded: "
+                      f"{', '.join(sorted(set(recorded_names))) or 'none'})")
+        super().__init__(f"Step '{name}' asked for a request the recording does not hold; "
+                         f"{detail}")
+
+
+class AttemptClosedError(LedgerflowError):
+    """A step of an attempt the run no longer waits for (it timed out, the run ended)."""

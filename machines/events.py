@@ -28,6 +28,8 @@ from typing import Any, ClassVar, Final
 
 import msgspec
 
+from ledgerflow.machines.event_base import Event, RunEvent, TaskEvent
+from ledgerflow.machines.step_events import StepRecorded, StepStarted
 from ledgerflow.machines.upcasting import upcast_failure_names, upcast_workflow_ref
 from ledgerflow.machines.versions import LOG_FORMAT, EventTooNewError, NewerLogFormat
 
@@ -56,6 +58,8 @@ __all__ = [
     "RunResumed",
     "RunStarted",
     "RunWaiting",
+    "StepRecorded",
+    "StepStarted",
     "TaskAbandoned",
     "TaskDispatched",
     "TaskEscalated",
@@ -69,50 +73,6 @@ __all__ = [
     "encode_event",
     "event_types",
 ]
-
-
-class Event(msgspec.Struct, frozen=True, kw_only=True, tag=True, omit_defaults=True):
-    """Base of every domain event."""
-
-    MACHINE: ClassVar[str] = "run"
-    TRIGGER: ClassVar[str | None] = None
-    #: True for events that record a fact from outside the orchestrator's
-    #: code (a goal, an agent's output or error, a human's decision, a timer),
-    #: as opposed to a decision the orchestrator derived from facts.
-    FACT: ClassVar[bool] = False
-
-    reason: str = ""
-    src: str = ""
-    dst: str = ""
-
-    @property
-    def type(self) -> str:
-        return type(self).__name__
-
-    @property
-    def trigger(self) -> str | None:
-        """The trigger this event fired, or ``None`` if it moved no machine."""
-        return self.TRIGGER if self.dst else None
-
-    @property
-    def machine(self) -> str:
-        """``run`` or ``task:<id>``: which state machine the event belongs to."""
-        return "run"
-
-
-class RunEvent(Event, frozen=True, kw_only=True):
-    """An event of the run's own state machine."""
-
-
-class TaskEvent(Event, frozen=True, kw_only=True):
-    """An event of one task's state machine."""
-
-    MACHINE: ClassVar[str] = "task"
-    task_id: str
-
-    @property
-    def machine(self) -> str:
-        return f"task:{self.task_id}"
 
 
 class PlannedTask(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -377,6 +337,8 @@ EVENT_CLASSES: Final = (
     RunCancelled,
     RunResumed,
     ForkedFrom,
+    StepStarted,
+    StepRecorded,
 )
 
 AnyEvent = (
@@ -405,6 +367,8 @@ AnyEvent = (
     | RunCancelled
     | RunResumed
     | ForkedFrom
+    | StepStarted
+    | StepRecorded
 )
 
 class _TypeTag(msgspec.Struct):

@@ -30,6 +30,7 @@ from ledgerflow.machines import events as ev
 from ledgerflow.machines.errors import IllegalTransitionError
 from ledgerflow.machines.fsm import RUN_TABLE, TASK_TABLE, RunStatus, TaskStatus, allowed_sources
 from ledgerflow.machines.state import Escalation, RunState, TaskState
+from ledgerflow.machines.step_rules import step_key
 
 __all__ = ["evolve", "fold"]
 
@@ -171,6 +172,8 @@ def _task_ready(state: RunState, e: ev.TaskReady, seq: int) -> None:
 
 def _task_dispatched(state: RunState, e: ev.TaskDispatched, seq: int) -> None:
     task = _move_task(state, e, seq)
+    if e.attempt != task.attempt:
+        task.steps = {}  # a new attempt starts fresh; a resumed one keeps its steps
     task.attempt = e.attempt
     task.input = e.input
     task.idempotency_key = e.idempotency_key
@@ -256,6 +259,35 @@ def _task_skipped(state: RunState, e: ev.TaskSkipped, seq: int) -> None:
     _move_task(state, e, seq)
 
 
+def _step_slot(state: RunState, e: ev.StepStarted | ev.StepRecorded, seq: int) -> TaskState:
+    """The task whose current attempt takes this step."""
+    task = _expect_task(state, e, seq, TaskStatus.DISPATCHED)
+    if e.attempt != task.attempt or e.index < 0:
+        raise IllegalTransitionError(
+            machine=f"task '{task.id}'", trigger=type(e).__name__, state=task.status.value,
+            allowed=[], seq=seq,
+            detail=f"The log records step {e.index} of attempt {e.attempt}; the task is at "
+            f"attempt {task.attempt}.",
+        )
+    if e.discards_later:
+        for index in [i for i in task.steps if i >= e.index]:
+            del task.steps[index]
+    return task
+
+
+def _step_started(state: RunState, e: ev.StepStarted, seq: int) -> None:
+    _step_slot(state, e, seq).steps[e.index] = e
+
+
+def _step_recorded(state: RunState, e: ev.StepRecorded, seq: int) -> None:
+    task = _step_slot(state, e, seq)
+    task.steps[e.index] = e
+    if e.side_effect and not e.error_type:
+        task.done_side_effects[step_key(e.name, e.request_hash)] = e
+    state.tokens += e.tokens
+    state.cost += e.cost
+
+
 def _budget_exhausted(state: RunState, e: ev.BudgetExhausted, seq: int) -> None:
     state.budget_exhausted = e.kind
 
@@ -303,4 +335,6 @@ _HANDLERS: dict[type[Any], Callable[[RunState, Any, int], None]] = {
     ev.RunCancelled: _run_move,
     ev.RunResumed: _no_change,
     ev.ForkedFrom: _forked_from,
+    ev.StepStarted: _step_started,
+    ev.StepRecorded: _step_recorded,
 }

@@ -41,6 +41,7 @@ from ledgerflow.machines.errors import (
 from ledgerflow.machines.evolve import evolve
 from ledgerflow.machines.leasing import hold_lease, new_owner
 from ledgerflow.machines.loader import load_workflow
+from ledgerflow.machines.recording import Recording
 from ledgerflow.machines.results import RunResult
 from ledgerflow.machines.state import RunState
 from ledgerflow.machines.values import as_logged
@@ -87,6 +88,9 @@ class Orchestrator:
     starts only once its ``TaskDispatched`` is durable (one fsync per step of
     a chain, as the step-checkpointing peers do); by default an agent free of
     side effects starts at once and its dispatch is committed meanwhile.
+    With a ``recording`` (:class:`~ledgerflow.machines.recording.Recording`)
+    every journaled step is answered from a recorded run, none is called: an
+    offline run against last month's real model answers.
 
     Example::
 
@@ -104,6 +108,7 @@ class Orchestrator:
         durable_dispatch: bool = False,
         owner: str | None = None,
         take_over_dead_owners: bool = True,
+        recording: Recording | None = None,
     ) -> None:
         self.store = store
         self.clock = clock
@@ -112,6 +117,8 @@ class Orchestrator:
         self.durable_dispatch = durable_dispatch
         self.owner = owner or new_owner()
         self.take_over_dead_owners = take_over_dead_owners
+        #: Answers every journaled step from a recorded run (offline runs).
+        self.recording = recording
         #: Runs this orchestrator is driving right now (a lease is per process,
         #: so two calls of one orchestrator must not drive one run together).
         self._live: dict[str, _Slot] = {}

@@ -16,9 +16,12 @@ Example::
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ledgerflow.machines.fsm import RunStatus, TaskStatus
+
+if TYPE_CHECKING:
+    from ledgerflow.machines.step_events import StepRecorded, StepStarted
 
 __all__ = ["Escalation", "RunState", "TaskState"]
 
@@ -58,6 +61,12 @@ class TaskState:
     outstanding: bool = False
     #: The plan's own Task, kept to build inputs without re-creating it per dispatch.
     plan_task: Any = None
+    #: The current attempt's journaled steps by index: a StepStarted until its
+    #: StepRecorded arrives. A resumed attempt is served from these.
+    steps: dict[int, StepRecorded | StepStarted] = field(default_factory=dict)
+    #: Side-effecting steps that returned, by step key, over every attempt:
+    #: a retry asking for the same one is served it instead of acting twice.
+    done_side_effects: dict[str, StepRecorded] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -23,7 +23,7 @@ import inspect
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel
 
@@ -31,6 +31,10 @@ from ledgerflow.contracts import AgentContract, confidence_field
 from ledgerflow.machines.errors import WorkflowDefinitionError
 from ledgerflow.machines.policies import Budget, RetryPolicy
 from ledgerflow.machines.registry import note_constructed
+from ledgerflow.machines.steps import call_unjournaled
+
+if TYPE_CHECKING:
+    from ledgerflow.machines.steps import StepJournal
 
 __all__ = [
     "AgentContext",
@@ -78,6 +82,45 @@ class AgentContext:
     idempotency_key: str
     tokens: int = 0
     cost: float = 0.0
+    #: Set by the runtime for a dispatched attempt; ``None`` for a context built by hand.
+    journal: StepJournal | None = field(default=None, repr=False)
+
+    async def step(
+        self, name: str, fn: Callable[..., Any], /, *args: Any, side_effect: bool = False,
+        **kwargs: Any,
+    ) -> Any:
+        """Call ``fn(*args, **kwargs)`` as a journaled step; its result as the log holds it.
+
+        The request (``args``, ``kwargs``) and the result or error are
+        recorded in the run's log with the usage ``fn`` reports by returning
+        :class:`~ledgerflow.machines.steps.Metered`. An attempt resumed after
+        a crash is served its completed steps in order instead of calling them
+        again; ``side_effect=True`` makes the step durable before the call and
+        escalates the task, never repeating it, if its outcome is unknown. A
+        step is refused (:class:`~ledgerflow.machines.errors.BudgetExhaustedError`)
+        once the run's cost budget is spent or its deadline passed. The result
+        comes back as JSON data (a pydantic model as its dict): rebuild objects
+        from it, as a resumed attempt would. See :mod:`ledgerflow.machines.steps`.
+
+        Example::
+
+            fare = await ctx.step("fares_api", fetch_fare, inp.route)
+            await ctx.step("send_confirmation", send_mail, inp.email, side_effect=True)
+        """
+        if self.journal is None:
+            return await call_unjournaled(fn, args, kwargs)
+        return await self.journal.step(name, fn, args, kwargs, side_effect=side_effect)
+
+    def time_left(self) -> float | None:
+        """Seconds until the run's deadline (``None``: no deadline, or no run).
+
+        Example::
+
+            left = ctx.time_left()
+            if left is not None and wait_s > left:
+                raise TimeoutError("the wait would pass the run's deadline")
+        """
+        return None if self.journal is None else self.journal.time_left()
 
     def record_usage(self, *, tokens: int = 0, cost: float = 0.0) -> None:
         """Add the tokens and cost this attempt consumed (counted against the run's budget)."""

@@ -25,14 +25,15 @@ from ledgerflow.machines import events as ev
 from ledgerflow.machines import fsm
 
 PUBLIC_API = [
-    "AgentContext", "AgentSpec", "Budget", "Escalation", "EscalationRequest", "Event",
-    "EventTooNewError", "IllegalTransitionError", "Orchestrator", "PermanentError", "Resolution",
-    "ResolutionError", "RetryPolicy", "RunBusyError", "RunExistsError",
-    "RunNotFoundError", "RunResult", "RunState",
-    "RunStatus", "TaskState", "TaskStatus", "UnloggableValueError", "Workflow",
-    "WorkflowDefinitionError", "WorkflowNameClashError", "WorkflowNotFoundError", "advance",
-    "decide", "decode_event", "encode_event", "event_types", "evolve", "find_workflow", "fold",
-    "idempotency_key", "load_run_state", "load_workflow", "register",
+    "AgentContext", "AgentSpec", "Budget", "BudgetExhaustedError", "Escalation",
+    "EscalationRequest", "Event", "EventTooNewError", "IllegalTransitionError", "Metered",
+    "Orchestrator", "PermanentError", "RecordedStepError", "Recording", "RecordingMissError",
+    "Resolution", "ResolutionError", "RetryPolicy", "RunBusyError", "RunExistsError",
+    "RunNotFoundError", "RunResult", "RunState", "RunStatus", "StepMismatchError", "StepView",
+    "TaskState", "TaskStatus", "UnloggableValueError", "Workflow", "WorkflowDefinitionError",
+    "WorkflowNameClashError", "WorkflowNotFoundError", "advance", "decide", "decode_event",
+    "encode_event", "event_types", "evolve", "find_workflow", "fold", "idempotency_key",
+    "load_run_state", "load_workflow", "register", "step_totals", "steps_of",
 ]
 
 
@@ -84,6 +85,13 @@ SAMPLES: list[ev.Event] = [
     ev.RunCancelled(by="ops", src="running", dst="cancelled"),
     ev.RunResumed(by="host:1", interrupted=["a"]),
     ev.ForkedFrom(origin_run_id="r0", at_seq=12),
+    ev.StepStarted(task_id="a", attempt=2, index=0, name="send", request={"args": ["x"],
+                   "kwargs": {}}, request_hash="h" * 64),
+    ev.StepRecorded(task_id="a", attempt=2, index=1, name="llm", request={"args": [],
+                    "kwargs": {"m": 1}}, request_hash="h" * 64, result={"choices": []},
+                    error_type="builtins.ValueError", error_types=["builtins.ValueError"],
+                    message="m", tokens=12, cost=0.001, duration_ms=3.5,
+                    detail={"kind": "llm", "model": "m"}, side_effect=True),
 ]
 
 

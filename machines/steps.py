@@ -1,0 +1,273 @@
+"""Journaled steps inside an agent: ``await ctx.step(name, fn, *args, **kwargs)``.
+
+A step is one call to the outside world made by an agent (a model request, a
+tool call). Its request and its result (or error) are recorded in the run's
+log, in order, with their usage, so:
+
+- a step's result is durable before the agent sees it, so an attempt
+  interrupted by a crash, a kill or a lost lease, and dispatched again by
+  resume, is served the steps it already completed, in order, instead of
+  calling them again, and goes on live from the first step with no recorded
+  result (a call cut off before its result was durable recorded nothing, and
+  is made again);
+- a step with ``side_effect=True`` is durable before it is called; if its
+  outcome is unknown after a crash the task is escalated, never repeated,
+  and a retry after a failure that asks for the same side effect (same name,
+  same request) is served the recorded one instead of acting twice;
+- a step is refused once the run's cost budget is spent or its deadline
+  passed (:class:`~ledgerflow.machines.errors.BudgetExhaustedError`), so one
+  run-wide budget bounds nested and cascading calls;
+- an offline run is answered from a recording
+  (:class:`~ledgerflow.machines.recording.Recording`).
+
+Example::
+
+    async def price(inp: PricingInput, ctx: AgentContext) -> PricingOutput:
+        quote = await ctx.step("fares_api", fetch_fare, inp.route)
+        await ctx.step("notify", send_mail, inp.email, quote, side_effect=True)
+        return PricingOutput.model_validate(quote)
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+import msgspec
+
+from ledgerflow.machines.errors import (
+    BudgetExhaustedError,
+    RecordedStepError,
+    StepMismatchError,
+    UnloggableValueError,
+)
+from ledgerflow.machines.stable_names import exception_names
+from ledgerflow.machines.state import RunState
+from ledgerflow.machines.step_events import StepRecorded, StepStarted
+from ledgerflow.machines.step_rules import (
+    deadline_left_s,
+    diverging_here_could_repeat_a_side_effect,
+    request_hash,
+    step_key,
+    step_refused_for_budget,
+)
+from ledgerflow.machines.values import describe_exception, encode_loggable, loggable_text
+
+if TYPE_CHECKING:
+    from ledgerflow.machines.recording import Recording
+
+__all__ = ["Metered", "StepJournal", "call_unjournaled"]
+
+#: Room left in a step's event for everything around its request and result.
+_STEP_ENVELOPE_ROOM = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class Metered:
+    """What a step's function returns to report its usage with its value.
+
+    ``detail`` is shown by the audit view: ``{"kind": "llm", "model": ...,
+    "input_tokens": ..., "output_tokens": ...}`` for a model call,
+    ``{"kind": "tool", "tool": ...}`` for a tool call.
+
+    Example::
+
+        async def ask(prompt: str) -> Metered:
+            response = await client.complete(prompt)
+            return Metered(response.text, tokens=response.tokens, cost=0.0012,
+                           detail={"kind": "llm", "model": "gpt-4.1-mini"})
+    """
+
+    value: Any
+    tokens: int = 0
+    cost: float = 0.0
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.tokens < 0 or self.cost < 0:
+            raise ValueError(f"Usage must not be negative (got tokens={self.tokens}, "
+                             f"cost={self.cost}).")
+
+
+class Submit(Protocol):
+    """Hands a step fact to the driver; returns once it is decided (StepStarted: durable)."""
+
+    def __call__(self, fact: StepStarted | StepRecorded) -> Awaitable[None]: ...
+
+
+async def _called(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    result = fn(*args, **kwargs)
+    if inspect.isawaitable(result):
+        result = await result
+    return result
+
+
+async def call_unjournaled(
+    fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    """A step outside any run (an agent called by hand in a unit test): just the call."""
+    result = await _called(fn, args, kwargs)
+    return result.value if isinstance(result, Metered) else result
+
+
+def _serve(step: StepRecorded) -> Any:
+    if step.error_type:
+        raise RecordedStepError(step.name, step.error_type, step.message)
+    return step.result
+
+
+class StepJournal:
+    """The steps of one dispatched attempt: served from the log, or called and recorded.
+
+    Built by the driver for each dispatch (``recorded`` is what the log
+    already holds for this attempt); :meth:`AgentContext.step` is its
+    public face.
+    """
+
+    def __init__(
+        self,
+        *,
+        state: RunState,
+        task_id: str,
+        attempt: int,
+        submit: Submit,
+        clock: Callable[[], datetime],
+        max_event_bytes: int,
+        recording: Recording | None = None,
+    ) -> None:
+        self.state = state
+        self.task_id = task_id
+        self.attempt = attempt
+        self.recorded: dict[int, StepRecorded | StepStarted] = dict(state.tasks[task_id].steps)
+        #: Set where the attempt went live past a differing log: the next step
+        #: recorded says the rest of the old record no longer applies.
+        self.discard_from: int | None = None
+        self.submit = submit
+        self.clock = clock
+        self.max_event_bytes = max_event_bytes
+        self.recording = recording
+        self.next_index = 0
+
+    def time_left(self) -> float | None:
+        """Seconds until the run's deadline, or ``None`` if it has none."""
+        return deadline_left_s(self.state, self.clock())
+
+    async def step(
+        self, name: str, fn: Callable[..., Any], args: tuple[Any, ...],
+        kwargs: dict[str, Any], *, side_effect: bool,
+    ) -> Any:
+        """One step: served if the log (or the recording) has it, else called and recorded."""
+        what = f"the request of step '{name}'"
+        request_json = encode_loggable({"args": list(args), "kwargs": kwargs}, what=what)
+        digest = request_hash(name, request_json)
+        index = self.next_index
+        self.next_index += 1
+        served = self._recorded_at(index, name, digest)
+        if served is not None:
+            self.next_index += served.nested  # its nested steps were served with it
+            return _serve(served)
+        request = msgspec.json.decode(request_json)
+        task = self.state.tasks[self.task_id]
+        done = task.done_side_effects.get(step_key(name, digest)) if side_effect else None
+        if done is not None:
+            # A retry asking for a side effect an earlier attempt performed.
+            await self.record(msgspec.structs.replace(
+                done, attempt=self.attempt, index=index, reason="", tokens=0, cost=0.0,
+                nested=0, request=request,
+                detail={**done.detail, "served_from_attempt": done.attempt}))
+            return done.result
+        if self.recording is not None:
+            answer = self.recording.answer(name, digest, request)
+            await self.record(msgspec.structs.replace(
+                answer, task_id=self.task_id, attempt=self.attempt, index=index, reason="",
+                request=request, side_effect=side_effect, nested=0,
+                detail={**answer.detail, "served_from": self.recording.source}))
+            return _serve(answer)
+        refusal = step_refused_for_budget(self.state, self.clock())
+        if refusal is not None:
+            raise BudgetExhaustedError(f"{refusal} Step '{name}' of task '{self.task_id}' was "
+                                       "not called.")
+        if side_effect:
+            await self.record(StepStarted(
+                task_id=self.task_id, attempt=self.attempt, index=index, name=name,
+                request=request, request_hash=digest))
+        return await self._call(name, fn, args, kwargs, index=index, digest=digest,
+                                request=None if side_effect else request,
+                                side_effect=side_effect)
+
+    def record(self, fact: StepStarted | StepRecorded) -> Awaitable[None]:
+        """Hand a step fact to the driver (marked if the old record stops applying here)."""
+        if self.discard_from is not None and fact.index >= self.discard_from:
+            fact = msgspec.structs.replace(fact, discards_later=True)
+            self.discard_from = None
+        return self.submit(fact)
+
+    def _recorded_at(self, index: int, name: str, digest: str) -> StepRecorded | None:
+        """The recorded step this one is, if the log holds it at ``index``."""
+        recorded = self.recorded
+        step = recorded.get(index)
+        if step is None:
+            return None
+        if step.name == name and step.request_hash == digest and isinstance(step, StepRecorded):
+            return step
+        if diverging_here_could_repeat_a_side_effect(recorded, index):
+            raise StepMismatchError(
+                f"Attempt {self.attempt} of task '{self.task_id}' asked for step {index} "
+                f"'{name}', but the log records '{step.name}' "
+                f"({'another request' if step.name == name else 'another step'}) there, and a "
+                "side-effecting step was recorded at or after it; going on live could act "
+                "twice, so the task is escalated.")
+        for later in [at for at in recorded if at >= index]:
+            del recorded[later]  # the rest of the record no longer applies
+        self.discard_from = index
+        return None
+
+    async def _call(
+        self, name: str, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
+        *, index: int, digest: str, request: Any, side_effect: bool,
+    ) -> Any:
+        base = StepRecorded(task_id=self.task_id, attempt=self.attempt, index=index, name=name,
+                            request=request, request_hash=digest, side_effect=side_effect)
+        started = time.perf_counter()
+        try:
+            result = await _called(fn, args, kwargs)
+        except Exception as exc:  # recorded, then raised to the agent unchanged
+            await self.record(_failed(base, exc, started, nested=self.next_index - index - 1))
+            raise
+        base = msgspec.structs.replace(base, nested=self.next_index - index - 1)
+        metered = result if isinstance(result, Metered) else Metered(result)
+        elapsed_ms = round((time.perf_counter() - started) * 1000, 3)
+        try:
+            encoded = encode_loggable(metered.value, what=f"the result of step '{name}'")
+            detail = msgspec.json.decode(encode_loggable(
+                metered.detail, what=f"the detail of step '{name}'"))
+        except UnloggableValueError as exc:
+            await self.record(_failed(base, exc, started))
+            raise
+        limit = self.max_event_bytes - _STEP_ENVELOPE_ROOM - len(msgspec.json.encode(request))
+        if len(encoded) > limit:
+            too_large = UnloggableValueError(
+                f"the result of step '{name}'", f"it is {len(encoded):,} bytes, over the "
+                f"{limit:,} bytes one logged event has room for",
+                "return less from the step (or open the store with a larger max_event_bytes)")
+            await self.record(_failed(base, too_large, started))
+            raise too_large
+        value = msgspec.json.decode(encoded)
+        await self.record(msgspec.structs.replace(
+            base, result=value, tokens=metered.tokens, cost=metered.cost,
+            duration_ms=elapsed_ms, detail=detail))
+        return value
+
+
+def _failed(base: StepRecorded, exc: BaseException, started: float, *,
+            nested: int | None = None) -> StepRecorded:
+    names = exception_names(type(exc))
+    return msgspec.structs.replace(
+        base, error_type=names[0], error_types=names,
+        nested=base.nested if nested is None else nested,
+        message=loggable_text(describe_exception(exc) or type(exc).__name__),
+        duration_ms=round((time.perf_counter() - started) * 1000, 3))
