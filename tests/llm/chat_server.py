@@ -173,7 +173,8 @@ class ChatServer:
             self._answers.extend(answers)
 
     def start(self) -> ChatServer:
-        self._thread = threading.Thread(target=self._httpd.serve_forever,
+        # A short poll interval: stop() returns within it (the default is half a second).
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.02,),
                                         name=f"chat-server-{self.port}", daemon=True)
         self._thread.start()
         return self
