@@ -26,6 +26,7 @@ from benchmarks import (  # noqa: E402
     rl_core,
     rl_fanout,
     rl_replay,
+    rl_steps,
 )
 from benchmarks._common import fresh_db  # noqa: E402
 
@@ -114,3 +115,11 @@ def test_profile_groups_name_modules_that_exist() -> None:
     assert profile_ledgerflow.group(
         (str(ROOT / "ledgerflow" / "machines" / "driver.py"), 1, "drive")
     ) == "machines runtime (shell)"
+
+
+def test_steps_benchmark_measures_every_way_of_stepping(tmp_path: Path) -> None:
+    out = rl_steps.measure(8, runs=1, parallel=2, directory=str(tmp_path))
+    assert set(out) == {"n", "sequential_us_per_step", "parallel_agents", "parallel_us_per_step",
+                        "sequential_normal_us_per_step", "raw_aiosqlite_commit_per_step_us",
+                        "sequential_vs_raw"}
+    assert out["raw_aiosqlite_commit_per_step_us"] > 0
