@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import openai_crash_child as child
+import agent_crash_child as child
 import pytest
 from chat_server import Answer, ChatServer, reply
 
@@ -31,7 +31,7 @@ def answer_for(request: dict[str, Any], number: int) -> Answer:
     """Request 1 asks for the topic; request 2 (which carries the tool's result) the answer."""
     said = json.dumps(request["messages"])
     if "lookup result" in said:
-        return reply(child.Final(answer="42, says the lookup"), prompt_tokens=30,
+        return reply(child.FinalAnswer(answer="42, says the lookup"), prompt_tokens=30,
                      completion_tokens=8)
     return reply(child.Topic(topic="life"), prompt_tokens=20, completion_tokens=4)
 
@@ -74,7 +74,7 @@ async def test_model_request_not_repeated_after_crash(
     assert run_child(tmp_path, server, kill_at) == -9
     run = await Orchestrator(store).resume("r1", child.wf)
     assert run.status == "completed", run.reason
-    assert run.outputs["answer"] == child.Final(answer="42, says the lookup")
+    assert run.outputs["answer"] == child.FinalAnswer(answer="42, says the lookup")
     requests = model_requests(server)
     assert len(requests) == 2  # as many as the run that never crashed
     assert len(set(requests)) == 2  # each model request once
