@@ -64,6 +64,7 @@ from pydantic_ai.durable_exec import (
     ModelRequestId,
     RoleBasedOperationConfig,
     ToolsetCallToolId,
+    conversation_id_from_run_id,
 )
 from pydantic_ai.durable_exec import BoundDurableOperation as _Bound
 from pydantic_ai.messages import ModelMessage, ModelMessagesTypeAdapter, ModelResponse
@@ -92,10 +93,11 @@ _PER_RUN_FIELDS = ("timestamp", "run_id", "conversation_id")
 
 @dataclass(frozen=True, slots=True)
 class _Journal:
-    """The ledgerflow call one :func:`run_agent` serves."""
+    """The ledgerflow call one :func:`run_agent` serves, and the agent run's stable id."""
 
     ctx: AgentContext
     prices: Mapping[str, Price]
+    run_id: str
 
 
 #: Set by run_agent for the agent run; None inside a step's body, so an agent run
@@ -104,6 +106,22 @@ _ACTIVE: ContextVar[_Journal | None] = ContextVar("ledgerflow_pydantic_ai_journa
 #: True inside a step's body: a run_agent there (a tool delegating to another agent with
 #: the same ctx) is part of the step, as a nested step would be served out of order.
 _IN_STEP: ContextVar[bool] = ContextVar("ledgerflow_pydantic_ai_in_step", default=False)
+#: The agent runs one ledgerflow agent call made so far, by its idempotency key: an agent
+#: call runs in its own asyncio task, so this counts the runs of that call, in order.
+_RUNS_SO_FAR: ContextVar[tuple[str, int]] = ContextVar("ledgerflow_pydantic_ai_runs",
+                                                        default=("", 0))
+
+
+def _next_run_id(ctx: AgentContext) -> str:
+    """A pydantic-ai run id that a resumed or retried attempt gets again (the n-th run).
+
+    A tool reading ``RunContext.run_id`` (say, as an idempotency key) sees the
+    same id when the attempt runs again, as Temporal's and DBOS's runs do.
+    """
+    key, count = _RUNS_SO_FAR.get()
+    count = count + 1 if key == ctx.idempotency_key else 1
+    _RUNS_SO_FAR.set((ctx.idempotency_key, count))
+    return f"ledgerflow:{ctx.idempotency_key}:{count}"
 
 
 async def run_agent(
@@ -132,7 +150,7 @@ async def run_agent(
         async def answer(inp: Question, ctx: AgentContext) -> Answer:
             return await run_agent(ctx, support, inp.text, deps=Shop(inp.shop_id))
     """
-    journal = _Journal(ctx, price_table(prices))
+    journal = _Journal(ctx, price_table(prices), _next_run_id(ctx))
     capabilities = list(run_kwargs.pop("capabilities", None) or ())
     if LedgerflowDurability.from_agent(agent) is None and not any(
             isinstance(c, LedgerflowDurability) for c in capabilities):
@@ -154,6 +172,8 @@ class LedgerflowDurability(BaseDurabilityCapability[AgentDepsT]):
     run); it acts only inside :func:`run_agent` and is transparent elsewhere.
 
     Example::
+
+        from ledgerflow.llm.pydantic_agents import LedgerflowDurability
 
         support = Agent("openai:gpt-4.1-mini", name="support",
                         capabilities=[LedgerflowDurability()])
@@ -187,6 +207,13 @@ class LedgerflowDurability(BaseDurabilityCapability[AgentDepsT]):
     @property
     def in_durable_context(self) -> bool:
         return _ACTIVE.get() is not None
+
+    def get_default_run_id(self) -> str | None:
+        journal = _ACTIVE.get()
+        return None if journal is None else journal.run_id
+
+    def get_default_conversation_id(self, run_id: str) -> str | None:
+        return conversation_id_from_run_id(run_id) if self.in_durable_context else None
 
     def get_durable_operation_backend(self) -> DurableOperationBackend[Any]:
         return _StepBackend(
@@ -233,6 +260,10 @@ class _StepRequest(CacheIdentity[Any]):
                 return ({"model": model, "messages": _stable_messages(params.messages),
                          "model_settings": _jsonable(params.model_settings),
                          "parameters": _jsonable(params.model_request_parameters)},)
+            case ModelCompactMessagesId(model_name=model):
+                return ({"model": model,
+                         "messages": _stable_messages(params.request_context.messages),
+                         "instructions": params.instructions},)
             case ToolsetCallToolId():
                 return ({"tool": params.name, "args": _jsonable(params.tool_args),
                          "tool_call_id": params.ctx.tool_call_id},)
@@ -323,7 +354,7 @@ def _jsonable(value: Any) -> Any:
 
 
 def _generic_request(params: Any) -> Any:
-    """Any other unit's parameters (discovery, compaction, events) without live objects."""
+    """Any other unit's parameters (discovery, validation, events) without live objects."""
     if not dataclasses.is_dataclass(params) or isinstance(params, type):
         return _jsonable(params)
     return {f.name: _jsonable(getattr(params, f.name)) for f in dataclasses.fields(params)

@@ -8,10 +8,16 @@ from typing import Any
 
 import pytest
 from pydantic_ai import Agent, ModelRetry, RunContext
-from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart, ToolCallPart
+from pydantic_ai.messages import (
+    ModelMessage,
+    ModelResponse,
+    TextPart,
+    ToolCallPart,
+    ToolReturnPart,
+)
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 from pydantic_ai.models.test import TestModel
-from pydantic_helpers import Calls, FareIn, Goal, steps_recorded
+from pydantic_helpers import FAST, Calls, FareIn, Goal, steps_recorded
 
 from ledgerflow.contracts import Plan, Task
 from ledgerflow.eventstore import EventStore
@@ -156,3 +162,41 @@ async def test_an_agent_run_inside_a_tool_belongs_to_that_tools_step(
         "outer__model.request", "outer__function_toolset__<agent>.call_tool:delegate",
         "outer__model.request"]
     assert steps[1].result["result"] == "inner answer"
+
+
+async def test_a_tool_sees_the_same_run_id_when_the_task_runs_again(
+        tmp_path: Path, store: EventStore) -> None:
+    calls = Calls(tmp_path / "calls.txt")
+
+    def script(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        if isinstance(messages[-1].parts[-1], ToolReturnPart):
+            return ModelResponse(parts=[TextPart("noted")])
+        return ModelResponse(parts=[ToolCallPart("note_run", {})])
+
+    agent: Agent[None, str] = Agent(FunctionModel(script), name="noter")
+
+    @agent.tool
+    def note_run(run: RunContext[None]) -> str:
+        calls.note(f"run {run.run_id}")  # say, the idempotency key of an API call
+        return "ok"
+
+    wf = Workflow("again", goal=Goal)
+
+    @wf.planner
+    async def plan(goal: Goal, ctx: AgentContext) -> Plan:
+        return Plan(tasks=[Task(id="t", agent="ask", inputs={"city": "$goal.city"})])
+
+    @wf.agent(input=FareIn, output=FareIn, name="ask", retry=FAST)
+    async def ask(inp: FareIn, ctx: AgentContext) -> FareIn:
+        first = await run_agent(ctx, agent, "Note it.")
+        await run_agent(ctx, agent, "Note it again.")
+        if ctx.attempt == 1:
+            raise ConnectionError("flaky upstream after the agent ran")
+        return FareIn(city=first)
+
+    run = await Orchestrator(store).start(wf, Goal())
+
+    assert run.status == "completed", run.reason
+    first_attempt, second_attempt = calls.lines()[:2], calls.lines()[2:]
+    assert first_attempt == second_attempt
+    assert len(set(first_attempt)) == 2  # two runs in one call: two ids
