@@ -23,13 +23,16 @@ from pydantic_helpers import (
     Goal,
     fare_agent,
     fare_workflow,
+    read_log,
     steps_recorded,
     text_agent,
 )
 
 from ledgerflow.eventstore import EventStore
+from ledgerflow.llm import PriceMissingError
 from ledgerflow.llm.pydantic_agents import LedgerflowDurability, run_agent
 from ledgerflow.machines import AgentContext, Orchestrator, Workflow
+from ledgerflow.machines import events as ev
 
 #: Persisted step names: a change strands every interrupted run, so it must be deliberate.
 PINNED_NAMES = [
@@ -89,6 +92,13 @@ async def test_a_side_effect_tool_is_durable_before_it_runs(
 
     assert run.status == "completed", run.reason
     assert calls.count("tool lookup_fare") == 1
+    log = await read_log(store, run.run_id)
+    started = [i for i, e in enumerate(log) if isinstance(e, ev.StepStarted)]
+    recorded = [i for i, e in enumerate(log)
+                if isinstance(e, ev.StepRecorded) and e.detail.get("kind") == "tool"]
+    assert len(started) == 1
+    assert started[0] < recorded[0]
+    assert log[started[0]].request["args"][0]["tool"] == "lookup_fare"  # type: ignore[attr-defined]
     assert [s.side_effect for s in await steps_recorded(store, run.run_id)] == [False, True, False]
 
 
@@ -138,6 +148,6 @@ async def test_a_missing_price_fails_the_request_before_it_is_made(tmp_path: Pat
     calls = Calls(tmp_path / "calls.txt")
     ctx = AgentContext(run_id="r", task_id="t", attempt=1, idempotency_key="k")
 
-    with pytest.raises(ValueError, match="No price for model 'fare-model'"):
+    with pytest.raises(PriceMissingError, match="No price for model 'fare-model'"):
         await run_agent(ctx, text_agent(calls), "hi", prices={"gpt-4.1-mini": (0.4, 1.6)})
     assert calls.lines() == []
