@@ -150,11 +150,17 @@ async def run_agent(
         async def answer(inp: Question, ctx: AgentContext) -> Answer:
             return await run_agent(ctx, support, inp.text, deps=Shop(inp.shop_id))
     """
-    journal = _Journal(ctx, price_table(prices), _next_run_id(ctx))
     capabilities = list(run_kwargs.pop("capabilities", None) or ())
     if LedgerflowDurability.from_agent(agent) is None and not any(
             isinstance(c, LedgerflowDurability) for c in capabilities):
+        if not agent.name:
+            # pydantic-ai would infer one from a variable name at run time: a rename in the
+            # code would then rename every persisted step.
+            raise PermanentError(
+                "run_agent needs a named pydantic-ai agent: its name begins the name of every "
+                "step it journals. Build it with Agent(..., name='support').")
         capabilities.append(LedgerflowDurability())
+    journal = _Journal(ctx, price_table(prices), _next_run_id(ctx))
     token = _ACTIVE.set(None if _IN_STEP.get() else journal)
     try:
         result = await agent.run(user_prompt, deps=deps, capabilities=capabilities, **run_kwargs)
@@ -238,8 +244,8 @@ def _tool_options(
         return False
     if not isinstance(options, Mapping) or set(options) - {"side_effect"} or not isinstance(
             options.get("side_effect", False), bool):
-        raise ValueError(f"Tool '{tool_name}' has metadata {TOOL_CONFIG_KEY!r}: {options!r}; "
-                         f"expected {{'side_effect': True|False}} or False.")
+        raise PermanentError(f"Tool '{tool_name}' has metadata {TOOL_CONFIG_KEY!r}: "
+                             f"{options!r}; expected {{'side_effect': True|False}} or False.")
     return options
 
 

@@ -31,7 +31,7 @@ from pydantic_helpers import (
 from ledgerflow.eventstore import EventStore
 from ledgerflow.llm import PriceMissingError
 from ledgerflow.llm.pydantic_agents import LedgerflowDurability, run_agent
-from ledgerflow.machines import AgentContext, Orchestrator, Workflow
+from ledgerflow.machines import AgentContext, Orchestrator, PermanentError, Workflow
 from ledgerflow.machines import events as ev
 
 #: Persisted step names: a change strands every interrupted run, so it must be deliberate.
@@ -142,6 +142,16 @@ async def test_outside_a_run_the_agent_runs_as_usual_with_the_steps_called_direc
 
     assert await run_agent(ctx, agent, "hello") == "fine"
     assert (await agent.run("no ledgerflow here")).output == "fine"
+
+
+async def test_an_unnamed_agent_is_refused_before_any_step() -> None:
+    # Its name would be inferred from a variable name: renaming that would rename the steps.
+    ctx = AgentContext(run_id="r", task_id="t", attempt=1, idempotency_key="k")
+    unnamed = Agent(TestModel())
+
+    with pytest.raises(PermanentError, match="needs a named pydantic-ai agent"):
+        await run_agent(ctx, unnamed, "hello")
+    assert unnamed.name is None
 
 
 async def test_a_missing_price_fails_the_request_before_it_is_made(tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ from pydantic_helpers import FAST, Calls, FareIn, Goal, steps_recorded
 from ledgerflow.contracts import Plan, Task
 from ledgerflow.eventstore import EventStore
 from ledgerflow.llm.pydantic_agents import run_agent
-from ledgerflow.machines import AgentContext, Orchestrator, Workflow
+from ledgerflow.machines import AgentContext, Orchestrator, PermanentError, Workflow
 
 
 def one_task_workflow(agent: Agent[None, str], name: str = "tools") -> Workflow:
@@ -94,7 +94,7 @@ async def test_tool_options_that_mean_nothing_are_refused_naming_the_tool(tmp_pa
                               tool_metadata={"ledgerflow": {"side_efect": True}})
     ctx = AgentContext(run_id="r", task_id="t", attempt=1, idempotency_key="k")
 
-    with pytest.raises(ValueError, match="Tool 'slow' has metadata 'ledgerflow'"):
+    with pytest.raises(PermanentError, match="Tool 'slow' has metadata 'ledgerflow'"):
         await run_agent(ctx, agent, "hi")
 
 
