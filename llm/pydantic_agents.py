@@ -135,8 +135,11 @@ async def run_agent(
 ) -> OutputT:
     """Run ``agent`` with every model request and tool call a step of ``ctx``; its output.
 
-    ``prices`` maps model names to USD per million input and output tokens;
-    without it requests cost 0 (their tokens are still charged). ``run_kwargs``
+    ``prices`` maps model names to USD per million input and output tokens
+    (a tuple or a :class:`~ledgerflow.llm.prices.Price`); without it requests
+    cost 0 (their tokens are still charged); with it, a request to a model it
+    does not price raises :class:`~ledgerflow.llm.prices.PriceMissingError`
+    before the request is made. ``run_kwargs``
     go to ``agent.run`` (``message_history``, ``model_settings``,
     ``usage_limits``, ...). The agent needs a ``name`` (it names the steps).
     If it was not built with :class:`LedgerflowDurability`, one is added for
