@@ -17,9 +17,9 @@ import click
 import msgspec
 
 from ledgerflow.eventstore import EventStore, RunSummary
-from ledgerflow.machines import RunNotFoundError, RunStatus, decode_event
+from ledgerflow.machines import RunNotFoundError, RunStatus, decode_event, steps_of
 from ledgerflow.machines.events import RunResumed
-from ledgerflow.replay import documents, render
+from ledgerflow.replay import documents, render, step_view
 from ledgerflow.replay.cli_support import (
     db_option,
     friendly,
@@ -32,9 +32,10 @@ from ledgerflow.replay.timeline import LogRow, decision_log, rebuild
 
 __all__ = ["CSV_COLUMNS", "register"]
 
-#: The columns of ``log --format csv``: ``data`` is the event's stored JSON.
+#: The columns of ``log --format csv``: ``data`` is the event's stored JSON;
+#: ``step`` is a journaled step's one-line summary (empty on other events).
 CSV_COLUMNS = ("seq", "at", "type", "machine", "trigger", "src", "dst", "reason", "data",
-               "prev_hash", "hash")
+               "prev_hash", "hash", "step")
 
 
 def register(group: click.Group) -> None:
@@ -117,11 +118,22 @@ def runs(*, status: str | None, limit: int, as_json: bool, db: str) -> None:
                    '"reason", "events", "goal", "budget", "tasks": [{"id", "agent", "status", '
                    '"attempts", "needs", "output", "last_error", "idempotency_key", '
                    '"resolved_by"}], "escalations": [{"task_id", "kind", "reason"}], '
-                   '"forked_from"} (stable keys).')
+                   '"forked_from", "steps": [{"task_id", "attempt", "index", "name", "kind", '
+                   '"model", "tool", "tokens", "cost", "duration_ms", "outcome", "error_type", '
+                   '"message", "side_effect", "seq", "request_summary", "result_summary"}], '
+                   '"step_totals": {"steps", "llm_calls", "tool_calls", "tokens", "cost"}} '
+                   "(stable keys; requests and results cut short: log --format jsonl holds "
+                   "them whole).")
 @db_option
 @friendly
 def show(*, run_id: str, as_json: bool, db: str) -> None:
-    """A run's status, tasks, escalations and timeline (RUN: an id or a unique prefix)."""
+    """A run's status, tasks, escalations, steps and timeline (RUN: an id or a unique prefix).
+
+    Each journaled step (a model or tool call made with ctx.step) is listed
+    under its task's attempt with its kind, model or tool, tokens, cost,
+    duration and outcome; a side effect that started and recorded nothing
+    shows "outcome unknown".
+    """
 
     async def go() -> tuple[Any, list[LogRow]]:
         async with open_for_reading(db) as store:
@@ -132,8 +144,9 @@ def show(*, run_id: str, as_json: bool, db: str) -> None:
             return rebuild(rid, envs), decision_log(envs)
 
     state, rows = run_async(go())
+    steps = steps_of((row.seq, row.event) for row in rows)
     if as_json:
-        _echo_json(documents.show_document(state))
+        _echo_json(documents.show_document(state, steps))
         return
     out = render.console()
     # Printed through rich so that long lines wrap at the terminal's width.
@@ -144,26 +157,43 @@ def show(*, run_id: str, as_json: bool, db: str) -> None:
               f"tokens {state.tokens}, cost {state.cost:.4g}"
               + (f" (exhausted: {state.budget_exhausted})" if state.budget_exhausted else ""),
               markup=False)
+    if steps:  # a run without steps prints what it always did
+        out.print(step_view.totals_line(steps), markup=False)
     for table in render.state_tables(state):
         out.print(table)
-    out.print(render.log_table(rows, title="timeline"))
+    if steps:
+        groups = step_view.by_attempt(steps, list(state.tasks))
+        out.print(render.steps_table(step_view.step_cells(groups),
+                                     title="steps (under each task's attempt)"))
+    out.print(render.log_table(rows, title="timeline", notes=step_view.step_notes(rows, steps)))
 
 
 def print_log(rows: list[LogRow], fmt: str) -> None:
-    """Print the decision log as a table, JSON lines (with hashes) or CSV (with data)."""
+    """Print the decision log as a table, JSON lines (with hashes) or CSV (with data).
+
+    A row that records a journaled step says what the step did: in the
+    table's reason column, the csv's ``step`` column, and a ``step`` object
+    (the keys of ``show --json``'s steps) beside the full event in jsonl.
+    """
+    steps = steps_of((row.seq, row.event) for row in rows)
+    notes = step_view.step_notes(rows, steps)
     if fmt == "table":
-        render.console().print(render.log_table(rows))
+        render.console().print(render.log_table(rows, notes=notes))
     elif fmt == "jsonl":
         encode = msgspec.json.Encoder().encode
+        views = step_view.views_by_row(rows, steps)
         for row in rows:
-            click.echo(encode(row.to_dict()).decode())
+            doc = row.to_dict()
+            if row.seq in views:
+                doc["step"] = step_view.step_document(views[row.seq])
+            click.echo(encode(doc).decode())
     else:
         writer = csv.writer(sys.stdout, lineterminator="\n")
         writer.writerow(CSV_COLUMNS)
         for row in rows:
             writer.writerow([row.seq, row.at.isoformat(), row.type, row.machine, row.trigger,
                              row.src, row.dst, row.reason, row.raw.decode(), row.prev_hash,
-                             row.hash])
+                             row.hash, notes.get(row.seq, "")])
 
 
 @click.command("log")
@@ -171,12 +201,19 @@ def print_log(rows: list[LogRow], fmt: str) -> None:
 @click.option("--format", "fmt", type=click.Choice(["table", "jsonl", "csv"]), default="table",
               show_default=True,
               help="jsonl: one object per event with seq, at, type, machine, trigger, src, dst, "
-                   "reason, data (the stored JSON, verbatim), prev_hash and hash; csv: the same "
-                   "columns, data as JSON text.")
+                   "reason, data (the stored JSON, verbatim), prev_hash and hash, and for a "
+                   "journaled step a step object (its kind, model or tool, tokens, cost, "
+                   "outcome); csv: the same columns, data as JSON text, then step (a one-line "
+                   "summary of a journaled step).")
 @db_option
 @friendly
 def log_cmd(*, run_id: str, fmt: str, db: str) -> None:
-    """The decision log of a run: every event, its move and its reason."""
+    """The decision log of a run: every event, its move and its reason.
+
+    A journaled step's event (StepStarted, StepRecorded) comes under its
+    task's TaskDispatched and shows the step's attempt, index, name, kind,
+    model or tool, usage and outcome, its request and result cut short.
+    """
 
     async def go() -> list[LogRow]:
         async with open_for_reading(db) as store:

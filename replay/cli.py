@@ -22,7 +22,7 @@ from ledgerflow.machines import (
     idempotency_key,
     load_workflow,
 )
-from ledgerflow.replay import audit, commands, render
+from ledgerflow.replay import audit, commands, render, rerun
 from ledgerflow.replay.cli_support import (
     LedgerflowGroup,
     db_option,
@@ -64,7 +64,7 @@ def main() -> None:
          RUN, a MODULE:WORKFLOW that cannot be imported, a --to or --at
          seq past the run's last event, a resolution or goal the workflow
          refuses, a run that ends failed, verify finding a problem, diff
-         finding the runs differ
+         finding the runs differ, rerun --offline missing the recording
       2  the command line is wrong: an unknown command or option, a missing
          argument, a value of the wrong type or shape (a seq below 1, a
          workflow that is not MODULE:WORKFLOW), --goal/--output that is
@@ -182,5 +182,6 @@ def resolve(*, run_id: str, task_id: str, output: str | None, retry: bool, aband
 # The reading and the debugging-loop commands live in their own modules.
 audit.register(main)
 commands.register(main)
+rerun.register(main)
 if __name__ == "__main__":
     main()

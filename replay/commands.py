@@ -22,9 +22,10 @@ from ledgerflow.machines import (
     Workflow,
     WorkflowDefinitionError,
     load_workflow,
+    steps_of,
 )
 from ledgerflow.machines.events import RunStarted
-from ledgerflow.replay import render
+from ledgerflow.replay import documents, render, step_view
 from ledgerflow.replay.cli_support import (
     EXIT_REFUSED,
     db_option,
@@ -69,7 +70,13 @@ def register(group: click.Group) -> None:
 @db_option
 @friendly
 def replay(*, run_id: str, to: int | None, step: bool, as_json: bool, db: str) -> None:
-    """The state of RUN after any event, rebuilt only from its log."""
+    """The state of RUN after any event, rebuilt only from its log.
+
+    With --step, an event that records a journaled step (a model or tool call
+    made with ctx.step) says what the step did; --json adds the run's steps
+    ("steps") and their totals ("step_totals": steps, llm_calls, tool_calls,
+    tokens, cost) up to that event.
+    """
 
     async def go() -> tuple[str, list[Envelope]]:
         async with open_for_reading(db) as store:
@@ -87,16 +94,24 @@ def replay(*, run_id: str, to: int | None, step: bool, as_json: bool, db: str) -
         step_through(rid, envs, start=to or 1, as_json=as_json)
         return
     state = rebuild(rid, envs, at=to)
+    steps = steps_of((env.seq, event) for env, event in decode_log(rid, envs)
+                     if to is None or env.seq <= to)
     if as_json:
-        click.echo(json.dumps(state.to_dict(), indent=2, default=str))
+        doc = {**state.to_dict(), **documents.steps_documents(state, steps)}
+        click.echo(json.dumps(doc, indent=2, default=str))
         return
     click.echo(f"run {rid} after seq {state.seq} of {last}: {state.status.value}"
                + (f" — {one_line(state.reason)}" if state.reason else ""))
     click.echo(f"budget: retries {state.retries_used}/{state.max_retries}, tokens {state.tokens}, "
                f"cost {state.cost:.4g}"
                + (f" (exhausted: {state.budget_exhausted})" if state.budget_exhausted else ""))
+    if steps:  # a run without steps prints what it always did
+        click.echo(step_view.totals_line(steps))
     for table in render.state_tables(state):
         render.console().print(table)
+    if steps:
+        groups = step_view.by_attempt(steps, list(state.tasks))
+        render.console().print(render.steps_table(step_view.step_cells(groups)))
 
 
 def recorded_workflow(run_id: str, envelopes: list[Envelope]) -> tuple[Workflow | None, str]:

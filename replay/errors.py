@@ -9,7 +9,8 @@
     ├── SeqPastEndError           a --to seq after the run's last event
     ├── JsonArgumentError         a --goal/--output value that is not strict, loggable JSON
     ├── StorePathIsDirectoryError a --db that names a directory, not a store file
-    └── RunIdAmbiguousError       a run-id prefix that matches more than one run
+    ├── RunIdAmbiguousError       a run-id prefix that matches more than one run
+    └── RerunWorkflowNotFoundError a run to rerun whose recorded workflow is not found here
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ __all__ = [
     "JsonArgumentError",
     "LogDecodeError",
     "ReplayDivergenceError",
+    "RerunWorkflowNotFoundError",
     "RunIdAmbiguousError",
     "SeqPastEndError",
     "StorePathIsDirectoryError",
@@ -111,4 +113,16 @@ class StorePathIsDirectoryError(LedgerflowError):
             f"The store {db!r} is a directory, not a store file; give --db the path of a "
             f"SQLite file (for example {os.path.join(path, 'ledgerflow.db')!r}) or a "
             "postgresql:// url."
+        )
+
+
+class RerunWorkflowNotFoundError(LedgerflowError):
+    """``rerun`` of a run whose recorded workflow cannot be found, and no --workflow given."""
+
+    def __init__(self, run_id: str, why: str) -> None:
+        self.run_id = run_id
+        self.why = why
+        super().__init__(
+            f"Cannot rerun run '{run_id}': {why}; give the code to run with "
+            "--workflow MODULE:WORKFLOW."
         )

@@ -16,8 +16,8 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
 
 from rich import box
 from rich.console import Console
@@ -28,8 +28,8 @@ from ledgerflow.eventstore import RunSummary
 from ledgerflow.machines import RunState
 from ledgerflow.replay.timeline import LogRow
 
-__all__ = ["WIDE", "console", "log_table", "runs_table", "state_tables", "summarize", "verbatim",
-           "width"]
+__all__ = ["WIDE", "StepCells", "console", "log_table", "runs_table", "state_tables",
+           "steps_table", "summarize", "verbatim", "width"]
 
 #: From this width on the decision log has one column per field.
 WIDE = 120
@@ -81,8 +81,15 @@ def _table(title: str = "") -> Table:
                  show_edge=False, pad_edge=False, title_justify="left")
 
 
-def log_table(rows: Sequence[LogRow], *, title: str = "") -> Table:
-    """The decision log: one row per event, the reason always in a column of its own."""
+def log_table(rows: Sequence[LogRow], *, title: str = "",
+              notes: Mapping[int, str] | None = None) -> Table:
+    """The decision log: one row per event, the reason always in a column of its own.
+
+    ``notes`` maps a seq to what its row says in place of its reason (a
+    journaled step's summary: its kind, usage, request and result, which say
+    more than the event's reason does).
+    """
+    notes = notes or {}
     table = _table(title)
     table.add_column("seq", justify="right", no_wrap=True)
     table.add_column("time", no_wrap=True)
@@ -93,14 +100,15 @@ def log_table(rows: Sequence[LogRow], *, title: str = "") -> Table:
         table.add_column("reason", overflow="fold")
         for row in rows:
             table.add_row(*map(verbatim, (str(row.seq), _time(row), row.type, row.machine,
-                                          row.move, row.reason)))
+                                          row.move, notes.get(row.seq, row.reason))))
         return table
     # Narrow: event, machine and move stacked, so the reason keeps its column.
     table.add_column("event", overflow="fold", max_width=24)
     table.add_column("reason", overflow="fold")
     for row in rows:
         what = "\n".join(part for part in (row.type, row.machine, row.move) if part)
-        table.add_row(*map(verbatim, (str(row.seq), _time(row), what, row.reason)))
+        table.add_row(*map(verbatim, (str(row.seq), _time(row), what,
+                                      notes.get(row.seq, row.reason))))
     return table
 
 
@@ -147,3 +155,58 @@ def state_tables(state: RunState) -> list[Table]:
             esc.add_row(*map(verbatim, (e.task_id, e.kind, e.reason)))
         out.append(esc)
     return out
+
+
+class StepCells(NamedTuple):
+    """One journaled step as the steps table shows it (built by :mod:`.step_view`).
+
+    ``task`` and ``attempt`` are empty on the rows after the first of an
+    attempt, so each attempt's steps read as a group under it.
+    """
+
+    task: str
+    attempt: str
+    number: str
+    step: str
+    kind: str
+    called: str
+    tokens: str
+    cost: str
+    ms: str
+    outcome: str
+    request: str
+    result: str
+
+
+def steps_table(rows: Sequence[StepCells], *, title: str = "steps") -> Table:
+    """The run's journaled steps under their task's attempt, requests and results cut short."""
+    table = _table(title)
+    if _effective_width() >= WIDE:
+        for name in ("task", "attempt", "#"):
+            table.add_column(name, no_wrap=name != "task", overflow="fold",
+                             justify="right" if name != "task" else "left")
+        table.add_column("step", overflow="fold")
+        table.add_column("kind", no_wrap=True)
+        table.add_column("model/tool", overflow="fold")
+        for name in ("tokens", "cost", "ms"):
+            table.add_column(name, justify="right", no_wrap=True)
+        table.add_column("outcome", overflow="fold")
+        table.add_column("request", overflow="fold")
+        table.add_column("result", overflow="fold")
+        for row in rows:
+            table.add_row(*map(verbatim, row))
+        return table
+    # Narrow: what the step called, its usage, and its outcome with its data stacked.
+    table.add_column("task\nattempt", overflow="fold", max_width=12)
+    table.add_column("#", justify="right", no_wrap=True)
+    table.add_column("step", overflow="fold", max_width=20)
+    table.add_column("tokens\ncost\nms", justify="right", no_wrap=True)
+    table.add_column("outcome\nrequest\nresult", overflow="fold")
+    for row in rows:
+        where = "\n".join(part for part in (row.task, row.attempt and f"attempt {row.attempt}")
+                          if part)
+        what = "\n".join(part for part in (row.step, f"{row.kind} {row.called}".strip()) if part)
+        usage = "\n".join(part for part in (row.tokens, row.cost, row.ms) if part)
+        table.add_row(*map(verbatim, (where, row.number, what, usage,
+                                      f"{row.outcome}\n{row.request}\n{row.result}")))
+    return table

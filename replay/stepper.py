@@ -4,6 +4,10 @@ In a terminal it waits for a key after each step: ``n`` (or Enter) next,
 ``b`` back, ``j SEQ`` jump, ``f`` next failure or escalation, ``q`` quit.
 When stdin is not a terminal (a pipe, a test, CI) it prints every step from
 the start seq and exits, so the same command works in scripts.
+
+An event that records a journaled step (a model or tool call the agent made
+with ``ctx.step``) also says what that step did, under its task's attempt:
+a ``step:`` line (``"step"`` object with ``--json``).
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from collections.abc import Callable, Sequence
 from typing import TextIO
 
 from ledgerflow.eventstore import Envelope
+from ledgerflow.machines import steps_of
+from ledgerflow.replay.step_view import step_document, step_notes, views_by_row
 from ledgerflow.replay.steps import Step, is_trouble, walk
 
 __all__ = ["format_step", "step_through"]
@@ -21,12 +27,15 @@ __all__ = ["format_step", "step_through"]
 HELP = "[n]ext  [b]ack  [j SEQ] jump  [f] next failure/escalation  [q]uit"
 
 
-def format_step(step: Step, total: int) -> str:
+def format_step(step: Step, total: int, note: str = "") -> str:
+    """One step as text; ``note`` is the journaled step it records, if any."""
     lines = [
         f"seq {step.seq}/{total}  {step.at.strftime('%H:%M:%S.%f')[:-3]}  {step.type}",
         f"  machine: {step.machine}   trigger: {step.trigger or '-'}   {step.move}",
         f"  reason:  {step.reason or '-'}",
     ]
+    if note:
+        lines.append(f"  step:    {note}")
     if step.changes:
         lines.append("  changes: " + "\n           ".join(step.changes))
     return "\n".join(lines)
@@ -46,9 +55,17 @@ def step_through(
     out = write or _print
     steps = list(walk(run_id, envelopes))
     total = len(steps)
+    journaled = steps_of((step.seq, step.event) for step in steps)
+    notes = step_notes(steps, journaled)
+    views = views_by_row(steps, journaled)
 
     def render(step: Step) -> str:
-        return json.dumps(step.to_dict()) if as_json else format_step(step, total)
+        if not as_json:
+            return format_step(step, total, notes.get(step.seq, ""))
+        doc = step.to_dict()
+        if step.seq in views:
+            doc["step"] = step_document(views[step.seq])
+        return json.dumps(doc)
 
     index = max(0, min(start, total) - 1)
     if not stdin.isatty():
