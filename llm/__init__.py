@@ -32,8 +32,10 @@ if TYPE_CHECKING:
         WaitPolicy,
     )
     from ledgerflow.llm.prices import Price, PriceMissingError
+    from ledgerflow.llm.pydantic_agents import LedgerflowDurability, run_agent
 
 __all__ = [
+    "LedgerflowDurability",
     "ModelLimitConflictError",
     "ModelOutputError",
     "ModelRateLimitedError",
@@ -47,6 +49,7 @@ __all__ = [
 
 #: Public name -> the module defining it (imported on first use).
 _LAZY: dict[str, str] = {
+    "LedgerflowDurability": "ledgerflow.llm.pydantic_agents",
     "ModelLimitConflictError": "ledgerflow.llm.model_limits",
     "ModelOutputError": "ledgerflow.llm.openai_answers",
     "ModelRateLimitedError": "ledgerflow.llm.openai_waits",
