@@ -10,6 +10,7 @@ import textwrap
 import ledgerflow.llm
 
 PUBLIC = [
+    "LedgerflowDurability",
     "ModelLimitConflictError",
     "ModelOutputError",
     "ModelRateLimitedError",
