@@ -28,11 +28,13 @@ from ledgerflow.eventstore import RunSummary
 from ledgerflow.machines import RunState
 from ledgerflow.replay.timeline import LogRow
 
-__all__ = ["WIDE", "StepCells", "console", "log_table", "runs_table", "state_tables",
+__all__ = ["STEPS_WIDE", "WIDE", "StepCells", "console", "log_table", "runs_table", "state_tables",
            "steps_table", "summarize", "verbatim", "width"]
 
 #: From this width on the decision log has one column per field.
 WIDE = 120
+#: From this width on the steps table has one column per field (it has more of them).
+STEPS_WIDE = 160
 _PIPED_WIDTH = 160
 
 
@@ -181,7 +183,7 @@ class StepCells(NamedTuple):
 def steps_table(rows: Sequence[StepCells], *, title: str = "steps") -> Table:
     """The run's journaled steps under their task's attempt, requests and results cut short."""
     table = _table(title)
-    if _effective_width() >= WIDE:
+    if _effective_width() >= STEPS_WIDE:
         for name in ("task", "attempt", "#"):
             table.add_column(name, no_wrap=name != "task", overflow="fold",
                              justify="right" if name != "task" else "left")

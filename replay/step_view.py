@@ -31,7 +31,6 @@ __all__ = [
     "SUMMARY_CHARS",
     "by_attempt",
     "called",
-    "is_step_event",
     "outcome",
     "started_line",
     "step_cells",
@@ -52,11 +51,6 @@ SUMMARY_CHARS = 40
 STEP_KEYS = ("task_id", "attempt", "index", "name", "kind", "model", "tool", "tokens", "cost",
              "duration_ms", "outcome", "error_type", "message", "side_effect", "seq",
              "request_summary", "result_summary")
-
-
-def is_step_event(event: Event) -> bool:
-    """Whether ``event`` records a journaled step (its start or its outcome)."""
-    return isinstance(event, StepRecorded | StepStarted)
 
 
 class _LoggedEvent(Protocol):
@@ -119,7 +113,9 @@ def by_attempt(
     for view in views:
         groups.setdefault((view.task_id, view.attempt), []).append(view)
     rank = {task_id: at for at, task_id in enumerate(task_order)}
-    first_seen = {key[0]: at for at, key in reversed(list(enumerate(groups)))}
+    first_seen: dict[str, int] = {}
+    for at, (task_id, _) in enumerate(groups):
+        first_seen.setdefault(task_id, at)
     ordered = sorted(groups, key=lambda key: (rank.get(key[0], len(rank)),
                                               first_seen[key[0]], key[1]))
     return [(task_id, attempt, sorted(groups[(task_id, attempt)],
