@@ -128,7 +128,7 @@ async def estimate(inp: EstimateIn, ctx: AgentContext) -> Estimate:
     ], output=Estimate, temperature=0)
 
 
-def _place_hold(hotel: str, total_usd: float, key: str) -> Metered:
+def _place_hold(hotel: str, total_usd: float, *, key: str) -> Metered:
     # A stand-in for the hotel's API: the idempotency key makes the reference stable.
     reference = "H-" + hashlib.sha256(f"{key}/{hotel}".encode()).hexdigest()[:8].upper()
     return Metered({"reference": reference}, detail={"kind": "tool", "tool": "place_hold"})
@@ -136,6 +136,8 @@ def _place_hold(hotel: str, total_usd: float, key: str) -> Metered:
 
 @wf.agent(input=HoldIn, output=Hold, timeout_s=60)
 async def hold(inp: HoldIn, ctx: AgentContext) -> Hold:
-    placed = await ctx.step("place_hold", _place_hold, inp.hotel, inp.total_usd,
-                            ctx.idempotency_key, side_effect=True)
+    # The key differs per run, so it is bound outside the step's request: an
+    # offline rerun (a new run) then asks for the same request as the original.
+    place = functools.partial(_place_hold, key=ctx.idempotency_key)
+    placed = await ctx.step("place_hold", place, inp.hotel, inp.total_usd, side_effect=True)
     return Hold.model_validate(placed)
