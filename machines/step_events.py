@@ -16,16 +16,11 @@ from typing import Any, ClassVar
 
 from ledgerflow.machines.event_base import TaskEvent
 
-__all__ = ["StepRecorded", "StepStarted"]
+__all__ = ["StepEvent", "StepRecorded", "StepStarted"]
 
 
-
-class StepStarted(TaskEvent, frozen=True, kw_only=True):
-    """A side-effecting step about to run: durable before its function is called.
-
-    A log that holds this with no :class:`StepRecorded` for the same
-    ``(attempt, index)`` is a step whose outcome is unknown: resume escalates.
-    """
+class StepEvent(TaskEvent, frozen=True, kw_only=True):
+    """What every step event names: which step of which attempt, asked with what."""
 
     FACT: ClassVar[bool] = True
     attempt: int
@@ -38,7 +33,15 @@ class StepStarted(TaskEvent, frozen=True, kw_only=True):
     discards_later: bool = False
 
 
-class StepRecorded(TaskEvent, frozen=True, kw_only=True):
+class StepStarted(StepEvent, frozen=True, kw_only=True):
+    """A side-effecting step about to run: durable before its function is called.
+
+    A log that holds this with no :class:`StepRecorded` for the same
+    ``(attempt, index)`` is a step whose outcome is unknown: resume escalates.
+    """
+
+
+class StepRecorded(StepEvent, frozen=True, kw_only=True):
     """One journaled step of an attempt (``ctx.step``): its request, result or error, usage.
 
     ``request`` is omitted when the step's :class:`StepStarted` holds it
@@ -47,12 +50,6 @@ class StepRecorded(TaskEvent, frozen=True, kw_only=True):
     has a higher index than its parent and is recorded before it.
     """
 
-    FACT: ClassVar[bool] = True
-    attempt: int
-    index: int
-    name: str
-    request: Any = None
-    request_hash: str
     result: Any = None
     error_type: str = ""
     error_types: list[str] = []
@@ -65,5 +62,3 @@ class StepRecorded(TaskEvent, frozen=True, kw_only=True):
     #: Steps taken inside this one's function (indices ``index + 1`` on):
     #: skipped when this step is served from the log instead of called.
     nested: int = 0
-    discards_later: bool = False
-
