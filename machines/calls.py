@@ -32,7 +32,13 @@ from ledgerflow.machines.stable_names import (
 )
 from ledgerflow.machines.state import RunState
 from ledgerflow.machines.steps import StepJournal
-from ledgerflow.machines.values import as_logged, describe_exception, encode_loggable, loggable_text
+from ledgerflow.machines.values import (
+    ENVELOPE_ROOM,
+    as_logged,
+    describe_exception,
+    encode_loggable,
+    loggable_text,
+)
 from ledgerflow.machines.workflow import (
     AgentContext,
     EscalationRequest,
@@ -47,8 +53,6 @@ __all__ = ["ENVELOPE_ROOM", "ask_handler", "call_agent", "call_planner",
 log = logging.getLogger("ledgerflow")
 
 _PERMANENT_NAMES = exception_names(PermanentError)
-#: Room left in an event for everything around an agent's output or a plan.
-ENVELOPE_ROOM = 4096
 #: An output the log cannot hold is retried like an invalid one (a model may do
 #: better next time), hence the ValueError it is a kind of.
 _UNLOGGABLE = [UNLOGGABLE_OUTPUT, *exception_names(ValueError)]

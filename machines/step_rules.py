@@ -85,13 +85,11 @@ def step_refused_for_budget(state: RunState, now: datetime) -> str | None:
         reason = step_refused_for_budget(state, clock())
         # "The run's cost budget of 0.05 is spent (0.0512)."
     """
-    if state.max_cost is not None and state.cost >= state.max_cost:
+    cost_spent = state.max_cost is not None and (
+        state.cost >= state.max_cost or state.budget_exhausted == "max_cost")
+    if cost_spent:
         return f"The run's cost budget of {state.max_cost:.4g} is spent ({state.cost:.4g})."
-    if state.budget_exhausted == "deadline":
-        return f"The run's deadline of {state.deadline_s:g}s passed."
     left = deadline_left_s(state, now)
-    if left is not None and left <= 0:
+    if state.budget_exhausted == "deadline" or (left is not None and left <= 0):
         return f"The run's deadline of {state.deadline_s:g}s passed."
-    if state.budget_exhausted == "max_cost":
-        return f"The run's cost budget of {state.max_cost:.4g} is spent ({state.cost:.4g})."
     return None

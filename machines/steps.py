@@ -55,15 +55,17 @@ from ledgerflow.machines.step_rules import (
     step_key,
     step_refused_for_budget,
 )
-from ledgerflow.machines.values import describe_exception, encode_loggable, loggable_text
+from ledgerflow.machines.values import (
+    ENVELOPE_ROOM,
+    describe_exception,
+    encode_loggable,
+    loggable_text,
+)
 
 if TYPE_CHECKING:
     from ledgerflow.machines.recording import Recording
 
 __all__ = ["Metered", "StepJournal", "call_unjournaled"]
-
-#: Room left in a step's event for everything around its request and result.
-_STEP_ENVELOPE_ROOM = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,7 +250,7 @@ class StepJournal:
         except UnloggableValueError as exc:
             await self.record(_failed(base, exc, started))
             raise
-        limit = self.max_event_bytes - _STEP_ENVELOPE_ROOM - len(msgspec.json.encode(request))
+        limit = self.max_event_bytes - ENVELOPE_ROOM - len(msgspec.json.encode(request))
         if len(encoded) > limit:
             too_large = UnloggableValueError(
                 f"the result of step '{name}'", f"it is {len(encoded):,} bytes, over the "

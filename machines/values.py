@@ -39,13 +39,17 @@ from pydantic import BaseModel
 from ledgerflow.contracts.validation import children, non_finite_at, value_path
 from ledgerflow.machines.errors import UnloggableValueError
 
-__all__ = ["MAX_DEPTH", "as_logged", "describe_exception", "encode_loggable", "loggable_text"]
+__all__ = ["ENVELOPE_ROOM", "MAX_DEPTH", "as_logged", "describe_exception", "encode_loggable",
+           "loggable_text"]
 
 #: Deepest nesting of lists and dicts a logged value may have. Far above what
 #: any real output needs (serde_json stops at 128) and far below Python's
 #: recursion limit, so every later copy, validation and replay of the value
 #: has room on the stack.
 MAX_DEPTH = 200
+#: Room left in one logged event for everything around the value it carries
+#: (an agent's output, a plan, a step's result).
+ENVELOPE_ROOM = 4096
 
 _encode = msgspec.json.encode
 _decode = msgspec.json.decode
