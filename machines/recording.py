@@ -25,6 +25,7 @@ from __future__ import annotations
 import difflib
 import json
 from collections import defaultdict
+from collections.abc import Iterable
 from typing import Any
 
 from ledgerflow.eventstore import EventStore
@@ -74,6 +75,11 @@ class Recording:
                async for env in store.read(run_id)]
         if not log:
             raise RunNotFoundError(run_id)
+        return cls.from_log(run_id, log)
+
+    @classmethod
+    def from_log(cls, run_id: str, log: Iterable[tuple[int, ev.Event]]) -> Recording:
+        """The steps of run ``run_id`` from its decoded log (``(seq, event)`` pairs)."""
         return cls(steps_of(log), source=f"run:{run_id}")
 
     def __len__(self) -> int:

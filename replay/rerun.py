@@ -121,7 +121,8 @@ async def rerun_offline(
         workflow = found
     if goal is None:
         goal = rebuild(run_id, envelopes).goal
-    recording = await Recording.from_run(store, run_id)
+    recording = Recording.from_log(
+        run_id, ((env.seq, event) for env, event in decode_log(run_id, envelopes)))
     run = await Orchestrator(store, recording=recording).start(workflow, goal)
     new_log = decode_log(run.run_id, await store.read_all(run.run_id))
     return RerunResult(
