@@ -31,6 +31,7 @@ from ledgerflow.machines.stable_names import (
     exception_names,
 )
 from ledgerflow.machines.state import RunState
+from ledgerflow.machines.step_rules import PLANNER
 from ledgerflow.machines.steps import StepJournal
 from ledgerflow.machines.values import (
     ENVELOPE_ROOM,
@@ -129,13 +130,14 @@ async def call_agent(
         tokens=ctx.tokens, cost=ctx.cost)
 
 
-async def call_planner(wf: Workflow, state: RunState, *, max_event_bytes: int) -> ev.Event:
+async def call_planner(wf: Workflow, state: RunState, *, max_event_bytes: int,
+                       journal: StepJournal | None = None) -> ev.Event:
     """Ask the planner for a plan; the answer (or why there is none) as a fact."""
     planner = wf.planner_fn
     assert planner is not None
     ctx = AgentContext(
-        run_id=state.run_id, task_id="$planner", attempt=1,
-        idempotency_key=idempotency_key(state.run_id, "$planner"),
+        run_id=state.run_id, task_id=PLANNER, attempt=1,
+        idempotency_key=idempotency_key(state.run_id, PLANNER), journal=journal,
     )
     try:
         goal = wf.goal.model_validate(state.goal)

@@ -52,7 +52,7 @@ from ledgerflow.machines.decisions import (
 from ledgerflow.machines.errors import ResolutionError
 from ledgerflow.machines.fsm import RunStatus, TaskStatus
 from ledgerflow.machines.state import RunState, TaskState
-from ledgerflow.machines.step_rules import open_side_effect_step
+from ledgerflow.machines.step_rules import PLANNER, open_side_effect_step
 from ledgerflow.machines.workflow import Workflow
 
 __all__ = ["advance", "decide"]
@@ -199,7 +199,7 @@ def _agent_failed(d: Decision, fact: ev.AgentFailed) -> None:
     why = f"Agent '{spec.name}' {what} (attempt {fact.attempt})."
     d.emit(msgspec.structs.replace(fact, reason=fact.reason or why))
     check_cost(d)
-    started = open_side_effect_step(task)
+    started = open_side_effect_step(task.steps)
     if started is not None:
         d.emit_task(task, ev.TaskEscalated(
             task_id=task.id, kind="outcome_unknown",
@@ -323,7 +323,7 @@ def _run_resumed(d: Decision, fact: ev.RunResumed) -> None:
         d.emit(msgspec.structs.replace(fact, interrupted=ids, reason=fact.reason or default))
     for task in lost:
         spec = d.spec(task)
-        started = open_side_effect_step(task)
+        started = open_side_effect_step(task.steps)
         if started is not None:
             d.emit_task(task, ev.TaskEscalated(
                 task_id=task.id, kind="outcome_unknown",
@@ -349,8 +349,15 @@ def _run_resumed(d: Decision, fact: ev.RunResumed) -> None:
     progress(d)
 
 
+def _step_is_awaited(d: Decision, fact: ev.StepStarted | ev.StepRecorded) -> bool:
+    """Whether the attempt (or the planner's call) this step belongs to is still awaited."""
+    if fact.task_id == PLANNER:
+        return d.state.status is RunStatus.PLANNING
+    return _live_attempt(d, fact.task_id, fact.attempt) is not None
+
+
 def _step_started(d: Decision, fact: ev.StepStarted) -> None:
-    if _live_attempt(d, fact.task_id, fact.attempt) is None:
+    if not _step_is_awaited(d, fact):
         return
     d.emit(msgspec.structs.replace(fact, reason=fact.reason or (
         f"Step {fact.index} '{fact.name}' of attempt {fact.attempt} has side effects; "
@@ -358,7 +365,7 @@ def _step_started(d: Decision, fact: ev.StepStarted) -> None:
 
 
 def _step_recorded(d: Decision, fact: ev.StepRecorded) -> None:
-    if _live_attempt(d, fact.task_id, fact.attempt) is None:
+    if not _step_is_awaited(d, fact):
         return
     outcome = f"failed ({fact.error_type})" if fact.error_type else "returned"
     d.emit(msgspec.structs.replace(fact, reason=fact.reason or (

@@ -35,6 +35,7 @@ from ledgerflow.machines.fsm import RunStatus, TaskStatus
 from ledgerflow.machines.origin import OriginIndex, index_origin, origin_of, reuse_for
 from ledgerflow.machines.results import RunResult
 from ledgerflow.machines.state import RunState
+from ledgerflow.machines.step_rules import PLANNER
 from ledgerflow.machines.steps import StepJournal
 from ledgerflow.machines.workflow import Workflow
 
@@ -155,10 +156,10 @@ class Driver:
 
     # -- journaled steps: the agent's facts, through the same decider -------
 
-    def journal(self, dispatched: ev.TaskDispatched) -> StepJournal:
-        """The step journal of one dispatched attempt."""
+    def journal(self, task_id: str, attempt: int) -> StepJournal:
+        """The step journal of one dispatched attempt (or of the planner's call)."""
         return StepJournal(
-            state=self.state, task_id=dispatched.task_id, attempt=dispatched.attempt,
+            state=self.state, task_id=task_id, attempt=attempt,
             submit=self.submit_step, clock=self.orch.clock,
             max_event_bytes=self.orch.store.max_event_bytes, recording=self.orch.recording)
 
@@ -236,7 +237,8 @@ class Driver:
                         self.spawn(self.call_in_fork(dispatched))
                     else:
                         self.spawn(calls.call_agent(
-                            wf, self.state, dispatched, journal=self.journal(dispatched),
+                            wf, self.state, dispatched,
+                            journal=self.journal(dispatched.task_id, dispatched.attempt),
                             max_event_bytes=self.orch.store.max_event_bytes))
             elif durable:
                 if kind is ev.TaskEscalated and wf.escalation_handler:
@@ -254,7 +256,7 @@ class Driver:
                 work.cancel()
 
     def call_planner(self) -> Coroutine[Any, Any, ev.Event]:
-        return calls.call_planner(self.wf, self.state,
+        return calls.call_planner(self.wf, self.state, journal=self.journal(PLANNER, 1),
                                   max_event_bytes=self.orch.store.max_event_bytes)
 
     def rearm(self, logged_escalations: list[str]) -> None:
@@ -340,7 +342,8 @@ class Driver:
         if fact is not None:
             return fact
         return await calls.call_agent(self.wf, self.state, dispatched,
-                                      journal=self.journal(dispatched),
+                                      journal=self.journal(dispatched.task_id,
+                                                           dispatched.attempt),
                                       max_event_bytes=self.orch.store.max_event_bytes)
 
     async def recovered_from_origin(self) -> list[ev.Event]:

@@ -30,6 +30,7 @@ __all__ = [
     "RunExistsError",
     "RunNotFoundError",
     "StepMismatchError",
+    "StepOutcomeUnknownError",
     "UnloggableValueError",
     "WorkflowDefinitionError",
 ]
@@ -203,6 +204,14 @@ class StepMismatchError(PermanentError):
     """A resumed attempt asked for a step that differs from what the log recorded at that
     point, and a side-effecting step was recorded at or after it: going on live could do that
     side effect twice, so the task is escalated instead (the agent's code or input changed).
+    """
+
+
+class StepOutcomeUnknownError(PermanentError):
+    """A side-effecting step started and recorded no outcome: it is never run again.
+
+    A task's attempt in that state is escalated on resume; the planner's
+    call fails with this, so the plan is rejected with the reason.
     """
 
 

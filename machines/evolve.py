@@ -30,7 +30,7 @@ from ledgerflow.machines import events as ev
 from ledgerflow.machines.errors import IllegalTransitionError
 from ledgerflow.machines.fsm import RUN_TABLE, TASK_TABLE, RunStatus, TaskStatus, allowed_sources
 from ledgerflow.machines.state import Escalation, RunState, TaskState
-from ledgerflow.machines.step_rules import step_key
+from ledgerflow.machines.step_rules import PLANNER, step_key
 
 __all__ = ["evolve", "fold"]
 
@@ -259,30 +259,46 @@ def _task_skipped(state: RunState, e: ev.TaskSkipped, seq: int) -> None:
     _move_task(state, e, seq)
 
 
-def _step_slot(state: RunState, e: ev.StepStarted | ev.StepRecorded, seq: int) -> TaskState:
-    """The task whose current attempt takes this step."""
-    task = _expect_task(state, e, seq, TaskStatus.DISPATCHED)
-    if e.attempt != task.attempt or e.index < 0:
+def _step_slot(
+    state: RunState, e: ev.StepStarted | ev.StepRecorded, seq: int
+) -> tuple[dict[int, ev.StepRecorded | ev.StepStarted], TaskState | None]:
+    """The steps this one joins (the current attempt's, or the planner's) and its task."""
+    task: TaskState | None = None
+    if e.task_id == PLANNER:
+        if state.status is not RunStatus.PLANNING or e.attempt != 1:
+            raise IllegalTransitionError(
+                machine="run", trigger=type(e).__name__, state=state.status.value,
+                allowed=["planning"], seq=seq, detail="A planner step outside planning.")
+        steps = state.planner_steps
+    else:
+        task = _expect_task(state, e, seq, TaskStatus.DISPATCHED)
+        if e.attempt != task.attempt:
+            raise IllegalTransitionError(
+                machine=f"task '{task.id}'", trigger=type(e).__name__,
+                state=task.status.value, allowed=[], seq=seq,
+                detail=f"The log records step {e.index} of attempt {e.attempt}; the task is "
+                f"at attempt {task.attempt}.",
+            )
+        steps = task.steps
+    if e.index < 0:
         raise IllegalTransitionError(
-            machine=f"task '{task.id}'", trigger=type(e).__name__, state=task.status.value,
-            allowed=[], seq=seq,
-            detail=f"The log records step {e.index} of attempt {e.attempt}; the task is at "
-            f"attempt {task.attempt}.",
-        )
+            machine=f"task '{e.task_id}'", trigger=type(e).__name__, state="", allowed=[],
+            seq=seq, detail=f"The log records step index {e.index}.")
     if e.discards_later:
-        for index in [i for i in task.steps if i >= e.index]:
-            del task.steps[index]
-    return task
+        for index in [i for i in steps if i >= e.index]:
+            del steps[index]
+    return steps, task
 
 
 def _step_started(state: RunState, e: ev.StepStarted, seq: int) -> None:
-    _step_slot(state, e, seq).steps[e.index] = e
+    steps, _ = _step_slot(state, e, seq)
+    steps[e.index] = e
 
 
 def _step_recorded(state: RunState, e: ev.StepRecorded, seq: int) -> None:
-    task = _step_slot(state, e, seq)
-    task.steps[e.index] = e
-    if e.side_effect and not e.error_type:
+    steps, task = _step_slot(state, e, seq)
+    steps[e.index] = e
+    if task is not None and e.side_effect and not e.error_type:
         task.done_side_effects[step_key(e.name, e.request_hash)] = e
     state.tokens += e.tokens
     state.cost += e.cost

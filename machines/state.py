@@ -113,6 +113,8 @@ class RunState:
     #: A fork made with ``repeat_side_effects=True``: it may perform again, with
     #: another input, a side effect its origin already performed.
     repeat_side_effects: bool = False
+    #: The planner's journaled steps by index (its one call; served on resume).
+    planner_steps: dict[int, StepRecorded | StepStarted] = field(default_factory=dict)
     # Derived counters, maintained by evolve.
     counts: dict[TaskStatus, int] = field(default_factory=lambda: dict.fromkeys(TaskStatus, 0))
     ready: dict[str, None] = field(default_factory=dict)

@@ -46,6 +46,11 @@ class StepView:
     detail: dict[str, Any] = field(default_factory=dict)
     side_effect: bool = False
     outcome_unknown: bool = False
+    #: Steps taken inside this one's function (the next ``nested`` indices).
+    nested: int = 0
+    #: Recorded where a resumed attempt went live past a differing log: the
+    #: attempt's earlier record from this index on was superseded.
+    discards_later: bool = False
 
     @property
     def kind(self) -> str:
@@ -73,7 +78,8 @@ def steps_of(log: Iterable[tuple[int, ev.Event]]) -> list[StepView]:
             views.append(StepView(
                 task_id=started.task_id, attempt=started.attempt, index=started.index,
                 name=started.name, request=started.request, request_hash=started.request_hash,
-                seq=seq, side_effect=True, outcome_unknown=True))
+                seq=seq, side_effect=True, outcome_unknown=True,
+                discards_later=started.discards_later))
         elif kind is ev.StepRecorded:
             step: ev.StepRecorded = event  # type: ignore[assignment]
             key = (step.task_id, step.attempt, step.index)
@@ -84,7 +90,9 @@ def steps_of(log: Iterable[tuple[int, ev.Event]]) -> list[StepView]:
                 request_hash=step.request_hash, seq=seq, result=step.result,
                 error_type=step.error_type, message=step.message, tokens=step.tokens,
                 cost=step.cost, duration_ms=step.duration_ms, detail=step.detail,
-                side_effect=step.side_effect)
+                side_effect=step.side_effect, nested=step.nested,
+                discards_later=step.discards_later or (start is not None
+                                                      and start[1].discards_later))
             if start is not None:
                 views[at[key]] = view
             else:

@@ -14,10 +14,11 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime
 
-from ledgerflow.machines.state import RunState, TaskState
+from ledgerflow.machines.state import RunState
 from ledgerflow.machines.step_events import StepRecorded, StepStarted
 
 __all__ = [
+    "PLANNER",
     "deadline_left_s",
     "diverging_here_could_repeat_a_side_effect",
     "open_side_effect_step",
@@ -25,6 +26,10 @@ __all__ = [
     "step_key",
     "step_refused_for_budget",
 ]
+
+
+#: The task id the planner's steps are recorded under (no plan task may have it).
+PLANNER = "$planner"
 
 
 def request_hash(name: str, request_json: bytes) -> str:
@@ -43,14 +48,14 @@ def step_key(name: str, digest: str) -> str:
     return f"{name}\x1f{digest}"
 
 
-def open_side_effect_step(task: TaskState) -> StepStarted | None:
-    """The side-effecting step of the current attempt that started and has no recorded outcome.
+def open_side_effect_step(steps: dict[int, StepRecorded | StepStarted]) -> StepStarted | None:
+    """The side-effecting step of an attempt that started and has no recorded outcome.
 
     Whatever ended the attempt (a crash, a lost lease, a timeout), whether
     that step acted is unknown, so the attempt must not run again.
     """
-    for index in sorted(task.steps, reverse=True):
-        step = task.steps[index]
+    for index in sorted(steps, reverse=True):
+        step = steps[index]
         if isinstance(step, StepStarted):
             return step
     return None

@@ -42,13 +42,16 @@ import msgspec
 from ledgerflow.machines.errors import (
     BudgetExhaustedError,
     RecordedStepError,
+    RecordingMissError,
     StepMismatchError,
+    StepOutcomeUnknownError,
     UnloggableValueError,
 )
 from ledgerflow.machines.stable_names import exception_names
 from ledgerflow.machines.state import RunState
 from ledgerflow.machines.step_events import StepRecorded, StepStarted
 from ledgerflow.machines.step_rules import (
+    PLANNER,
     deadline_left_s,
     diverging_here_could_repeat_a_side_effect,
     request_hash,
@@ -144,7 +147,12 @@ class StepJournal:
         self.state = state
         self.task_id = task_id
         self.attempt = attempt
-        self.recorded: dict[int, StepRecorded | StepStarted] = dict(state.tasks[task_id].steps)
+        planner = task_id == PLANNER
+        steps = state.planner_steps if planner else state.tasks[task_id].steps
+        #: Side effects done by earlier attempts of the task (the planner has one call).
+        self.done_side_effects: dict[str, StepRecorded] = (
+            {} if planner else state.tasks[task_id].done_side_effects)
+        self.recorded: dict[int, StepRecorded | StepStarted] = dict(steps)
         #: Set where the attempt went live past a differing log: the next step
         #: recorded says the rest of the old record no longer applies.
         self.discard_from: int | None = None
@@ -173,8 +181,7 @@ class StepJournal:
             self.next_index += served.nested  # its nested steps were served with it
             return _serve(served)
         request = msgspec.json.decode(request_json)
-        task = self.state.tasks[self.task_id]
-        done = task.done_side_effects.get(step_key(name, digest)) if side_effect else None
+        done = self.done_side_effects.get(step_key(name, digest)) if side_effect else None
         if done is not None:
             # A retry asking for a side effect an earlier attempt performed.
             await self.record(msgspec.structs.replace(
@@ -183,7 +190,15 @@ class StepJournal:
                 detail={**done.detail, "served_from_attempt": done.attempt}))
             return done.result
         if self.recording is not None:
-            answer = self.recording.answer(name, digest, request)
+            try:
+                answer = self.recording.answer(name, digest, request)
+            except RecordingMissError as miss:
+                # In the new run's log too: `show` lists the request that missed.
+                await self.record(_failed(StepRecorded(
+                    task_id=self.task_id, attempt=self.attempt, index=index, name=name,
+                    request=request, request_hash=digest, side_effect=side_effect,
+                    detail={"served_from": self.recording.source}), miss, time.perf_counter()))
+                raise
             await self.record(msgspec.structs.replace(
                 answer, task_id=self.task_id, attempt=self.attempt, index=index, reason="",
                 request=request, side_effect=side_effect, nested=0,
@@ -214,8 +229,14 @@ class StepJournal:
         step = recorded.get(index)
         if step is None:
             return None
-        if step.name == name and step.request_hash == digest and isinstance(step, StepRecorded):
-            return step
+        if step.name == name and step.request_hash == digest:
+            if isinstance(step, StepRecorded):
+                return step
+            # Only the planner gets here: a task's open side effect escalates on resume.
+            raise StepOutcomeUnknownError(
+                f"Step {index} '{name}' of '{self.task_id}' has side effects, started before "
+                "the process stopped and recorded no outcome; it is not run again (a person "
+                "must check whether it acted).")
         if diverging_here_could_repeat_a_side_effect(recorded, index):
             raise StepMismatchError(
                 f"Attempt {self.attempt} of task '{self.task_id}' asked for step {index} "

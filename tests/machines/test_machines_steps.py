@@ -13,11 +13,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import planner_child
 import pytest
 import steps_child
 from machines_helpers import FAST, Goal, SearchIn, SearchOut, read_log, workflow
 
-from ledgerflow.contracts import Task
+from ledgerflow.contracts import Plan, Task
 from ledgerflow.eventstore import EventStore
 from ledgerflow.machines import (
     AgentContext,
@@ -27,6 +28,7 @@ from ledgerflow.machines import (
     Recording,
     RecordingMissError,
     RetryPolicy,
+    Workflow,
     steps_of,
 )
 from ledgerflow.machines import events as ev
@@ -42,6 +44,13 @@ def steps_in(log: list[ev.Event]) -> list[ev.StepRecorded]:
 
 def run_child(db: Path, run_id: str, calls: Path, kill_at: str) -> int:
     done = subprocess.run([sys.executable, str(CHILD), str(db), run_id, str(calls), kill_at],
+                          check=False, timeout=60, capture_output=True)
+    return done.returncode
+
+
+def run_planner_child(db: Path, run_id: str, calls: Path) -> int:
+    child = Path(planner_child.__file__)
+    done = subprocess.run([sys.executable, str(child), str(db), run_id, str(calls)],
                           check=False, timeout=60, capture_output=True)
     return done.returncode
 
@@ -211,6 +220,8 @@ async def test_nested_and_cascading_retries_are_bounded_by_one_run_budget(
     nested = [s for s in steps_in(log) if s.name == "ask_b" and not s.error_type]
     assert nested
     assert all(s.nested == 2 for s in nested)
+    views = [v for v in steps_of(enumerate(log, start=1)) if v.name == "ask_b"]
+    assert {v.nested for v in views if not v.error_type} == {2}
     reasons = [e.reason for e in run.state.escalations.values()]
     assert all("cost budget of 0.1 is spent" in r for r in reasons), reasons
 
@@ -306,3 +317,56 @@ async def test_a_step_whose_result_cannot_be_logged_fails_clearly(store: EventSt
     step = steps_in(await read_log(store, run.run_id))[0]
     assert step.error_type == "ledgerflow.UnloggableValueError"
     assert "NaN" in step.message
+
+
+async def test_planner_model_call_not_repeated_after_crash(
+    tmp_path: Path, store: EventStore
+) -> None:
+    # An LLM planner: the decomposition it paid for is in the log, so the
+    # planner asked again on resume is served it instead of calling again.
+    calls = tmp_path / "calls.txt"
+    assert run_planner_child(tmp_path / "runs.db", "r1", calls) == -9
+    run = await Orchestrator(store).resume("r1", planner_child.wf)
+    assert run.status == "completed", run.reason
+    assert sorted(run.outputs) == ["fares", "hotels"]
+    assert lines(calls) == ["decompose"]
+    assert run.state is not None
+    assert run.state.cost == pytest.approx(0.002)
+    planner_steps = [s for s in steps_in(await read_log(store, "r1")) if s.task_id == "$planner"]
+    assert [s.name for s in planner_steps] == ["decompose"]
+    assert (await verify_run(store, "r1", workflow=planner_child.wf)).ok
+
+
+async def test_offline_run_answers_the_planners_steps_and_logs_a_miss(store: EventStore) -> None:
+    wf = Workflow("offline-planner", goal=Goal)
+    calls: list[str] = []
+    goal_word = {"value": "Lisbon"}
+
+    def model(city: str) -> str:
+        calls.append(city)
+        return city
+
+    @wf.agent(input=SearchIn, output=SearchOut, name="search", retry=FAST)
+    async def search(inp: SearchIn, ctx: AgentContext) -> SearchOut:
+        await ctx.step("model", model, goal_word["value"])
+        return SearchOut(price=1.0)
+
+    planned: list[str] = []
+
+    @wf.planner
+    async def planner(goal: Goal, ctx: AgentContext) -> Plan:
+        planned.append(await ctx.step("plan_model", model, "plan"))
+        return Plan(tasks=ONE)
+
+    recorded = await Orchestrator(store).start(wf, Goal())
+    assert calls == ["plan", "Lisbon"]
+    rec = await Recording.from_run(store, recorded.run_id)
+    goal_word["value"] = "Porto"
+    changed = await Orchestrator(store, recording=rec).start(wf, Goal())
+    assert calls == ["plan", "Lisbon"]  # the planner's step too came from the recording
+    assert planned == ["plan", "plan"]
+    assert changed.status == "waiting"
+    missed = [s for s in steps_in(await read_log(store, changed.run_id))
+              if s.error_type == "ledgerflow.RecordingMissError"]
+    assert [s.name for s in missed] == ["model"]
+    assert missed[0].request == {"args": ["Porto"], "kwargs": {}}
