@@ -93,6 +93,11 @@ def _run_started(d: Decision, fact: ev.RunStarted) -> None:
     ))
 
 
+def _run_submitted(d: Decision, fact: ev.RunSubmitted) -> None:
+    d.emit_run(msgspec.structs.replace(
+        fact, reason=fact.reason or f"Goal queued for a worker of workflow '{d.wf.name}'."))
+
+
 def _plan_proposed(d: Decision, fact: ev.PlanProposed) -> None:
     if not fact.reason:
         count = len(fact.plan.get("tasks") or []) if isinstance(fact.plan, dict) else None
@@ -375,6 +380,7 @@ def _step_recorded(d: Decision, fact: ev.StepRecorded) -> None:
 
 _FACT_HANDLERS: dict[type[ev.Event], Any] = {
     ev.RunStarted: _run_started,
+    ev.RunSubmitted: _run_submitted,
     ev.PlanProposed: _plan_proposed,
     ev.OutputReceived: _output_received,
     ev.AgentFailed: _agent_failed,

@@ -81,12 +81,14 @@ class Driver:
         """Decide on ``facts``, then drive until nothing is left to wait for."""
         # Escalations already in the log may be re-asked; new ones wait until durable.
         logged_escalations = list(self.state.escalations)
+        # A queued run started by resume has no planner call of its own to re-arm.
+        was_planning = self.state.status is RunStatus.PLANNING
         try:
             if resuming and self.state.forked_from is not None:
                 facts = await self.recovered_from_origin() + facts
             self.queue(self.decide(facts, strict=strict))
             if resuming:
-                self.rearm(logged_escalations)
+                self.rearm(logged_escalations, was_planning=was_planning)
             self.arm_deadline()
             while self.work or self.pending or self.committing is not None:
                 if not self.work and self.committing is None:
@@ -259,10 +261,10 @@ class Driver:
         return calls.call_planner(self.wf, self.state, journal=self.journal(PLANNER, 1),
                                   max_event_bytes=self.orch.store.max_event_bytes)
 
-    def rearm(self, logged_escalations: list[str]) -> None:
+    def rearm(self, logged_escalations: list[str], *, was_planning: bool) -> None:
         """After a resume: timers and handlers whose process is gone."""
         state = self.state
-        if state.status is RunStatus.PLANNING:
+        if was_planning and state.status is RunStatus.PLANNING:
             self.spawn(self.call_planner())
         for task in state.tasks.values():
             if task.status is TaskStatus.RETRY_WAIT:

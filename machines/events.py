@@ -57,6 +57,7 @@ __all__ = [
     "RunFailed",
     "RunResumed",
     "RunStarted",
+    "RunSubmitted",
     "RunWaiting",
     "StepRecorded",
     "StepStarted",
@@ -124,6 +125,17 @@ class RunStarted(RunEvent, frozen=True, kw_only=True):
         ref = upcast_workflow_ref(self.workflow_ref)
         if ref is not self.workflow_ref:
             msgspec.structs.force_setattr(self, "workflow_ref", ref)
+
+
+class RunSubmitted(RunEvent, frozen=True, kw_only=True):
+    """A goal queued for the worker pool (``Orchestrator.submit``): a worker starts it."""
+
+    TRIGGER: ClassVar[str | None] = "submit"
+    FACT: ClassVar[bool] = True
+    workflow: str
+    workflow_ref: str = ""
+    goal: dict[str, Any]
+    submitted_at: str
 
 
 class PlanProposed(RunEvent, frozen=True, kw_only=True):
@@ -339,6 +351,7 @@ EVENT_CLASSES: Final = (
     ForkedFrom,
     StepStarted,
     StepRecorded,
+    RunSubmitted,
 )
 
 AnyEvent = (
@@ -369,6 +382,7 @@ AnyEvent = (
     | ForkedFrom
     | StepStarted
     | StepRecorded
+    | RunSubmitted
 )
 
 class _TypeTag(msgspec.Struct):

@@ -136,6 +136,14 @@ def _run_started(state: RunState, e: ev.RunStarted, seq: int) -> None:
     state.deadline_s = e.deadline_s
 
 
+def _run_submitted(state: RunState, e: ev.RunSubmitted, seq: int) -> None:
+    _move_run(state, e, seq)
+    state.workflow = e.workflow
+    state.workflow_ref = e.workflow_ref
+    state.goal = e.goal
+    state.submitted_at = e.submitted_at
+
+
 def _plan_proposed(state: RunState, e: ev.PlanProposed, seq: int) -> None:
     if state.status is not RunStatus.PLANNING:
         raise IllegalTransitionError(
@@ -327,6 +335,7 @@ def _forked_from(state: RunState, e: ev.ForkedFrom, seq: int) -> None:
 
 _HANDLERS: dict[type[Any], Callable[[RunState, Any, int], None]] = {
     ev.RunStarted: _run_started,
+    ev.RunSubmitted: _run_submitted,
     ev.PlanProposed: _plan_proposed,
     ev.PlanAccepted: _plan_accepted,
     ev.PlanRejected: _plan_rejected,

@@ -42,6 +42,8 @@ class RunStatus(StrEnum):
     """Where a run is in its life."""
 
     CREATED = "created"
+    #: Submitted for the worker pool; no worker has started it yet.
+    QUEUED = "queued"
     PLANNING = "planning"
     RUNNING = "running"
     WAITING = "waiting"
@@ -83,7 +85,8 @@ T = TaskStatus
 
 # The transition tables as data: trigger, sources, destination.
 _RUN_TRANSITIONS: list[dict[str, Any]] = [
-    {"trigger": "start", "source": R.CREATED, "dest": R.PLANNING},
+    {"trigger": "submit", "source": R.CREATED, "dest": R.QUEUED},
+    {"trigger": "start", "source": [R.CREATED, R.QUEUED], "dest": R.PLANNING},
     {"trigger": "accept_plan", "source": R.PLANNING, "dest": R.RUNNING},
     {"trigger": "reject_plan", "source": R.PLANNING, "dest": R.FAILED},
     {"trigger": "wait", "source": R.RUNNING, "dest": R.WAITING},
@@ -92,7 +95,7 @@ _RUN_TRANSITIONS: list[dict[str, Any]] = [
     {"trigger": "fail", "source": [R.PLANNING, R.RUNNING, R.WAITING], "dest": R.FAILED},
     {
         "trigger": "cancel",
-        "source": [R.CREATED, R.PLANNING, R.RUNNING, R.WAITING],
+        "source": [R.CREATED, R.QUEUED, R.PLANNING, R.RUNNING, R.WAITING],
         "dest": R.CANCELLED,
     },
 ]

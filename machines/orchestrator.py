@@ -39,6 +39,7 @@ from ledgerflow.machines.errors import (
     WorkflowDefinitionError,
 )
 from ledgerflow.machines.evolve import evolve
+from ledgerflow.machines.fsm import RunStatus
 from ledgerflow.machines.leasing import hold_lease, new_owner
 from ledgerflow.machines.loader import load_workflow
 from ledgerflow.machines.recording import Recording
@@ -135,29 +136,39 @@ class Orchestrator:
         surrogate, an int over 4,300 digits) raises
         :class:`UnloggableValueError` and nothing is recorded.
         """
-        if workflow.planner_fn is None:
-            raise WorkflowDefinitionError(
-                f"Workflow '{workflow.name}' has no planner; declare one with @wf.planner."
-            )
-        # Checked before pydantic sees it too: a 100,000-deep dict would overflow its stack.
-        raw = as_logged(goal, what="the goal")
-        try:
-            validated = workflow.goal.model_validate(raw)
-        except ValidationError as exc:
-            raise WorkflowDefinitionError(
-                f"The goal does not satisfy {workflow.goal.__name__}: "
-                + "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
-                            for e in exc.errors(include_url=False))
-            ) from exc
-        goal_doc = as_logged(validated, what="the goal")
+        goal_doc = _checked_goal(workflow, goal)
         run_id = run_id or uuid.uuid4().hex[:12]
-        fact = ev.RunStarted(
+        fact = self._started(workflow, goal_doc)
+        return await self._drive(run_id, workflow, lambda state: [fact],
+                                 new_state=RunState(run_id=run_id), operation="start")
+
+    async def submit(
+        self, workflow: Workflow, goal: BaseModel | dict[str, Any], *, run_id: str | None = None
+    ) -> str:
+        """Queue a run of ``workflow`` for ``goal`` for the worker pool; its run id.
+
+        The run is recorded as queued (``RunSubmitted``) and not driven here: a
+        :class:`~ledgerflow.machines.worker.Worker` (``ledgerflow worker``)
+        claims and starts it. The goal is checked as :meth:`start` checks it.
+
+        Example::
+
+            run_id = await Orchestrator(store).submit(wf, TripGoal(destination="Lisbon"))
+        """
+        goal_doc = _checked_goal(workflow, goal)
+        run_id = run_id or uuid.uuid4().hex[:12]
+        fact = ev.RunSubmitted(workflow=workflow.name, workflow_ref=workflow.ref, goal=goal_doc,
+                               submitted_at=self.clock().isoformat())
+        await self._drive(run_id, workflow, lambda state: [fact],
+                          new_state=RunState(run_id=run_id), operation="submit")
+        return run_id
+
+    def _started(self, workflow: Workflow, goal_doc: dict[str, Any]) -> ev.RunStarted:
+        return ev.RunStarted(
             workflow=workflow.name, workflow_ref=workflow.ref, goal=goal_doc,
             started_at=self.clock().isoformat(), max_concurrency=workflow.max_concurrency,
             max_event_bytes=self.store.max_event_bytes,
         )
-        return await self._drive(run_id, workflow, lambda state: [fact],
-                                 new_state=RunState(run_id=run_id), operation="start")
 
     async def resume(self, run_id: str, workflow: Workflow | None = None) -> RunResult:
         """Continue a run that was interrupted (crash, kill -9) or is waiting.
@@ -165,9 +176,12 @@ class Orchestrator:
         Tasks that succeeded are not run again. An attempt with no recorded
         outcome is re-dispatched with the same idempotency key if its agent is
         idempotent or free of side effects, and escalated as "outcome unknown"
-        otherwise.
+        otherwise. A queued run (:meth:`submit`) is started.
         """
         def facts(state: RunState) -> list[ev.Event]:
+            if state.status is RunStatus.QUEUED:
+                wf = workflow or load_workflow(state.workflow_ref, state.workflow)
+                return [self._started(wf, state.goal)]
             return [] if state.status.terminal else [ev.RunResumed(by=self.owner)]
 
         return await self._drive(run_id, workflow, facts, resuming=True)
@@ -290,6 +304,26 @@ class Orchestrator:
             slot.settled.set()
             if self._live.get(run_id) is slot:
                 del self._live[run_id]
+
+
+def _checked_goal(workflow: Workflow, goal: BaseModel | dict[str, Any]) -> dict[str, Any]:
+    """The goal as the log will hold it, checked against the workflow's goal model."""
+    if workflow.planner_fn is None:
+        raise WorkflowDefinitionError(
+            f"Workflow '{workflow.name}' has no planner; declare one with @wf.planner."
+        )
+    # Checked before pydantic sees it too: a 100,000-deep dict would overflow its stack.
+    raw = as_logged(goal, what="the goal")
+    try:
+        validated = workflow.goal.model_validate(raw)
+    except ValidationError as exc:
+        raise WorkflowDefinitionError(
+            f"The goal does not satisfy {workflow.goal.__name__}: "
+            + "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
+                        for e in exc.errors(include_url=False))
+        ) from exc
+    logged: dict[str, Any] = as_logged(validated, what="the goal")
+    return logged
 
 
 class _Slot:

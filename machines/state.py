@@ -95,6 +95,8 @@ class RunState:
     workflow_ref: str = ""
     goal: dict[str, Any] = field(default_factory=dict)
     started_at: str = ""
+    #: When it was queued for the worker pool ("" for a run started in-process).
+    submitted_at: str = ""
     key_base: str = ""
     max_event_bytes: int | None = None
     max_concurrency: int = 1

@@ -92,6 +92,9 @@ SAMPLES: list[ev.Event] = [
                     error_type="builtins.ValueError", error_types=["builtins.ValueError"],
                     message="m", tokens=12, cost=0.001, duration_ms=3.5,
                     detail={"kind": "llm", "model": "m"}, side_effect=True),
+    ev.RunSubmitted(workflow="travel", workflow_ref="ledgerflow.examples.travel:wf",
+                    goal={"city": "Lisbon"}, submitted_at="2026-01-01T00:00:00+00:00",
+                    src="created", dst="queued"),
 ]
 
 
