@@ -42,6 +42,7 @@ from .errors import (
     EventUnreadableError,
     InvalidAppendError,
     InvalidQueryError,
+    LeaseLostError,
     NotAStoreError,
     SchemaVersionError,
     StoreBusyError,
@@ -50,9 +51,11 @@ from .errors import (
     StoreNotFoundError,
     StoreOpenError,
     StoreReadOnlyError,
+    StoreUpgradeRequiredError,
     StoreUrlError,
 )
-from .opening import StoreOpener, open_store
+from .opening import StoreOpener, open_store, upgrade_store
+from .pool import Claim, WorkerInfo
 from .postgres import PostgresEventStore
 from .protocol import EventStore
 from .schema import SCHEMA_VERSION
@@ -60,6 +63,7 @@ from .sqlite import SQLiteEventStore
 
 __all__ = [
     "ChainProblem",
+    "Claim",
     "ConcurrencyError",
     "Envelope",
     "EventStore",
@@ -69,6 +73,7 @@ __all__ = [
     "GENESIS_HASH",
     "InvalidAppendError",
     "InvalidQueryError",
+    "LeaseLostError",
     "NewEvent",
     "NotAStoreError",
     "PostgresEventStore",
@@ -83,8 +88,11 @@ __all__ = [
     "StoreOpenError",
     "StoreOpener",
     "StoreReadOnlyError",
+    "StoreUpgradeRequiredError",
     "StoreUrlError",
+    "WorkerInfo",
     "chain_hash",
     "check_chain",
     "open_store",
+    "upgrade_store",
 ]

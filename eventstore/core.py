@@ -1,7 +1,8 @@
 """What both backends share: limits, the batch shape, the chain loop, reads, the runs view.
 
 A backend (SQLite, PostgreSQL) subclasses :class:`StoreCore` and supplies
-only the database round trips (``_write_batch``, ``_fetch``, ``_runs_rows``,
+only the database round trips (the argument rules themselves are in
+:mod:`ledgerflow.eventstore.rules`, re-exported here) (``_write_batch``, ``_fetch``, ``_runs_rows``,
 ...); everything that must behave the same on every backend lives here once,
 so the two cannot drift again (they had: only PostgreSQL clamped ``after`` and
 ``until`` and refused a seq past 2**63 - 1).
@@ -15,21 +16,49 @@ Example (what an append does, whichever backend)::
 
 from __future__ import annotations
 
+import contextlib
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from types import TracebackType
-from typing import Any, ClassVar, NamedTuple, Self
+from typing import Any, ClassVar, Self
 
 from .appending import check_append, is_count
-from .envelope import Envelope, NewEvent, RunSummary, _hash_text, format_at
+from .envelope import Envelope, NewEvent, RunSummary, format_at
 from .errors import (
-    ConcurrencyError,
+    EventStoreError,
     InvalidAppendError,
     InvalidQueryError,
     StoreClosedError,
     StoreReadOnlyError,
+    StoreUpgradeRequiredError,
 )
+from .pool import (
+    WAKE_STATUSES,
+    Claim,
+    WorkerInfo,
+    check_names,
+    check_wait,
+    check_worker_id,
+    encode_info,
+)
+from .rules import (
+    DEFAULT_BUSY_TIMEOUT_MS,
+    DEFAULT_MAX_EVENT_BYTES,
+    MAX_LEASE_TTL_S,
+    MAX_SEQ,
+    READ_CHUNK_ROWS,
+    Batch,
+    chain_batch,
+    clamp_range,
+    lease_ttl,
+    like_prefix,
+    must_expect_the_last_seq,
+    must_fit_in_seq_range,
+    query_limit,
+    summary_of,
+)
+from .schema import SCHEMA_VERSION
 
 __all__ = [
     "DEFAULT_BUSY_TIMEOUT_MS",
@@ -49,151 +78,6 @@ __all__ = [
     "summary_of",
 ]
 
-DEFAULT_BUSY_TIMEOUT_MS = 5000
-DEFAULT_MAX_EVENT_BYTES = 1_048_576
-READ_CHUNK_ROWS = 1000
-MAX_SEQ = 2**63 - 1
-"""The largest seq: both backends store seqs as signed 64-bit integers."""
-MAX_LEASE_TTL_S = 86_400.0
-"""The longest lease a driver may take: one day.
-
-A lease is renewed every third of its ttl, so a long ttl buys the holder
-nothing; it only keeps a crashed holder's run blocked for that long. A day
-is far above any real use (the orchestrator's default is 30 s) and far
-below what either backend can store (PostgreSQL overflows near 2**38 s;
-SQLite would keep ``inf``, a lease that never expires)."""
-
-
-class Batch(NamedTuple):
-    """One append, validated, its time formatted once for every event it holds."""
-
-    run_id: str
-    items: list[tuple[str, bytes]]  # (type, data)
-    expected_seq: int
-    at: datetime
-    at_text: str
-    status: str | None
-    label: str | None
-
-
-def must_fit_in_seq_range(run_id: str, expected_seq: int, count: int) -> None:
-    """Refuse an append whose last seq would pass :data:`MAX_SEQ` (the columns are int64)."""
-    if expected_seq > MAX_SEQ - count:
-        raise InvalidAppendError(
-            run_id,
-            f"expected_seq {expected_seq} plus {count} events is beyond the largest seq {MAX_SEQ}",
-        )
-
-
-def must_expect_the_last_seq(batch: Batch, last_seq: int) -> None:
-    """Refuse the append when another writer moved the run past ``expected_seq``."""
-    if last_seq != batch.expected_seq:
-        raise ConcurrencyError(batch.run_id, batch.expected_seq, last_seq)
-
-
-def lease_ttl(run_id: str, ttl_s: object) -> float:
-    """``ttl_s`` as a float, or :class:`InvalidQueryError` unless ``0 < ttl_s <= MAX_LEASE_TTL_S``.
-
-    NaN, infinities, bools and non-numbers are refused too: each backend
-    turned them into a different failure, or into a lease that never expires.
-
-    Example::
-
-        >>> lease_ttl("r1", 30)
-        30.0
-    """
-    # Compared before float(): an int like 2**5000 must be refused, not overflow.
-    # NaN fails the chained comparison too.
-    if (
-        isinstance(ttl_s, bool)
-        or not isinstance(ttl_s, int | float)
-        or not 0 < ttl_s <= MAX_LEASE_TTL_S
-    ):
-        raise InvalidQueryError(
-            f"take the lease of run {run_id!r}",
-            f"ttl_s must be a number of seconds above 0 and at most {MAX_LEASE_TTL_S:.0f} "
-            f"(one day), not {ttl_s!r}; renew a lease instead of taking a longer one",
-        )
-    return float(ttl_s)
-
-
-def query_limit(operation: str, limit: object, minimum: int) -> int:
-    """``limit`` clamped to :data:`MAX_SEQ`, or :class:`InvalidQueryError` unless an int >= minimum.
-
-    Both databases take a LIMIT as a signed 64-bit integer, and no store holds
-    more rows than that, so clamping changes no result; it keeps ``2**70``
-    from becoming an OverflowError (SQLite) or a DataError (PostgreSQL). A
-    bool is refused: ``limit=True`` is a mistake, not the number 1.
-
-    Example::
-
-        >>> query_limit("list runs", 2**70, 0)
-        9223372036854775807
-    """
-    if not is_count(limit) or limit < minimum:
-        raise InvalidQueryError(operation, f"limit must be an int >= {minimum}, not {limit!r}")
-    return min(limit, MAX_SEQ)
-
-
-def chain_batch(batch: Batch, last_seq: int, last_hash: str) -> list[Envelope]:
-    """The envelopes of ``batch`` chained after the run's last (seq, hash): the chain loop.
-
-    Example::
-
-        >>> envs = chain_batch(batch, 0, GENESIS_HASH)
-        >>> envs[0].seq, envs[0].prev_hash == GENESIS_HASH
-        (1, True)
-    """
-    run_id, at, at_text = batch.run_id, batch.at, batch.at_text
-    seq, prev = last_seq, last_hash
-    envelopes = []
-    for type_, data in batch.items:
-        seq += 1
-        digest = _hash_text(prev, run_id, seq, type_, at_text, data)
-        envelopes.append(Envelope(run_id, seq, type_, at, data, prev, digest))
-        prev = digest
-    return envelopes
-
-
-def clamp_range(after: int, until: int | None) -> tuple[int, int]:
-    """The ``(lower, upper)`` seqs a read asks the database for, both within int64.
-
-    A seq below 0 or above :data:`MAX_SEQ` matches nothing, so clamping
-    changes no result; it keeps an out-of-range argument from becoming an
-    overflow error in the driver.
-
-    Example::
-
-        >>> clamp_range(-5, 2**70)
-        (-1, 9223372036854775807)
-    """
-    upper = MAX_SEQ if until is None else max(min(until, MAX_SEQ), -1)
-    lower = max(min(after, MAX_SEQ), -1)
-    return lower, upper
-
-
-def like_prefix(prefix: str) -> str:
-    r"""A LIKE pattern (escape character ``\``) matching the strings that start with ``prefix``.
-
-    Example::
-
-        >>> like_prefix("run_10%")
-        'run\\_10\\%%'
-    """
-    escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return escaped + "%"
-
-
-def summary_of(row: Sequence[Any]) -> RunSummary:
-    """A runs-projection row (times as ISO text or as datetimes) as a :class:`RunSummary`."""
-    run_id, status, label, created_at, updated_at, last_seq = row
-    if isinstance(created_at, str):
-        created_at = datetime.fromisoformat(created_at)
-    if isinstance(updated_at, str):
-        updated_at = datetime.fromisoformat(updated_at)
-    return RunSummary(run_id, status, label, created_at, updated_at, last_seq)
-
-
 class StoreCore(ABC):
     """The public behaviour of every backend; subclasses provide the round trips.
 
@@ -208,7 +92,11 @@ class StoreCore(ABC):
     """Where the store lives (a file path, or a url without its password)."""
     max_event_bytes: int
     read_only: bool
+    schema_version: int
+    """The store's schema version as opened (older than SCHEMA_VERSION: reads only)."""
     _closed: bool
+    _registered: dict[str, str]
+    """The info (JSON) of each worker this store object registered, to re-register it."""
     _forbid_nul: ClassVar[bool] = False
     """True when the database's text cannot hold NUL characters (PostgreSQL)."""
 
@@ -237,7 +125,36 @@ class StoreCore(ABC):
     async def _match_runs(self, prefix: str, limit: int) -> list[str]: ...
 
     @abstractmethod
-    async def _try_lease(self, run_id: str, owner: str, ttl_s: float) -> bool: ...
+    async def _take_lease(self, run_id: str, owner: str, ttl_s: float) -> int | None:
+        """Take or renew the lease; its fence, or None when another owner holds it live."""
+
+    @abstractmethod
+    async def _claim_run(
+        self, owner: str, ttl_s: float, statuses: list[str], workflows: list[str] | None
+    ) -> Claim | None: ...
+
+    @abstractmethod
+    async def _register_worker(self, worker_id: str, info: str, ttl_s: float) -> None: ...
+
+    @abstractmethod
+    async def _worker_heartbeat(self, worker_id: str, ttl_s: float) -> bool:
+        """Renew the worker's row; False when the row is gone."""
+
+    @abstractmethod
+    async def _unregister_worker(self, worker_id: str) -> None: ...
+
+    @abstractmethod
+    async def _workers(self, include_gone_s: float) -> list[WorkerInfo]: ...
+
+    @abstractmethod
+    async def _notify_work(self) -> None: ...
+
+    @abstractmethod
+    async def _wait_for_work(self, timeout_s: float) -> bool: ...
+
+    @abstractmethod
+    async def _upgrade(self) -> tuple[int, int]:
+        """Run the missing migrations in one transaction; ``(from_version, to_version)``."""
 
     @abstractmethod
     async def _release_lease(self, run_id: str, owner: str) -> None: ...
@@ -255,10 +172,16 @@ class StoreCore(ABC):
         if self._closed:
             raise StoreClosedError(self.path)
 
-    def _must_be_writable(self, operation: str) -> None:
+    def _must_not_be_read_only(self, operation: str) -> None:
         self._must_be_open()
         if self.read_only:
             raise StoreReadOnlyError(self.path, operation)
+
+    def _must_be_writable(self, operation: str) -> None:
+        """Open, not read-only, and at the current schema (writes need its tables)."""
+        self._must_not_be_read_only(operation)
+        if self.schema_version < SCHEMA_VERSION:
+            raise StoreUpgradeRequiredError(self.path, self.schema_version, SCHEMA_VERSION)
 
     # --- writes ---
 
@@ -271,8 +194,15 @@ class StoreCore(ABC):
         status: str | None = None,
         label: str | None = None,
         at: datetime | None = None,
+        fence: int | None = None,
     ) -> list[Envelope]:
         """Append ``events`` atomically after ``expected_seq``; see :class:`EventStore`.
+
+        With ``fence`` (from :meth:`take_lease` or :meth:`claim_run`), the
+        append's own transaction also checks that the run's lease is live and
+        carries that fence, or raises :class:`LeaseLostError` and appends
+        nothing. An unfenced append leaving the run ``queued`` or ``running``
+        (a submit, a resolve from outside the pool) wakes the workers.
 
         Example::
 
@@ -291,8 +221,35 @@ class StoreCore(ABC):
             max_event_bytes=self.max_event_bytes,
         )
         must_fit_in_seq_range(run_id, expected_seq, len(items))
-        batch = Batch(run_id, items, expected_seq, at, format_at(at), status, label)
-        return await self._write_batch(batch)
+        if fence is not None and not is_count(fence):
+            raise InvalidAppendError(run_id, f"fence must be an int or None, not {fence!r}")
+        batch = Batch(run_id, items, expected_seq, at, format_at(at), status, label, fence)
+        envelopes = await self._write_batch(batch)
+        if fence is None and status in WAKE_STATUSES:
+            await self._wake_best_effort()
+        return envelopes
+
+    async def _wake_best_effort(self) -> None:
+        # The write is committed; a failed wake-up must not make it look failed.
+        # Workers poll on a timeout as well, so a lost notification only delays them.
+        with contextlib.suppress(EventStoreError):
+            await self._notify_work()
+
+    async def take_lease(self, run_id: str, owner: str, ttl_s: float) -> int | None:
+        """Take or renew the run's lease for ``ttl_s`` seconds; its fence, or None if held.
+
+        The fence grows by one each time the lease passes to a different owner
+        (1 when first created); a renewal by the same owner keeps it. Pass it
+        to :meth:`append` so a driver whose lease was taken over is refused.
+
+        Example::
+
+            fence = await store.take_lease("r1", "worker-7", ttl_s=30)
+            if fence is not None:
+                await store.append("r1", events, expected_seq=3, fence=fence)
+        """
+        self._must_be_writable(f"take the lease of run {run_id!r}")
+        return await self._take_lease(run_id, owner, lease_ttl(run_id, ttl_s))
 
     async def try_lease(self, run_id: str, owner: str, ttl_s: float) -> bool:
         """Take, renew, or fail to take the run's lease; True when ``owner`` now holds it.
@@ -305,13 +262,118 @@ class StoreCore(ABC):
             if await store.try_lease("r1", owner="worker-7", ttl_s=30):
                 ...  # drive the run; renew before 30 s pass
         """
-        self._must_be_writable(f"take the lease of run {run_id!r}")
-        return await self._try_lease(run_id, owner, lease_ttl(run_id, ttl_s))
+        return await self.take_lease(run_id, owner, ttl_s) is not None
 
     async def release_lease(self, run_id: str, owner: str) -> None:
-        """Drop the run's lease if ``owner`` holds it; works after a failed append too."""
+        """Drop the run's lease if ``owner`` holds it, then wake the pool; works after a failure."""
         self._must_be_writable(f"release the lease of run {run_id!r}")
         await self._release_lease(run_id, owner)
+        await self._wake_best_effort()
+
+    async def claim_run(
+        self,
+        owner: str,
+        ttl_s: float,
+        *,
+        statuses: Sequence[str],
+        workflows: Sequence[str] | None = None,
+    ) -> Claim | None:
+        """Atomically pick one unleased run in ``statuses`` (oldest update first) and lease it.
+
+        ``workflows`` limits the pick to runs of those labels. Concurrent
+        claimers (tasks, processes, hosts) never get the same run while its
+        lease is live. None when no run is free.
+
+        Example::
+
+            claim = await store.claim_run("w1", 30, statuses=["queued"], workflows=["travel"])
+        """
+        operation = f"claim a run for {owner!r}"
+        self._must_be_writable(operation)
+        check_worker_id(operation, owner)
+        ttl = lease_ttl("", ttl_s, operation)
+        wanted = check_names(operation, "statuses", statuses)
+        labels = None if workflows is None else check_names(operation, "workflows", workflows)
+        return await self._claim_run(owner, ttl, wanted, labels)
+
+    async def register_worker(self, worker_id: str, info: dict[str, Any], ttl_s: float) -> None:
+        """Record a live worker (host, pid, workflows, ...) until ``ttl_s`` from now.
+
+        Example::
+
+            await store.register_worker("w1", {"host": "h", "pid": 42}, ttl_s=30)
+        """
+        operation = f"register worker {worker_id!r}"
+        self._must_be_writable(operation)
+        check_worker_id(operation, worker_id)
+        text = encode_info(worker_id, info)
+        await self._register_worker(worker_id, text, lease_ttl("", ttl_s, operation))
+        self._registered[worker_id] = text
+
+    async def worker_heartbeat(self, worker_id: str, ttl_s: float) -> None:
+        """Keep the worker alive ``ttl_s`` more seconds; re-register it if its row vanished.
+
+        Example::
+
+            await store.worker_heartbeat("w1", ttl_s=30)
+        """
+        operation = f"renew worker {worker_id!r}"
+        self._must_be_writable(operation)
+        check_worker_id(operation, worker_id)
+        ttl = lease_ttl("", ttl_s, operation)
+        if not await self._worker_heartbeat(worker_id, ttl):
+            await self._register_worker(worker_id, self._registered.get(worker_id, "{}"), ttl)
+
+    async def unregister_worker(self, worker_id: str) -> None:
+        """Remove the worker from the registry (a clean shutdown); unknown ids are ignored."""
+        operation = f"unregister worker {worker_id!r}"
+        self._must_be_writable(operation)
+        check_worker_id(operation, worker_id)
+        await self._unregister_worker(worker_id)
+        self._registered.pop(worker_id, None)
+
+    async def workers(self, *, include_gone_s: float = 3600) -> list[WorkerInfo]:
+        """The registered workers, live ones and those gone less than ``include_gone_s`` ago.
+
+        A store at an older schema has no registry yet: it lists none.
+
+        Example::
+
+            alive = [w for w in await store.workers() if w.alive]
+        """
+        self._must_be_open()
+        if (
+            isinstance(include_gone_s, bool)
+            or not isinstance(include_gone_s, int | float)
+            or not include_gone_s >= 0
+        ):
+            raise InvalidQueryError(
+                "list workers", f"include_gone_s must be a number >= 0, not {include_gone_s!r}"
+            )
+        if self.schema_version < SCHEMA_VERSION:
+            return []
+        return await self._workers(min(float(include_gone_s), 10 * MAX_LEASE_TTL_S * 365))
+
+    async def notify_work(self) -> None:
+        """Wake the workers waiting in :meth:`wait_for_work` (PostgreSQL NOTIFY; SQLite: none)."""
+        self._must_not_be_read_only("notify the workers")
+        await self._notify_work()
+
+    async def wait_for_work(self, timeout_s: float) -> bool:
+        """Wait up to ``timeout_s`` for :meth:`notify_work`; True when woken, False on timeout.
+
+        PostgreSQL LISTENs on a dedicated connection opened at the first wait
+        (a notification before it is not seen: claim first, then wait).
+        SQLite cannot notify another process: it sleeps the timeout and
+        returns False, and the caller polls.
+
+        Example::
+
+            while (claim := await store.claim_run("w1", 30, statuses=["queued"])) is None:
+                await store.wait_for_work(5.0)
+        """
+        self._must_be_open()
+        return await self._wait_for_work(check_wait(timeout_s))
 
     async def lease_of(self, run_id: str) -> tuple[str, float] | None:
         """Return ``(owner, expires_at)`` of the run's live lease, or None when nobody holds it.

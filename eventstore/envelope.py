@@ -78,6 +78,8 @@ class Envelope(msgspec.Struct, frozen=True):
 class RunSummary(msgspec.Struct, frozen=True):
     """A row of the runs projection, kept in the same transaction as each append.
 
+    ``owner`` is read with it: the live lease holder at the time of the query.
+
     Example::
 
         for run in await store.runs(status="failed"):
@@ -90,6 +92,8 @@ class RunSummary(msgspec.Struct, frozen=True):
     created_at: datetime
     updated_at: datetime
     last_seq: int
+    owner: str | None = None
+    """Who holds the run's live lease (a worker id), None when nobody does."""
 
 
 class ChainProblem(msgspec.Struct, frozen=True):

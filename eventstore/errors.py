@@ -16,6 +16,8 @@ Every one derives from :class:`EventStoreError`, itself a
         ├── StoreClosedError        the store was used after close()
         ├── StoreNotFoundError      open_store(create=False) found no store at the location
         ├── StoreReadOnlyError      a write (append, lease) on a store opened read_only=True
+        ├── StoreUpgradeRequiredError  a write on a store at an older schema (run db upgrade)
+        ├── LeaseLostError          a fenced append after the run's lease passed on or lapsed
         ├── StoreFullError          the disk (or the database's size limit) is full
         ├── EventUnreadableError    a stored row cannot be read back as an envelope (edited file)
         └── InvalidQueryError       a query's or lease's arguments are malformed (also a ValueError)
@@ -40,6 +42,7 @@ __all__ = [
     "EventUnreadableError",
     "InvalidAppendError",
     "InvalidQueryError",
+    "LeaseLostError",
     "NotAStoreError",
     "SchemaVersionError",
     "StoreBusyError",
@@ -48,6 +51,7 @@ __all__ = [
     "StoreNotFoundError",
     "StoreOpenError",
     "StoreReadOnlyError",
+    "StoreUpgradeRequiredError",
     "StoreUrlError",
 ]
 
@@ -253,3 +257,59 @@ class InvalidQueryError(EventStoreError, ValueError):
         self.operation = operation
         self.problem = problem
         super().__init__(f"Cannot {operation}: {problem}.")
+
+
+class StoreUpgradeRequiredError(EventStoreError):
+    """A write on a store whose schema is older than this ledgerflow's; reads still work.
+
+    Opening never migrates a store: ``ledgerflow db upgrade --db URL`` (or
+    :func:`ledgerflow.eventstore.upgrade_store`) does, explicitly.
+
+    Example::
+
+        >>> StoreUpgradeRequiredError("runs.db", 1, 2).version
+        1
+    """
+
+    def __init__(self, location: str, version: int, current: int) -> None:
+        self.location = location
+        self.version = version
+        self.current = current
+        super().__init__(
+            f"The store {location!r} is at schema version {version} and this ledgerflow "
+            f"writes version {current}, so nothing was written (reads still work); "
+            f"run `ledgerflow db upgrade --db {location}` to migrate it, then retry."
+        )
+
+
+class LeaseLostError(EventStoreError):
+    """A fenced append found the run's lease taken over, released or lapsed; nothing was written.
+
+    ``fence`` is the token the append carried; ``holder`` is who holds a live
+    lease of the run now (None: nobody); ``current_fence`` is the lease's
+    fence now (None: no lease row).
+
+    Example::
+
+        >>> LeaseLostError("r1", 3, "worker-b", 4).holder
+        'worker-b'
+    """
+
+    def __init__(
+        self, run_id: str, fence: int, holder: str | None, current_fence: int | None = None
+    ) -> None:
+        self.run_id = run_id
+        self.fence = fence
+        self.holder = holder
+        self.current_fence = current_fence
+        if current_fence is None:
+            what = f"Run {run_id!r} has no lease any more (fence {fence} was released)"
+        elif current_fence != fence:
+            now = f"now held by {holder}" if holder is not None else "nobody holds it now"
+            what = (f"Run {run_id!r}'s lease was taken over "
+                    f"(fence {fence} < {current_fence}, {now})")
+        else:
+            what = f"Run {run_id!r}'s lease (fence {fence}) expired before the append"
+        super().__init__(
+            f"{what}; nothing was appended, and this process must stop driving it."
+        )

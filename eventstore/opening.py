@@ -37,7 +37,7 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
-from .core import DEFAULT_BUSY_TIMEOUT_MS, DEFAULT_MAX_EVENT_BYTES
+from .core import DEFAULT_BUSY_TIMEOUT_MS, DEFAULT_MAX_EVENT_BYTES, StoreCore
 from .errors import StoreUrlError
 from .postgres import (
     DEFAULT_APPLICATION_NAME,
@@ -50,7 +50,14 @@ from .protocol import EventStore
 from .schema import SYNCHRONOUS_MODES
 from .sqlite import SQLiteEventStore
 
-__all__ = ["StoreOpener", "StoreTarget", "mask_password", "open_store", "parse_store_url"]
+__all__ = [
+    "StoreOpener",
+    "StoreTarget",
+    "mask_password",
+    "open_store",
+    "parse_store_url",
+    "upgrade_store",
+]
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*)://")
 _ACCEPTED = (
@@ -370,3 +377,29 @@ def open_store(
             create=bool(create) and not read_only, read_only=bool(read_only), shown=shown,
         )
     )
+
+
+async def upgrade_store(
+    url_or_path: str | os.PathLike[str], **open_options: Any
+) -> tuple[int, int]:
+    """Run the store's missing migrations in one transaction; ``(from_version, to_version)``.
+
+    What ``ledgerflow db upgrade --db URL`` runs: opening never migrates a
+    store. Idempotent: a current store returns ``(SCHEMA_VERSION,
+    SCHEMA_VERSION)`` and is not written. SQLite migrates inside ``BEGIN
+    IMMEDIATE``, PostgreSQL under the store's advisory lock, so a crash
+    leaves the old schema and two upgraders take turns. A store of a newer
+    ledgerflow raises :class:`SchemaVersionError`; a missing one
+    :class:`StoreNotFoundError` (``open_options`` go to :func:`open_store`;
+    ``create`` defaults to False here).
+
+    Example::
+
+        from_version, to_version = await upgrade_store("runs.db")   # (1, 2)
+    """
+    open_options.setdefault("create", False)
+    async with open_store(url_or_path, **open_options) as store:
+        if not isinstance(store, StoreCore):  # pragma: no cover - open_store makes StoreCores
+            raise TypeError(f"cannot upgrade a {type(store).__name__}")
+        store._must_not_be_read_only("upgrade the store's schema")
+        return await store._upgrade()

@@ -40,6 +40,9 @@ Example::
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, ClassVar, Self, TypeVar
 
@@ -56,25 +59,33 @@ from .envelope import GENESIS_HASH, Envelope
 from .errors import (
     ConcurrencyError,
     EventStoreError,
+    LeaseLostError,
     StoreBusyError,
     StoreClosedError,
     StoreFullError,
     StoreReadOnlyError,
     StoreUrlError,
 )
+from .pool import Claim, WorkerInfo, notify_channel
 from .postgres_schema import (
     APPEND_SQL,
+    CLAIM_SQL,
     DEFAULT_POOL_SIZE,
     DEFAULT_SCHEMA,
+    FENCE_SQL,
+    HEARTBEAT_SQL,
     LAST_SQL,
     LEASE_OF_SQL,
     LEASE_SQL,
     MATCH_RUNS_SQL,
     READ_SQL,
+    REGISTER_SQL,
     RELEASE_SQL,
     RUN_SQL,
     RUNS_BY_STATUS_SQL,
     RUNS_SQL,
+    UNREGISTER_SQL,
+    WORKERS_SQL,
     PostgresOpenError,
     check_schema_name,
     display,
@@ -82,7 +93,7 @@ from .postgres_schema import (
     no_reset,
     prepare,
 )
-from .schema import SYNCHRONOUS_MODES
+from .schema import SCHEMA_VERSION, SYNCHRONOUS_MODES
 
 try:
     import asyncpg
@@ -98,6 +109,9 @@ __all__ = [
 ]
 
 _T = TypeVar("_T")
+
+_CLAIM_TRIES = 5
+"""How often a claim re-picks after losing its pick to a concurrent claimer's commit."""
 
 DEFAULT_APPLICATION_NAME = "ledgerflow"
 """What ``pg_stat_activity`` shows for the store's connections unless the url names another."""
@@ -128,8 +142,14 @@ class PostgresEventStore(StoreCore):
         max_event_bytes: int,
         pool_size: int,
         read_only: bool = False,
+        schema_version: int = SCHEMA_VERSION,
+        listen: Callable[[], Awaitable[Any]] | None = None,
     ) -> None:
-        """Wrap a prepared pool; use :meth:`open` rather than calling this."""
+        """Wrap a prepared pool; use :meth:`open` rather than calling this.
+
+        ``listen`` opens the dedicated connection :meth:`wait_for_work` LISTENs
+        on (None: waits just sleep, as on SQLite).
+        """
         self.path = location
         """The store's url without its password, for messages."""
         self.schema = schema
@@ -138,8 +158,15 @@ class PostgresEventStore(StoreCore):
         self.max_event_bytes = max_event_bytes
         self.pool_size = pool_size
         self.read_only = read_only
+        self.schema_version = schema_version
         self._pool = pool
         self._closed = False
+        self._registered = {}
+        self._listen = listen
+        self._listener: Any = None
+        self._listener_lock = asyncio.Lock()
+        self._woken = asyncio.Event()
+        self._channel = notify_channel(schema)
         s = f'"{schema}"'
         self._last_sql = LAST_SQL.format(s=s)
         self._append_sql = APPEND_SQL.format(s=s)
@@ -151,6 +178,12 @@ class PostgresEventStore(StoreCore):
         self._lease_sql = LEASE_SQL.format(s=s)
         self._lease_of_sql = LEASE_OF_SQL.format(s=s)
         self._release_sql = RELEASE_SQL.format(s=s)
+        self._fence_sql = FENCE_SQL.format(s=s)
+        self._claim_sql = CLAIM_SQL.format(s=s)
+        self._register_sql = REGISTER_SQL.format(s=s)
+        self._heartbeat_sql = HEARTBEAT_SQL.format(s=s)
+        self._unregister_sql = UNREGISTER_SQL.format(s=s)
+        self._workers_sql = WORKERS_SQL.format(s=s)
 
     @classmethod
     async def open(
@@ -168,7 +201,10 @@ class PostgresEventStore(StoreCore):
         connect_timeout: float | None = None,
         shown: str | None = None,
     ) -> Self:
-        """Open the store in ``schema`` of the database, created or migrated when ``create``.
+        """Open the store in ``schema`` of the database, created when missing; never migrated.
+
+        A store at an older schema opens as it is: reads work, writes raise
+        :class:`StoreUpgradeRequiredError` until :func:`upgrade_store` runs.
 
         ``create=False`` opens an existing store only: a missing or empty
         schema raises :class:`StoreNotFoundError` and nothing is created.
@@ -206,6 +242,7 @@ class PostgresEventStore(StoreCore):
         if read_only:
             settings["default_transaction_read_only"] = "on"
         pool = None
+        timeout = {} if connect_timeout is None else {"timeout": connect_timeout}
         try:
             pool = await asyncpg.create_pool(
                 dsn,
@@ -214,10 +251,11 @@ class PostgresEventStore(StoreCore):
                 init=init_connection,
                 reset=no_reset,
                 server_settings=settings,
-                **({} if connect_timeout is None else {"timeout": connect_timeout}),
+                **timeout,
             )
             async with pool.acquire() as conn:
-                await prepare(conn, schema, location, create=create, read_only=read_only)
+                _, version = await prepare(
+                    conn, schema, location, create=create, read_only=read_only)
         except BaseException as exc:
             if pool is not None:
                 pool.terminate()
@@ -233,6 +271,8 @@ class PostgresEventStore(StoreCore):
             max_event_bytes=max_event_bytes,
             pool_size=pool_size,
             read_only=read_only,
+            schema_version=version,
+            listen=lambda: asyncpg.connect(dsn, server_settings=settings, **timeout),
         )
 
     @staticmethod
@@ -328,15 +368,98 @@ class PostgresEventStore(StoreCore):
         )
         return envs
 
+    async def _fenced_append(self, conn: Any, batch: Batch) -> list[Envelope]:
+        """The append in a transaction that first locks the leases row and checks its fence."""
+        fence = batch.fence
+        if fence is None:  # pragma: no cover - _write_batch sends unfenced batches to _append
+            return await self._append(conn, batch)
+        async with conn.transaction():
+            row = await conn.fetchrow(self._fence_sql, batch.run_id)
+            if row is None or not row[1] or row[2] != fence:
+                holder = str(row[0]) if row is not None and row[1] else None
+                current = None if row is None else int(row[2])
+                raise LeaseLostError(batch.run_id, fence, holder, current)
+            return await self._append(conn, batch)
+
     async def _write_batch(self, batch: Batch) -> list[Envelope]:
+        append = self._append if batch.fence is None else self._fenced_append
         return await self._call(
-            self._append, batch, run_id=batch.run_id, expected_seq=batch.expected_seq
+            append, batch, run_id=batch.run_id, expected_seq=batch.expected_seq
         )
 
-    async def _try_lease(self, run_id: str, owner: str, ttl_s: float) -> bool:
+    async def _take_lease(self, run_id: str, owner: str, ttl_s: float) -> int | None:
         """Take or renew the lease; expiry is judged on the database server's clock."""
-        taken = await self._call(_fetchval, self._lease_sql, run_id, owner, ttl_s)
-        return bool(taken)
+        fence = await self._call(_fetchval, self._lease_sql, run_id, owner, ttl_s)
+        return None if fence is None else int(fence)
+
+    async def _claim_run(
+        self, owner: str, ttl_s: float, statuses: list[str], workflows: list[str] | None
+    ) -> Claim | None:
+        for _ in range(_CLAIM_TRIES):
+            row = await self._call(
+                _fetchrow, self._claim_sql, owner, ttl_s, statuses, workflows)
+            if row is None:
+                return None
+            if row[1] is not None:
+                return Claim(str(row[0]), int(row[1]), str(row[2]), str(row[3]))
+            # Our snapshot saw the run free, but a claimer that committed since holds it.
+        return None
+
+    async def _register_worker(self, worker_id: str, info: str, ttl_s: float) -> None:
+        await self._call(_execute, self._register_sql, worker_id, info, ttl_s)
+
+    async def _worker_heartbeat(self, worker_id: str, ttl_s: float) -> bool:
+        return bool(await self._call(_fetchval, self._heartbeat_sql, worker_id, ttl_s))
+
+    async def _unregister_worker(self, worker_id: str) -> None:
+        await self._call(_execute, self._unregister_sql, worker_id)
+
+    async def _workers(self, include_gone_s: float) -> list[WorkerInfo]:
+        rows = await self._call(_fetch, self._workers_sql, include_gone_s)
+        return [
+            WorkerInfo(
+                worker_id=r[0], info=json.loads(r[1]), started_at=r[2], heartbeat_at=r[3],
+                expires_at=r[4], alive=r[5], runs=tuple(r[6]),
+            )
+            for r in rows
+        ]
+
+    async def _notify_work(self) -> None:
+        await self._call(_execute, "SELECT pg_notify($1, '')", self._channel)
+
+    async def _wait_for_work(self, timeout_s: float) -> bool:
+        await self._listening()
+        try:
+            await asyncio.wait_for(self._woken.wait(), timeout_s)
+        except TimeoutError:
+            return False
+        self._woken.clear()
+        return True
+
+    async def _listening(self) -> None:
+        """Open the LISTEN connection once (again after it was lost)."""
+        async with self._listener_lock:
+            if self._listener is not None and not self._listener.is_closed():
+                return
+            if self._listen is None:  # pragma: no cover - stores made by open() can listen
+                return
+            try:
+                conn = await self._listen()
+                await conn.add_listener(self._channel, self._on_notify)
+            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+                raise self._translate(exc, self.path, self.busy_timeout_ms) from exc
+            self._listener = conn
+
+    def _on_notify(self, *_: object) -> None:
+        self._woken.set()
+
+    async def _upgrade(self) -> tuple[int, int]:
+        async def run(conn: Any) -> tuple[int, int]:
+            return await prepare(conn, self.schema, self.path, create=False, upgrade=True)
+
+        versions = await self._call(run)
+        self.schema_version = versions[1]
+        return versions
 
     async def _release_lease(self, run_id: str, owner: str) -> None:
         await self._call(_execute, self._release_sql, run_id, owner)
@@ -370,7 +493,13 @@ class PostgresEventStore(StoreCore):
 
     async def _shutdown(self) -> None:
         self._closed = True
-        await self._pool.close()
+        listener, self._listener = self._listener, None
+        try:
+            if listener is not None:
+                with contextlib.suppress(Exception):  # a lost listener has nothing to close
+                    await listener.close()
+        finally:
+            await self._pool.close()
 
 
 async def _fetch(conn: Any, sql: str, *args: object) -> list[Any]:

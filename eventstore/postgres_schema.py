@@ -18,7 +18,6 @@ from urllib.parse import urlsplit, urlunsplit
 
 from .errors import EventStoreError, NotAStoreError, SchemaVersionError, StoreNotFoundError
 from .errors import StoreOpenError as _StoreOpenError
-from .errors import StoreReadOnlyError as _StoreReadOnlyError
 from .schema import POSTGRES_APPLICATION, POSTGRES_MIGRATIONS, SCHEMA_VERSION
 
 __all__ = [
@@ -28,6 +27,12 @@ __all__ = [
     "LAST_SQL",
     "LEASE_OF_SQL",
     "LEASE_SQL",
+    "CLAIM_SQL",
+    "FENCE_SQL",
+    "HEARTBEAT_SQL",
+    "REGISTER_SQL",
+    "UNREGISTER_SQL",
+    "WORKERS_SQL",
     "MATCH_RUNS_SQL",
     "PostgresOpenError",
     "READ_SQL",
@@ -118,17 +123,20 @@ class _IncompletePostgresStoreError(NotAStoreError):
         )
 
 
-_STORE_TABLES = ("events", "leases", "meta", "runs")
-"""The tables every ledgerflow schema holds at :data:`SCHEMA_VERSION`."""
+_STORE_TABLES = {
+    1: ("events", "leases", "meta", "runs"),
+    2: ("events", "leases", "meta", "runs", "workers"),
+}
+"""The tables a ledgerflow schema holds at each version."""
 
 
-def must_hold_every_table(location: str, schema: str, objects: list[str]) -> None:
-    """Refuse a marked schema that lacks one of :data:`_STORE_TABLES`, naming what is gone.
+def must_hold_every_table(location: str, schema: str, objects: list[str], version: int) -> None:
+    """Refuse a marked schema that lacks one of its version's tables, naming what is gone.
 
     Without this the first query failed as a generic server error
     ('relation "x.runs" does not exist; check the server and its log').
     """
-    missing = [name for name in _STORE_TABLES if name not in objects]
+    missing = [name for name in _STORE_TABLES[version] if name not in objects]
     if missing:
         raise _IncompletePostgresStoreError(location, schema, missing)
 
@@ -156,17 +164,15 @@ READ_SQL = (
     "SELECT seq, type, at, data, prev_hash, hash FROM {s}.events "
     "WHERE run_id = $1 AND seq > $2 AND seq <= $3 ORDER BY seq LIMIT $4"
 )
-RUNS_SQL = (
-    "SELECT run_id, status, label, created_at, updated_at, last_seq FROM {s}.runs "
-    "ORDER BY updated_at DESC, run_id LIMIT $1"
+# The owner column is the live lease holder, judged on the database clock.
+_SUMMARY = (
+    "SELECT r.run_id, r.status, r.label, r.created_at, r.updated_at, r.last_seq, "
+    "CASE WHEN l.expires_at > clock_timestamp() THEN l.owner END "
+    "FROM {s}.runs r LEFT JOIN {s}.leases l ON l.run_id = r.run_id "
 )
-RUNS_BY_STATUS_SQL = (
-    "SELECT run_id, status, label, created_at, updated_at, last_seq FROM {s}.runs "
-    "WHERE status = $1 ORDER BY updated_at DESC, run_id LIMIT $2"
-)
-RUN_SQL = (
-    "SELECT run_id, status, label, created_at, updated_at, last_seq FROM {s}.runs WHERE run_id = $1"
-)
+RUNS_SQL = _SUMMARY + "ORDER BY r.updated_at DESC, r.run_id LIMIT $1"
+RUNS_BY_STATUS_SQL = _SUMMARY + "WHERE r.status = $1 ORDER BY r.updated_at DESC, r.run_id LIMIT $2"
+RUN_SQL = _SUMMARY + "WHERE r.run_id = $1"
 # COLLATE "C": byte order, the same sort as SQLite's, whatever the database's collation.
 MATCH_RUNS_SQL = (
     "SELECT run_id FROM {s}.runs WHERE run_id LIKE $1 ESCAPE '\\' "
@@ -180,13 +186,68 @@ _MARK_SQL = (
 )
 # Expiry is judged on the database clock, the one clock every worker shares.
 # ON CONFLICT DO UPDATE locks the row and re-checks the WHERE on its newest
-# version, so two takers cannot both win.
+# version, so two takers cannot both win. The fence: 1 for a new row, kept
+# by the same owner, one more for another owner.
 LEASE_SQL = """
-INSERT INTO {s}.leases AS l (run_id, owner, expires_at)
-VALUES ($1, $2, clock_timestamp() + make_interval(secs => $3))
-ON CONFLICT (run_id) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at
+INSERT INTO {s}.leases AS l (run_id, owner, expires_at, fence)
+VALUES ($1, $2, clock_timestamp() + make_interval(secs => $3), 1)
+ON CONFLICT (run_id) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at,
+    fence = CASE WHEN l.owner = excluded.owner THEN l.fence ELSE l.fence + 1 END
 WHERE l.owner = excluded.owner OR l.expires_at <= clock_timestamp()
-RETURNING true
+RETURNING l.fence
+"""
+# FOR SHARE: a takeover (an UPDATE of this row) waits until the fenced append commits.
+FENCE_SQL = (
+    "SELECT owner, expires_at > clock_timestamp(), fence FROM {s}.leases "
+    "WHERE run_id = $1 FOR SHARE"
+)
+# One statement: lock the oldest free run (SKIP LOCKED: concurrent claimers
+# pass over each other's picks), then lease it. A pick whose lease another
+# claimer took meanwhile comes back with a NULL fence, and the caller retries.
+CLAIM_SQL = """
+WITH picked AS (
+    SELECT r.run_id, r.status, r.label FROM {s}.runs r
+    WHERE r.status = ANY($3::text[])
+      AND ($4::text[] IS NULL OR r.label = ANY($4::text[]))
+      AND NOT EXISTS (SELECT 1 FROM {s}.leases l
+                      WHERE l.run_id = r.run_id AND l.expires_at > clock_timestamp())
+    ORDER BY r.updated_at, r.run_id
+    LIMIT 1
+    FOR UPDATE OF r SKIP LOCKED
+), taken AS (
+    INSERT INTO {s}.leases AS l (run_id, owner, expires_at, fence)
+    SELECT run_id, $1, clock_timestamp() + make_interval(secs => $2), 1 FROM picked
+    ON CONFLICT (run_id) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at,
+        fence = CASE WHEN l.owner = excluded.owner THEN l.fence ELSE l.fence + 1 END
+    WHERE l.owner = excluded.owner OR l.expires_at <= clock_timestamp()
+    RETURNING l.run_id, l.fence
+)
+SELECT p.run_id, t.fence, p.status, p.label FROM picked p LEFT JOIN taken t USING (run_id)
+"""
+REGISTER_SQL = """
+INSERT INTO {s}.workers AS w (worker_id, info, started_at, heartbeat_at, expires_at)
+VALUES ($1, $2::text::jsonb, clock_timestamp(), clock_timestamp(),
+        clock_timestamp() + make_interval(secs => $3))
+ON CONFLICT (worker_id) DO UPDATE SET info = excluded.info, started_at = excluded.started_at,
+    heartbeat_at = excluded.heartbeat_at, expires_at = excluded.expires_at
+"""
+HEARTBEAT_SQL = (
+    "UPDATE {s}.workers SET heartbeat_at = clock_timestamp(), "
+    "expires_at = clock_timestamp() + make_interval(secs => $2) WHERE worker_id = $1 "
+    "RETURNING true"
+)
+UNREGISTER_SQL = "DELETE FROM {s}.workers WHERE worker_id = $1"
+WORKERS_SQL = """
+SELECT w.worker_id, w.info::text,
+       extract(epoch FROM w.started_at)::float8,
+       extract(epoch FROM w.heartbeat_at)::float8,
+       extract(epoch FROM w.expires_at)::float8,
+       w.expires_at > clock_timestamp(),
+       coalesce((SELECT array_agg(l.run_id ORDER BY l.run_id) FROM {s}.leases l
+                 WHERE l.owner = w.worker_id AND l.expires_at > clock_timestamp()), '{{}}')
+FROM {s}.workers w
+WHERE w.expires_at > clock_timestamp() - make_interval(secs => $1)
+ORDER BY w.started_at, w.worker_id
 """
 LEASE_OF_SQL = (
     "SELECT owner, extract(epoch FROM expires_at)::float8 FROM {s}.leases "
@@ -244,17 +305,25 @@ async def _found_version(conn: Any, schema: str, location: str, objects: list[st
 
 
 async def prepare(
-    conn: Any, schema: str, location: str, *, create: bool = True, read_only: bool = False
-) -> None:
-    """Check that ``schema`` is a ledgerflow store; create or migrate it if allowed.
+    conn: Any,
+    schema: str,
+    location: str,
+    *,
+    create: bool = True,
+    read_only: bool = False,
+    upgrade: bool = False,
+) -> tuple[int, int]:
+    """Check that ``schema`` is a ledgerflow store; create it, or migrate it on ``upgrade``.
 
-    Does exactly one of, in one transaction under an advisory lock (so two
-    processes opening at once take turns, and a crash leaves the old schema):
+    Returns ``(version_found, version_now)``. Does exactly one of, in one
+    transaction under an advisory lock (so two processes opening at once
+    take turns, and a crash leaves the old schema):
 
-    - no schema, or an empty one: created at :data:`SCHEMA_VERSION`, or
-      :class:`StoreNotFoundError` when ``create`` is False (a mistyped
-      ``?schema=`` must not become an empty store);
-    - our marker, an older version: the missing migrations run, in order;
+    - no schema, or an empty one: created at :data:`SCHEMA_VERSION` (found
+      0), or :class:`StoreNotFoundError` when ``create`` is False (a
+      mistyped ``?schema=`` must not become an empty store);
+    - our marker, an older version: left as it is, unless ``upgrade``, which
+      runs the missing migrations in order;
     - our marker, the current version: nothing, once every table is there
       (:class:`NotAStoreError` naming the missing ones otherwise);
     - our marker, a newer version: :class:`SchemaVersionError`, nothing written;
@@ -279,14 +348,13 @@ async def prepare(
             )
         exists, objects = await _schema_objects(conn, schema)
         version = await _found_version(conn, schema, location, objects) if objects else 0
-        if version == SCHEMA_VERSION:
-            must_hold_every_table(location, schema, objects)
-            return
-        if not objects and not create:
+        if version:
+            must_hold_every_table(location, schema, objects, version)
+            if version == SCHEMA_VERSION or not upgrade or read_only:
+                return version, version
+        elif not create:
             state = "is empty" if exists else "does not exist"
             raise StoreNotFoundError(location, f"the PostgreSQL schema {schema!r} {state}")
-        if read_only:  # pragma: no cover - no older schema exists yet
-            raise _StoreReadOnlyError(location, f"migrate schema {version} to {SCHEMA_VERSION}")
         if not exists:
             await conn.execute(f"CREATE SCHEMA {quoted}")
         for migration in POSTGRES_MIGRATIONS:
@@ -294,3 +362,4 @@ async def prepare(
                 for statement in migration.statements:
                     await conn.execute(statement.format(schema=quoted))
         await conn.execute(_MARK_SQL.format(s=quoted), POSTGRES_APPLICATION, SCHEMA_VERSION)
+    return version, SCHEMA_VERSION

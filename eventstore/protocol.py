@@ -10,6 +10,15 @@ The contract, whichever backend:
   refused with :class:`ConcurrencyError` and nothing is written.
 - Reads return envelopes in seq order, ``after < seq <= until``.
 - Leases give one owner at a time the right to drive a run, until expiry.
+  Each carries a fence that grows when the lease passes to another owner;
+  an append made with ``fence=`` is refused (:class:`LeaseLostError`) once
+  the lease has moved on or lapsed.
+- ``claim_run`` hands each free run in the asked statuses to one claimer;
+  ``register_worker`` .. ``workers`` keep the registry of live workers;
+  ``notify_work`` / ``wait_for_work`` wake idle workers (PostgreSQL
+  LISTEN/NOTIFY; SQLite polls).
+- Opening never migrates: a store at an older schema reads, and its writes
+  raise :class:`StoreUpgradeRequiredError` until ``upgrade_store`` runs.
 - A store error (full disk, lost server) rolls the failed write back and
   leaves the store usable: the next ``release_lease``, read or append works.
 - A store opened with ``open_store(..., read_only=True)`` writes nothing;
@@ -29,9 +38,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from types import TracebackType
-from typing import Protocol, Self, runtime_checkable
+from typing import Any, Protocol, Self, runtime_checkable
 
 from .envelope import Envelope, NewEvent, RunSummary
+from .pool import Claim, WorkerInfo
 
 __all__ = ["EventStore"]
 
@@ -52,10 +62,13 @@ class EventStore(Protocol):
         status: str | None = None,
         label: str | None = None,
         at: datetime | None = None,
+        fence: int | None = None,
     ) -> list[Envelope]:
         """Append ``events`` atomically after seq ``expected_seq``; return their envelopes.
 
         ``status`` and ``label`` update the run's projection row when given.
+        With ``fence``, the append commits only while the run's live lease
+        carries it (:class:`LeaseLostError` otherwise, nothing written).
         ``at`` (tz-aware; default: now, UTC) is recorded on every event of the
         batch. Raises :class:`ConcurrencyError` when ``expected_seq`` is
         stale, :class:`EventTooLargeError` when an event is over
@@ -80,7 +93,10 @@ class EventStore(Protocol):
         ...
 
     async def runs(self, status: str | None = None, limit: int = 100) -> list[RunSummary]:
-        """List runs, most recently updated first, optionally only those with ``status``."""
+        """List runs, most recently updated first, optionally only those with ``status``.
+
+        Each summary's ``owner`` is the run's live lease holder (None: nobody).
+        """
         ...
 
     async def run(self, run_id: str) -> RunSummary | None:
@@ -102,12 +118,51 @@ class EventStore(Protocol):
         """
         ...
 
+    async def take_lease(self, run_id: str, owner: str, ttl_s: float) -> int | None:
+        """Take or renew the run's lease; its fence, or None if another owner holds it live."""
+        ...
+
     async def try_lease(self, run_id: str, owner: str, ttl_s: float) -> bool:
         """Take or renew the run's lease for ``ttl_s`` seconds; False if another owner holds it."""
         ...
 
+    async def claim_run(
+        self,
+        owner: str,
+        ttl_s: float,
+        *,
+        statuses: Sequence[str],
+        workflows: Sequence[str] | None = None,
+    ) -> Claim | None:
+        """Lease the oldest-updated free run in ``statuses`` (labels in ``workflows``); or None."""
+        ...
+
+    async def register_worker(self, worker_id: str, info: dict[str, Any], ttl_s: float) -> None:
+        """Record a live worker until ``ttl_s`` from now (its row is replaced)."""
+        ...
+
+    async def worker_heartbeat(self, worker_id: str, ttl_s: float) -> None:
+        """Keep the worker alive ``ttl_s`` more seconds; re-register it if its row vanished."""
+        ...
+
+    async def unregister_worker(self, worker_id: str) -> None:
+        """Remove the worker's row (a clean shutdown)."""
+        ...
+
+    async def workers(self, *, include_gone_s: float = 3600) -> list[WorkerInfo]:
+        """The workers alive or gone less than ``include_gone_s`` ago, with the runs they hold."""
+        ...
+
+    async def notify_work(self) -> None:
+        """Wake the workers waiting in :meth:`wait_for_work` (a no-op on SQLite)."""
+        ...
+
+    async def wait_for_work(self, timeout_s: float) -> bool:
+        """Wait up to ``timeout_s`` for a notification; True when woken, False on timeout."""
+        ...
+
     async def release_lease(self, run_id: str, owner: str) -> None:
-        """Give up the run's lease if ``owner`` holds it; otherwise do nothing."""
+        """Give up the run's lease if ``owner`` holds it (then wake the pool); else do nothing."""
         ...
 
     async def close(self) -> None:

@@ -11,8 +11,11 @@ APPLICATION_ID`` and ``PRAGMA user_version = <schema version>``. Opening a
 file does exactly one of:
 
 - an empty or new file: initialised to :data:`SCHEMA_VERSION`;
-- our application id, an older schema: the missing migrations run, in order,
-  in one ``BEGIN IMMEDIATE`` transaction (a crash leaves the old schema);
+- our application id, an older schema: opened as it is (reads work; every
+  write raises :class:`StoreUpgradeRequiredError`): nothing migrates a store
+  at open; :func:`upgrade` (``ledgerflow db upgrade``) runs the missing
+  migrations, in order, in one ``BEGIN IMMEDIATE`` transaction (a crash
+  leaves the old schema);
 - our application id, the current schema: nothing to do;
 - our application id, a newer schema: :class:`SchemaVersionError`, and the
   file is not written to (not even its journal mode);
@@ -57,6 +60,7 @@ __all__ = [
     "prepare",
     "prepare_read_only",
     "prepare_reader",
+    "upgrade",
 ]
 
 # WIRE FORMAT, in the header of every SQLite store since 0.1 ("RLDG" for the
@@ -64,7 +68,7 @@ __all__ = [
 APPLICATION_ID = 0x524C4447
 """``PRAGMA application_id`` of every ledgerflow store: the ASCII bytes "RLDG"."""
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """The newest schema this version of ledgerflow reads and writes."""
 
 SYNCHRONOUS_MODES = ("FULL", "NORMAL")
@@ -150,6 +154,24 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        version=2,
+        description="fenced leases, workers registry",
+        statements=(
+            # Existing leases get fence 0; the next owner change makes it 1.
+            "ALTER TABLE leases ADD COLUMN fence INTEGER NOT NULL DEFAULT 0",
+            # Times are epoch seconds on this machine's clock, as leases are.
+            """
+            CREATE TABLE workers (
+                worker_id    TEXT NOT NULL PRIMARY KEY,
+                info         TEXT NOT NULL,
+                started_at   REAL NOT NULL,
+                heartbeat_at REAL NOT NULL,
+                expires_at   REAL NOT NULL
+            )
+            """,
+        ),
+    ),
 )
 
 # WIRE FORMAT, written into every existing PostgreSQL store since 0.1: it keeps
@@ -204,6 +226,23 @@ POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
                 run_id     text        NOT NULL PRIMARY KEY,
                 owner      text        NOT NULL,
                 expires_at timestamptz NOT NULL
+            )
+            """,
+        ),
+    ),
+    Migration(
+        version=2,
+        description="fenced leases, workers registry",
+        statements=(
+            "ALTER TABLE {schema}.leases ADD COLUMN fence bigint NOT NULL DEFAULT 0",
+            # Expiry is judged on the database clock, as for leases.
+            """
+            CREATE TABLE {schema}.workers (
+                worker_id    text        NOT NULL PRIMARY KEY,
+                info         jsonb       NOT NULL,
+                started_at   timestamptz NOT NULL,
+                heartbeat_at timestamptz NOT NULL,
+                expires_at   timestamptz NOT NULL
             )
             """,
         ),
@@ -308,9 +347,14 @@ def _lost_its_marks(found: _Header) -> bool:
     return found.app_id != APPLICATION_ID and found.tables >= _STORE_TABLES
 
 
+def _version_of_tables(found: _Header) -> int:
+    """The schema version a store's tables show (for a copy that lost its header marks)."""
+    return 2 if "workers" in found.tables else 1
+
+
 def _check_ours(path: str, found: _Header) -> None:
     if _lost_its_marks(found):
-        raise StoreMarksLostError(path, found.app_id, found.version or SCHEMA_VERSION)
+        raise StoreMarksLostError(path, found.app_id, found.version or _version_of_tables(found))
     if found.app_id != APPLICATION_ID and not _is_blank(found):
         raise NotAStoreError(
             path,
@@ -353,6 +397,16 @@ def _switch_to_wal(conn: sqlite3.Connection, busy_timeout_ms: int) -> None:
         pause = min(pause * 2, 0.05)
 
 
+def _migrate(conn: sqlite3.Connection, version: int) -> None:
+    """Run the migrations after ``version`` and mark the file current (inside a transaction)."""
+    for migration in MIGRATIONS:
+        if migration.version > version:
+            for statement in migration.statements:
+                conn.execute(statement)
+    conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
 def prepare(
     conn: sqlite3.Connection,
     path: str,
@@ -360,13 +414,14 @@ def prepare(
     synchronous: str,
     busy_timeout_ms: int,
     create: bool = True,
-) -> None:
-    """Check that ``conn`` is a ledgerflow store, initialise or migrate it, set its pragmas.
+) -> int:
+    """Check that ``conn`` is a ledgerflow store, initialise a blank one, set its pragmas.
 
-    ``conn`` must be in autocommit mode (``isolation_level=None``). With
-    ``create=False`` a blank database raises :class:`StoreNotFoundError`.
-    Raises :class:`NotAStoreError` or :class:`SchemaVersionError` without
-    writing to the file.
+    Returns the store's schema version. A store at an older version is left
+    at it (see :func:`upgrade`). ``conn`` must be in autocommit mode
+    (``isolation_level=None``). With ``create=False`` a blank database raises
+    :class:`StoreNotFoundError`. Raises :class:`NotAStoreError` or
+    :class:`SchemaVersionError` without writing to the file.
     """
     if synchronous not in SYNCHRONOUS_MODES:  # pragma: no cover - validated by the caller
         raise ValueError(f"synchronous must be one of {SYNCHRONOUS_MODES}, not {synchronous!r}.")
@@ -377,25 +432,46 @@ def prepare(
     # Only now, once the file is known to be ours, may we write to its header.
     _switch_to_wal(conn, busy_timeout_ms)
     conn.execute(f"PRAGMA synchronous = {synchronous}")
-    if found[1] == SCHEMA_VERSION:
-        return
+    if not _is_blank(found):
+        return found.version
     conn.execute("BEGIN IMMEDIATE")
     try:
-        # Another process may have initialised or migrated the file since we
-        # looked: decide again under the write lock, on what is there now.
+        # Another process may have initialised the file since we looked:
+        # decide again under the write lock, on what is there now.
         found = _inspect(conn)
         _check_openable(path, found, create=create)
-        for migration in MIGRATIONS:
-            if migration.version > found[1]:
-                for statement in migration.statements:
-                    conn.execute(statement)
-        conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        if _is_blank(found):
+            _migrate(conn, 0)
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
+    return SCHEMA_VERSION if _is_blank(found) else found.version
+
+
+def upgrade(conn: sqlite3.Connection, path: str) -> tuple[int, int]:
+    """Run the missing migrations of a prepared store in one ``BEGIN IMMEDIATE`` transaction.
+
+    Returns ``(from_version, to_version)``; ``(SCHEMA_VERSION, SCHEMA_VERSION)``
+    when there was nothing to do. A crash or an error leaves the old schema.
+
+    Example::
+
+        upgrade(conn, "runs.db")   # (1, 2)
+    """
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        found = _inspect(conn)  # under the write lock: another upgrader may have run
+        _check_openable(path, found, create=False)
+        if found.version < SCHEMA_VERSION:
+            _migrate(conn, found.version)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return found.version, SCHEMA_VERSION
 
 
 def prepare_reader(conn: sqlite3.Connection, *, busy_timeout_ms: int) -> None:
@@ -404,17 +480,16 @@ def prepare_reader(conn: sqlite3.Connection, *, busy_timeout_ms: int) -> None:
     conn.execute("PRAGMA query_only = ON")
 
 
-def prepare_read_only(conn: sqlite3.Connection, path: str, *, busy_timeout_ms: int) -> None:
-    """Check, without writing anything, that a read-only ``conn`` opened a current store.
+def prepare_read_only(conn: sqlite3.Connection, path: str, *, busy_timeout_ms: int) -> int:
+    """Check, without writing anything, that a read-only ``conn`` opened a store; its version.
 
-    Raises :class:`StoreNotFoundError` (blank database), :class:`NotAStoreError`,
-    :class:`SchemaVersionError` (newer, or older and so in need of a writable
-    open to migrate), and lets SQLite's own errors (e.g.
-    ``SQLITE_READONLY_DIRECTORY``) through for the caller to handle.
+    An older schema reads as it is. Raises :class:`StoreNotFoundError`
+    (blank database), :class:`NotAStoreError`, :class:`SchemaVersionError`
+    (newer), and lets SQLite's own errors (e.g. ``SQLITE_READONLY_DIRECTORY``)
+    through for the caller to handle.
     """
     _check_is_sqlite(path)
     prepare_reader(conn, busy_timeout_ms=busy_timeout_ms)
     found = _snapshot(conn)
     _check_openable(path, found, create=False)
-    if found[1] < SCHEMA_VERSION:  # pragma: no cover - no older schema exists yet
-        raise SchemaVersionError(path, found[1], SCHEMA_VERSION)
+    return found.version

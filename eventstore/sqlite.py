@@ -36,6 +36,7 @@ import asyncio
 import contextlib
 import functools
 import sqlite3
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Self, TypeVar
@@ -54,13 +55,23 @@ from .errors import (
     StoreOpenError,
     StoreUrlError,
 )
+from .pool import Claim, WorkerInfo
 from .schema import (
+    SCHEMA_VERSION,
     SYNCHRONOUS_MODES,
     must_be_an_existing_file,
     must_be_writable_by_us,
     prepare,
     prepare_read_only,
     prepare_reader,
+    upgrade,
+)
+from .sqlite_pool import (
+    claim_tx,
+    heartbeat_worker,
+    register_worker,
+    unregister_worker,
+    workers_of,
 )
 from .sqlite_rows import (
     LAST_SQL,
@@ -142,6 +153,7 @@ class SQLiteEventStore(StoreCore):
         busy_timeout_ms: int,
         max_event_bytes: int,
         immutable: bool = False,
+        schema_version: int = SCHEMA_VERSION,
     ) -> None:
         """Wrap prepared connections (no writer: read-only); use :meth:`open` instead."""
         self.path = path
@@ -151,10 +163,12 @@ class SQLiteEventStore(StoreCore):
         self.read_only = writer is None
         self.immutable = immutable
         """True when the read-only store had to be opened as ``immutable=1`` (see :meth:`open`)."""
+        self.schema_version = schema_version
         self._writer = writer
         self._reader = reader
         self._write_lock = asyncio.Lock()
         self._closed = False
+        self._registered = {}
 
     @classmethod
     async def open(
@@ -167,7 +181,10 @@ class SQLiteEventStore(StoreCore):
         create: bool = True,
         read_only: bool = False,
     ) -> Self:
-        """Open the store at ``path``: created or migrated if needed when ``create``.
+        """Open the store at ``path``, created when missing and ``create``; never migrated.
+
+        A store at an older schema opens as it is: reads work, writes raise
+        :class:`StoreUpgradeRequiredError` until :func:`upgrade_store` runs.
 
         ``create=False`` opens an existing store only: a missing, zero-byte or
         blank file raises :class:`StoreNotFoundError` and is not touched.
@@ -194,17 +211,18 @@ class SQLiteEventStore(StoreCore):
         opened: list[aiosqlite.Connection] = []
         try:
             if read_only:
-                reader, immutable = await cls._open_read_only(path, busy_timeout_ms, opened)
+                reader, immutable, version = await cls._open_read_only(
+                    path, busy_timeout_ms, opened)
                 return cls(
                     path, None, reader, synchronous=synchronous,
                     busy_timeout_ms=busy_timeout_ms, max_event_bytes=max_event_bytes,
-                    immutable=immutable,
+                    immutable=immutable, schema_version=version,
                 )
             # mode=rw: an existing-only open must not create the file if it
             # vanished since the check above.
             target = path if create else _uri(path, "mode=rw")
             writer = await cls._connect(target, busy_timeout_ms, opened)
-            await _one_hop(
+            version = await _one_hop(
                 writer,
                 functools.partial(
                     prepare, path=path, synchronous=synchronous,
@@ -224,25 +242,25 @@ class SQLiteEventStore(StoreCore):
         return cls(
             path, writer, reader, synchronous=synchronous,
             busy_timeout_ms=busy_timeout_ms, max_event_bytes=max_event_bytes,
+            schema_version=version,
         )
 
     @classmethod
     async def _open_read_only(
         cls, path: str, busy_timeout_ms: int, opened: list[aiosqlite.Connection]
-    ) -> tuple[aiosqlite.Connection, bool]:
+    ) -> tuple[aiosqlite.Connection, bool, int]:
         check = functools.partial(prepare_read_only, path=path, busy_timeout_ms=busy_timeout_ms)
         reader = await cls._connect(_uri(path, "mode=ro"), busy_timeout_ms, opened)
         try:
-            await _one_hop(reader, check)
+            version = await _one_hop(reader, check)
         except sqlite3.Error as exc:
             if not _read_only_cannot_start(exc, path):
                 raise
             opened.remove(reader)
             await reader.close()
             reader = await cls._connect(_uri(path, "mode=ro&immutable=1"), busy_timeout_ms, opened)
-            await _one_hop(reader, check)
-            return reader, True
-        return reader, False
+            return reader, True, await _one_hop(reader, check)
+        return reader, False, version
 
     @staticmethod
     async def _connect(
@@ -334,8 +352,38 @@ class SQLiteEventStore(StoreCore):
             append_tx, batch, run_id=batch.run_id, expected_seq=batch.expected_seq
         )
 
-    async def _try_lease(self, run_id: str, owner: str, ttl_s: float) -> bool:
+    async def _take_lease(self, run_id: str, owner: str, ttl_s: float) -> int | None:
         return await self._write(lease_tx, run_id, owner, ttl_s)
+
+    async def _claim_run(
+        self, owner: str, ttl_s: float, statuses: list[str], workflows: list[str] | None
+    ) -> Claim | None:
+        return await self._write(claim_tx, owner, ttl_s, statuses, workflows)
+
+    async def _register_worker(self, worker_id: str, info: str, ttl_s: float) -> None:
+        await self._write(register_worker, worker_id, info, ttl_s)
+
+    async def _worker_heartbeat(self, worker_id: str, ttl_s: float) -> bool:
+        return await self._write(heartbeat_worker, worker_id, ttl_s)
+
+    async def _unregister_worker(self, worker_id: str) -> None:
+        await self._write(unregister_worker, worker_id)
+
+    async def _workers(self, include_gone_s: float) -> list[WorkerInfo]:
+        return await self._call(self._reader, workers_of, include_gone_s)
+
+    async def _notify_work(self) -> None:
+        """Nothing: another process cannot be woken through a SQLite file; workers poll."""
+
+    async def _wait_for_work(self, timeout_s: float) -> bool:
+        """Sleep the timeout (polling); never woken, so always False."""
+        await asyncio.sleep(timeout_s)
+        return False
+
+    async def _upgrade(self) -> tuple[int, int]:
+        versions = await self._write(upgrade, self.path)
+        self.schema_version = versions[1]
+        return versions
 
     async def _release_lease(self, run_id: str, owner: str) -> None:
         await self._write(query, RELEASE_SQL, (run_id, owner))
@@ -357,12 +405,17 @@ class SQLiteEventStore(StoreCore):
 
     async def _runs_rows(self, status: str | None, limit: int | None) -> list[Sequence[Any]]:
         count = -1 if limit is None else limit  # LIMIT -1: no limit
+        now = time.time()
         if status is None:
-            return await self._call(self._reader, query, RUNS_SQL, (count,))
-        return await self._call(self._reader, query, RUNS_BY_STATUS_SQL, (status, count))
+            return await self._call(
+                self._reader, query, RUNS_SQL, {"now": now, "limit": count})
+        return await self._call(
+            self._reader, query, RUNS_BY_STATUS_SQL, {"now": now, "status": status, "limit": count}
+        )
 
     async def _run_row(self, run_id: str) -> Sequence[Any] | None:
-        rows = await self._call(self._reader, query, RUN_SQL, (run_id,))
+        rows = await self._call(
+            self._reader, query, RUN_SQL, {"now": time.time(), "run_id": run_id})
         return rows[0] if rows else None
 
     async def _match_runs(self, prefix: str, limit: int) -> list[str]:

@@ -19,9 +19,9 @@ import time
 from datetime import datetime
 from typing import Any
 
-from .core import Batch, chain_batch, must_expect_the_last_seq
 from .envelope import GENESIS_HASH, Envelope
-from .errors import EventUnreadableError
+from .errors import EventUnreadableError, LeaseLostError
+from .rules import Batch, chain_batch, must_expect_the_last_seq
 
 __all__ = [
     "LAST_SQL",
@@ -34,7 +34,11 @@ __all__ = [
     "fetch_envelopes",
     "lease_of",
     "lease_tx",
+    "must_hold_the_fence",
+    "next_fence",
     "query",
+    "rollback",
+    "take_lease_row",
 ]
 
 LAST_SQL = "SELECT seq, hash FROM events WHERE run_id = ? ORDER BY seq DESC LIMIT 1"
@@ -60,17 +64,17 @@ _RAW_READ_SQL = (
     "SELECT seq, CAST(type AS BLOB), CAST(at AS BLOB), CAST(prev_hash AS BLOB), "
     "CAST(hash AS BLOB) FROM events WHERE run_id = ? AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?"
 )
-RUNS_SQL = (
-    "SELECT run_id, status, label, created_at, updated_at, last_seq FROM runs "
-    "ORDER BY updated_at DESC, run_id LIMIT ?"
+# The owner column is the live lease holder (expiry judged at the bound time :now).
+_SUMMARY = (
+    "SELECT r.run_id, r.status, r.label, r.created_at, r.updated_at, r.last_seq, "
+    "CASE WHEN l.expires_at > :now THEN l.owner END "
+    "FROM runs r LEFT JOIN leases l ON l.run_id = r.run_id "
 )
+RUNS_SQL = _SUMMARY + "ORDER BY r.updated_at DESC, r.run_id LIMIT :limit"
 RUNS_BY_STATUS_SQL = (
-    "SELECT run_id, status, label, created_at, updated_at, last_seq FROM runs "
-    "WHERE status = ? ORDER BY updated_at DESC, run_id LIMIT ?"
+    _SUMMARY + "WHERE r.status = :status ORDER BY r.updated_at DESC, r.run_id LIMIT :limit"
 )
-RUN_SQL = (
-    "SELECT run_id, status, label, created_at, updated_at, last_seq FROM runs WHERE run_id = ?"
-)
+RUN_SQL = _SUMMARY + "WHERE r.run_id = :run_id"
 # LIKE finds the candidates; SQLite's LIKE ignores ASCII case, so the substr
 # comparison keeps the match case-sensitive, as on PostgreSQL.
 MATCH_RUNS_SQL = (
@@ -78,10 +82,17 @@ MATCH_RUNS_SQL = (
     "ORDER BY run_id LIMIT ?"
 )
 _LEASE_OF_SQL = "SELECT owner, expires_at FROM leases WHERE run_id = ?"
+_FENCE_OF_SQL = "SELECT owner, expires_at, fence FROM leases WHERE run_id = ?"
+_UPSERT_LEASE_SQL = (
+    "INSERT INTO leases (run_id, owner, expires_at, fence) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (run_id) DO UPDATE SET owner = excluded.owner, "
+    "expires_at = excluded.expires_at, fence = excluded.fence"
+)
 RELEASE_SQL = "DELETE FROM leases WHERE run_id = ? AND owner = ?"
 
 
-def _rollback(conn: sqlite3.Connection) -> None:
+def rollback(conn: sqlite3.Connection) -> None:
+    """Roll back the open transaction, if any, never hiding the error that caused it."""
     # SQLite rolls some failures back by itself (a full disk may); a ROLLBACK
     # error must never hide the error that caused it.
     if conn.in_transaction:
@@ -93,6 +104,8 @@ def append_tx(conn: sqlite3.Connection, batch: Batch) -> list[Envelope]:
     """Check the last seq, insert the chained batch and upsert the runs row, in one transaction."""
     conn.execute("BEGIN IMMEDIATE")
     try:
+        if batch.fence is not None:
+            must_hold_the_fence(conn, batch.run_id, batch.fence)
         row = conn.execute(LAST_SQL, (batch.run_id,)).fetchone()
         last_seq, last_hash = (row[0], row[1]) if row is not None else (0, GENESIS_HASH)
         must_expect_the_last_seq(batch, last_seq)
@@ -116,7 +129,7 @@ def append_tx(conn: sqlite3.Connection, batch: Batch) -> list[Envelope]:
         )
         conn.execute("COMMIT")
     except BaseException:
-        _rollback(conn)
+        rollback(conn)
         raise
     return envelopes
 
@@ -192,26 +205,48 @@ def _lease_is_live(row: Any, now: float) -> bool:
     return row is not None and row[1] > now
 
 
-def lease_tx(conn: sqlite3.Connection, run_id: str, owner: str, ttl_s: float) -> bool:
+def must_hold_the_fence(conn: sqlite3.Connection, run_id: str, fence: int) -> None:
+    """Raise :class:`LeaseLostError` unless the run's lease is live and carries ``fence``."""
+    row = conn.execute(_FENCE_OF_SQL, (run_id,)).fetchone()
+    live = _lease_is_live(row, time.time())
+    if live and row[2] == fence:
+        return
+    holder = str(row[0]) if live else None
+    raise LeaseLostError(run_id, fence, holder, None if row is None else int(row[2]))
+
+
+def next_fence(row: Any, owner: str) -> int:
+    """The fence of a lease passing to ``owner`` from the leases row (owner, expires_at, fence).
+
+    A new row starts at 1; the same owner keeps its fence; another owner adds one.
+    """
+    if row is None:
+        return 1
+    return int(row[2]) if row[0] == owner else int(row[2]) + 1
+
+
+def take_lease_row(
+    conn: sqlite3.Connection, run_id: str, owner: str, ttl_s: float, now: float
+) -> int | None:
+    """Inside a write transaction: take or renew the lease; its fence, or None when held."""
+    row = conn.execute(_FENCE_OF_SQL, (run_id,)).fetchone()
+    if _lease_is_live(row, now) and row[0] != owner:
+        return None
+    fence = next_fence(row, owner)
+    conn.execute(_UPSERT_LEASE_SQL, (run_id, owner, now + ttl_s, fence))
+    return fence
+
+
+def lease_tx(conn: sqlite3.Connection, run_id: str, owner: str, ttl_s: float) -> int | None:
     """Take or renew the lease unless another owner holds a live one; this machine's clock."""
     conn.execute("BEGIN IMMEDIATE")
     try:
-        now = time.time()
-        row = conn.execute(_LEASE_OF_SQL, (run_id,)).fetchone()
-        if _lease_is_live(row, now) and row[0] != owner:
-            conn.execute("ROLLBACK")
-            return False
-        conn.execute(
-            "INSERT INTO leases (run_id, owner, expires_at) VALUES (?, ?, ?) "
-            "ON CONFLICT (run_id) DO UPDATE SET owner = excluded.owner, "
-            "expires_at = excluded.expires_at",
-            (run_id, owner, now + ttl_s),
-        )
-        conn.execute("COMMIT")
+        fence = take_lease_row(conn, run_id, owner, ttl_s, time.time())
+        conn.execute("COMMIT" if fence is not None else "ROLLBACK")
     except BaseException:
-        _rollback(conn)
+        rollback(conn)
         raise
-    return True
+    return fence
 
 
 def lease_of(conn: sqlite3.Connection, run_id: str) -> tuple[str, float] | None:
@@ -222,6 +257,8 @@ def lease_of(conn: sqlite3.Connection, run_id: str) -> tuple[str, float] | None:
     return str(row[0]), float(row[1])
 
 
-def query(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> list[Any]:
+def query(
+    conn: sqlite3.Connection, sql: str, params: tuple[Any, ...] | dict[str, Any]
+) -> list[Any]:
     """Run one statement (autocommit) and return its rows."""
     return conn.execute(sql, params).fetchall()

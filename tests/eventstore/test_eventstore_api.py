@@ -11,6 +11,7 @@ from ledgerflow.eventstore import (
     EventUnreadableError,
     InvalidAppendError,
     InvalidQueryError,
+    LeaseLostError,
     NotAStoreError,
     SchemaVersionError,
     StoreBusyError,
@@ -19,6 +20,7 @@ from ledgerflow.eventstore import (
     StoreNotFoundError,
     StoreOpenError,
     StoreReadOnlyError,
+    StoreUpgradeRequiredError,
     StoreUrlError,
 )
 
@@ -26,6 +28,7 @@ from ledgerflow.eventstore import (
 def test_public_names_are_pinned_and_sorted() -> None:
     assert eventstore.__all__ == [
         "ChainProblem",
+        "Claim",
         "ConcurrencyError",
         "Envelope",
         "EventStore",
@@ -35,6 +38,7 @@ def test_public_names_are_pinned_and_sorted() -> None:
         "GENESIS_HASH",
         "InvalidAppendError",
         "InvalidQueryError",
+        "LeaseLostError",
         "NewEvent",
         "NotAStoreError",
         "PostgresEventStore",
@@ -49,10 +53,13 @@ def test_public_names_are_pinned_and_sorted() -> None:
         "StoreOpenError",
         "StoreOpener",
         "StoreReadOnlyError",
+        "StoreUpgradeRequiredError",
         "StoreUrlError",
+        "WorkerInfo",
         "chain_hash",
         "check_chain",
         "open_store",
+        "upgrade_store",
     ]
     assert eventstore.__all__ == sorted(eventstore.__all__)
     assert all(hasattr(eventstore, name) for name in eventstore.__all__)
@@ -74,6 +81,10 @@ def test_every_store_error_is_a_ledgerflow_error() -> None:
         StoreFullError("runs.db", "r1"),
         EventUnreadableError("runs.db", "r1", 3, "its time 'x' is not ISO-8601"),
         InvalidQueryError("match run ids", "limit must be an int >= 1, not 0"),
+        StoreUpgradeRequiredError("runs.db", 1, 2),
+        LeaseLostError("r1", 3, "worker-b", 4),
+        LeaseLostError("r1", 3, None, 3),
+        LeaseLostError("r1", 3, None, None),
     ]
     for error in errors:
         assert isinstance(error, EventStoreError)
@@ -94,3 +105,19 @@ def test_concurrency_error_message_names_the_run_and_both_seqs() -> None:
 
 def test_invalid_append_is_also_a_value_error() -> None:
     assert isinstance(InvalidAppendError("r1", "x"), ValueError)
+
+
+def test_lease_lost_error_says_who_took_the_run_over_and_what_to_do() -> None:
+    error = LeaseLostError("r1", 3, "worker-b", 4)
+    assert str(error) == (
+        "Run 'r1''s lease was taken over (fence 3 < 4, now held by worker-b); nothing was "
+        "appended, and this process must stop driving it."
+    )
+    assert (error.run_id, error.fence, error.holder) == ("r1", 3, "worker-b")
+    assert error.current_fence == 4
+
+
+def test_upgrade_required_error_names_the_command_that_fixes_it() -> None:
+    error = StoreUpgradeRequiredError("runs.db", 1, 2)
+    assert "run `ledgerflow db upgrade --db runs.db`" in str(error)
+    assert (error.location, error.version, error.current) == ("runs.db", 1, 2)

@@ -163,6 +163,7 @@ async def test_new_schema_gets_the_tables_and_the_marker(pg_schema: str) -> None
         "events",
         "runs",
         "leases",
+        "workers",
     }
     meta = await sql(pg_schema, "SELECT application, schema_version FROM meta")
     assert [tuple(r) for r in meta] == [(POSTGRES_APPLICATION, SCHEMA_VERSION)]
@@ -202,7 +203,7 @@ async def test_newer_schema_version_is_refused_and_left_untouched(pg_schema: str
     with pytest.raises(SchemaVersionError) as info:
         await open_store(url(pg_schema))
     assert (info.value.found, info.value.supported) == (3, SCHEMA_VERSION)
-    assert "newer ledgerflow (schema 3); this version reads schema 1. Upgrade" in str(info.value)
+    assert "newer ledgerflow (schema 3); this version reads schema 2. Upgrade" in str(info.value)
     assert await snapshot(pg_schema) == before
     assert (await sql(pg_schema, "SELECT schema_version FROM meta"))[0][0] == 3
     assert (await sql(pg_schema, "SELECT count(*) FROM events"))[0][0] == 2

@@ -111,7 +111,7 @@ async def test_newer_schema_file_is_refused_and_left_untouched(tmp_path: Path) -
     with pytest.raises(SchemaVersionError) as info:
         await open_store(path)
     assert (info.value.found, info.value.supported) == (3, SCHEMA_VERSION)
-    assert "newer ledgerflow (schema 3); this version reads schema 1. Upgrade" in str(info.value)
+    assert "newer ledgerflow (schema 3); this version reads schema 2. Upgrade" in str(info.value)
     assert digest(path) == before
     conn = sqlite3.connect(path)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"

@@ -26,7 +26,13 @@ import pytest
 from click.testing import CliRunner
 
 from ledgerflow import Orchestrator, open_store
-from ledgerflow.eventstore import NewEvent
+from ledgerflow.eventstore import (
+    SCHEMA_VERSION,
+    NewEvent,
+    StoreUpgradeRequiredError,
+    check_chain,
+    upgrade_store,
+)
 from ledgerflow.eventstore.errors import SchemaVersionError
 from ledgerflow.examples import travel
 from ledgerflow.machines import RunState, Workflow, load_run_state
@@ -48,11 +54,18 @@ FORK_AT = {"waiting": 14, "crashed": 20, "permanent": 4}
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Path:
-    """A private copy of the 0.1 store (the fixture itself is never opened)."""
+def old_db(tmp_path: Path) -> Path:
+    """A private copy of the 0.1 store as 0.1 wrote it (schema 1; the fixture is never opened)."""
     copy = tmp_path / "v0_1.db"
     shutil.copyfile(FIXTURE / "v0_1.db", copy)
     return copy
+
+
+@pytest.fixture
+def db(old_db: Path) -> Path:
+    """The private copy, upgraded (``ledgerflow db upgrade``) as a user must before writing."""
+    assert asyncio.run(upgrade_store(old_db)) == (1, SCHEMA_VERSION)
+    return old_db
 
 
 @pytest.fixture(autouse=True)
@@ -263,3 +276,13 @@ async def test_store_of_a_newer_schema_is_refused(db: Path) -> None:
     with pytest.raises(SchemaVersionError, match="newer ledgerflow"):
         async with open_store(db):
             pass
+
+
+async def test_v01_store_reads_but_must_be_upgraded_before_a_resume(old_db: Path) -> None:
+    run_id = RUNS["crashed"]
+    async with open_store(old_db) as store:
+        assert check_chain(run_id, await store.read_all(run_id)) is None
+        with pytest.raises(StoreUpgradeRequiredError) as info:
+            await Orchestrator(store).resume(run_id)
+        assert await store.last_seq(run_id) == EXPECTED["crashed"][3]
+    assert f"run `ledgerflow db upgrade --db {old_db}`" in str(info.value)
