@@ -37,6 +37,7 @@ from .pool import (
     WAKE_STATUSES,
     Claim,
     WorkerInfo,
+    check_gone_s,
     check_names,
     check_wait,
     check_worker_id,
@@ -230,8 +231,8 @@ class StoreCore(ABC):
         return envelopes
 
     async def _wake_best_effort(self) -> None:
-        # The write is committed; a failed wake-up must not make it look failed.
-        # Workers poll on a timeout as well, so a lost notification only delays them.
+        # The write is committed; a failed wake-up must not make it look failed
+        # (workers also poll, so a lost notification only delays them).
         with contextlib.suppress(EventStoreError):
             await self._notify_work()
 
@@ -326,8 +327,7 @@ class StoreCore(ABC):
 
     async def unregister_worker(self, worker_id: str) -> None:
         """Remove the worker from the registry (a clean shutdown); unknown ids are ignored."""
-        operation = f"unregister worker {worker_id!r}"
-        self._must_be_writable(operation)
+        self._must_be_writable(operation := f"unregister worker {worker_id!r}")
         check_worker_id(operation, worker_id)
         await self._unregister_worker(worker_id)
         self._registered.pop(worker_id, None)
@@ -342,17 +342,10 @@ class StoreCore(ABC):
             alive = [w for w in await store.workers() if w.alive]
         """
         self._must_be_open()
-        if (
-            isinstance(include_gone_s, bool)
-            or not isinstance(include_gone_s, int | float)
-            or not include_gone_s >= 0
-        ):
-            raise InvalidQueryError(
-                "list workers", f"include_gone_s must be a number >= 0, not {include_gone_s!r}"
-            )
+        gone_s = check_gone_s(include_gone_s)
         if self.schema_version < SCHEMA_VERSION:
             return []
-        return await self._workers(min(float(include_gone_s), 10 * MAX_LEASE_TTL_S * 365))
+        return await self._workers(gone_s)
 
     async def notify_work(self) -> None:
         """Wake the workers waiting in :meth:`wait_for_work` (PostgreSQL NOTIFY; SQLite: none)."""
@@ -362,10 +355,8 @@ class StoreCore(ABC):
     async def wait_for_work(self, timeout_s: float) -> bool:
         """Wait up to ``timeout_s`` for :meth:`notify_work`; True when woken, False on timeout.
 
-        PostgreSQL LISTENs on a dedicated connection opened at the first wait
-        (a notification before it is not seen: claim first, then wait).
-        SQLite cannot notify another process: it sleeps the timeout and
-        returns False, and the caller polls.
+        PostgreSQL LISTENs on a connection opened at the first wait (claim
+        first, then wait). SQLite sleeps the timeout, returns False: poll.
 
         Example::
 

@@ -27,6 +27,7 @@ __all__ = [
     "WAKE_STATUSES",
     "Claim",
     "WorkerInfo",
+    "check_gone_s",
     "check_names",
     "check_wait",
     "check_worker_id",
@@ -132,6 +133,20 @@ def check_wait(timeout_s: object) -> float:
             "wait for work", f"timeout_s must be a finite number of seconds >= 0, not {timeout_s!r}"
         )
     return float(timeout_s)
+
+
+def check_gone_s(include_gone_s: object) -> float:
+    """``include_gone_s`` as a float (capped at a century), or :class:`InvalidQueryError`."""
+    if (
+        isinstance(include_gone_s, bool)
+        or not isinstance(include_gone_s, int | float)
+        or not include_gone_s >= 0
+    ):
+        raise InvalidQueryError(
+            "list workers", f"include_gone_s must be a number >= 0, not {include_gone_s!r}"
+        )
+    # The cap keeps "now - include_gone_s" a time both databases can hold.
+    return min(float(include_gone_s), 100 * 365 * 86_400.0)
 
 
 def notify_channel(schema: str) -> str:

@@ -41,7 +41,6 @@ Example::
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, ClassVar, Self, TypeVar
@@ -67,6 +66,7 @@ from .errors import (
     StoreUrlError,
 )
 from .pool import Claim, WorkerInfo, notify_channel
+from .postgres_listener import WorkListener
 from .postgres_schema import (
     APPEND_SQL,
     CLAIM_SQL,
@@ -162,11 +162,8 @@ class PostgresEventStore(StoreCore):
         self._pool = pool
         self._closed = False
         self._registered = {}
-        self._listen = listen
-        self._listener: Any = None
-        self._listener_lock = asyncio.Lock()
-        self._woken = asyncio.Event()
         self._channel = notify_channel(schema)
+        self._listener = None if listen is None else WorkListener(listen, self._channel)
         s = f'"{schema}"'
         self._last_sql = LAST_SQL.format(s=s)
         self._append_sql = APPEND_SQL.format(s=s)
@@ -428,30 +425,13 @@ class PostgresEventStore(StoreCore):
         await self._call(_execute, "SELECT pg_notify($1, '')", self._channel)
 
     async def _wait_for_work(self, timeout_s: float) -> bool:
-        await self._listening()
-        try:
-            await asyncio.wait_for(self._woken.wait(), timeout_s)
-        except TimeoutError:
+        if self._listener is None:  # pragma: no cover - stores made by open() can listen
+            await asyncio.sleep(timeout_s)
             return False
-        self._woken.clear()
-        return True
-
-    async def _listening(self) -> None:
-        """Open the LISTEN connection once (again after it was lost)."""
-        async with self._listener_lock:
-            if self._listener is not None and not self._listener.is_closed():
-                return
-            if self._listen is None:  # pragma: no cover - stores made by open() can listen
-                return
-            try:
-                conn = await self._listen()
-                await conn.add_listener(self._channel, self._on_notify)
-            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
-                raise self._translate(exc, self.path, self.busy_timeout_ms) from exc
-            self._listener = conn
-
-    def _on_notify(self, *_: object) -> None:
-        self._woken.set()
+        try:
+            return await self._listener.wait(timeout_s)
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+            raise self._translate(exc, self.path, self.busy_timeout_ms) from exc
 
     async def _upgrade(self) -> tuple[int, int]:
         async def run(conn: Any) -> tuple[int, int]:
@@ -493,11 +473,9 @@ class PostgresEventStore(StoreCore):
 
     async def _shutdown(self) -> None:
         self._closed = True
-        listener, self._listener = self._listener, None
         try:
-            if listener is not None:
-                with contextlib.suppress(Exception):  # a lost listener has nothing to close
-                    await listener.close()
+            if self._listener is not None:
+                await self._listener.close()
         finally:
             await self._pool.close()
 
