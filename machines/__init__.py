@@ -41,6 +41,7 @@ from ledgerflow.machines.state import Escalation, RunState, TaskState
 from ledgerflow.machines.step_log import StepView, step_totals, steps_of
 from ledgerflow.machines.steps import Metered
 from ledgerflow.machines.versions import EventTooNewError
+from ledgerflow.machines.worker import Worker
 from ledgerflow.machines.workflow import (
     AgentContext,
     AgentSpec,
@@ -80,6 +81,7 @@ __all__ = [
     "TaskState",
     "TaskStatus",
     "UnloggableValueError",
+    "Worker",
     "Workflow",
     "WorkflowDefinitionError",
     "WorkflowNameClashError",

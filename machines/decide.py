@@ -241,7 +241,30 @@ def _timer_fired(d: Decision, fact: ev.TimerFired) -> None:
     progress(d)
 
 
-def _escalation_resolved(d: Decision, fact: ev.EscalationResolved) -> None:
+def _resolution_requested(d: Decision, fact: ev.ResolutionRequested) -> None:
+    task, output = _checked_resolution(d, fact)
+    if fact.task_id in d.state.requested:
+        raise ResolutionError(
+            f"Task '{task.id}' of run '{d.state.run_id}' already has a resolution queued "
+            f"(by {d.state.requested[fact.task_id].by}); a worker applies it when it picks the "
+            "run up.")
+    resolved = msgspec.structs.replace(fact, output=output, reason=fact.reason or (
+        f"{fact.by} asked to {_VERBS[fact.action]} task '{task.id}'"
+        + (f": {fact.note}" if fact.note else "") + "; queued for a worker to apply."))
+    if d.state.status is RunStatus.WAITING:
+        d.emit_run(resolved)
+    else:
+        d.emit(msgspec.structs.replace(resolved, src="", dst=""))
+
+
+_VERBS = {"output": "supply an output for", "retry": "grant a retry of", "abandon": "abandon"}
+
+
+def _checked_resolution(
+    d: Decision, fact: ev.EscalationResolved | ev.ResolutionRequested
+) -> tuple[TaskState, dict[str, Any] | None]:
+    """The escalated task a resolution settles and its validated output; ResolutionError if
+    it cannot apply."""
     task = d.state.tasks.get(fact.task_id)
     if task is None:
         raise ResolutionError(
@@ -271,12 +294,17 @@ def _escalation_resolved(d: Decision, fact: ev.EscalationResolved) -> None:
     elif fact.action not in ("retry", "abandon"):
         raise ResolutionError(
             f"Unknown resolution '{fact.action}'; use output, retry or abandon.")
+    return task, output
+
+
+def _escalation_resolved(d: Decision, fact: ev.EscalationResolved) -> None:
+    task, output = _checked_resolution(d, fact)
     verb = {"output": "supplied an output for", "retry": "granted a retry of",
             "abandon": "abandoned"}[fact.action]
     reason = fact.reason or (f"{fact.by} {verb} task '{task.id}'"
                              + (f": {fact.note}" if fact.note else "."))
     resolved = msgspec.structs.replace(fact, output=output, reason=reason)
-    if d.state.status is RunStatus.WAITING:
+    if d.state.status in (RunStatus.WAITING, RunStatus.QUEUED):
         d.emit_run(resolved)
     else:
         d.emit(msgspec.structs.replace(resolved, src="", dst=""))
@@ -386,6 +414,7 @@ _FACT_HANDLERS: dict[type[ev.Event], Any] = {
     ev.AgentFailed: _agent_failed,
     ev.TimerFired: _timer_fired,
     ev.EscalationResolved: _escalation_resolved,
+    ev.ResolutionRequested: _resolution_requested,
     ev.DeadlinePassed: _deadline_passed,
     ev.RunCancelled: _run_cancelled,
     ev.RunResumed: _run_resumed,

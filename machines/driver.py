@@ -74,6 +74,8 @@ class Driver:
         #: Agents waiting for their step facts: decided (StepRecorded) or durable
         #: (StepStarted), by (task, attempt, step index).
         self.step_waiters: dict[tuple[str, int, int], asyncio.Future[None]] = {}
+        #: The fence of the run's lease (set when bound to it): appends carry it.
+        self.fence: int | None = None
 
     async def run(
         self, facts: list[ev.Event], *, resuming: bool = False, strict: bool = False
@@ -214,6 +216,7 @@ class Driver:
             status=self.state.status.value,
             label=self.state.workflow,
             at=self.orch.clock(),
+            fence=self.fence,
         )
         if count:
             self.seq += len(events)

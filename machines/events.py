@@ -50,6 +50,7 @@ __all__ = [
     "PlanRejected",
     "PlannedTask",
     "Problem",
+    "ResolutionRequested",
     "RetryScheduled",
     "RunCancelled",
     "RunCompleted",
@@ -310,6 +311,27 @@ class EscalationResolved(TaskEvent, frozen=True, kw_only=True):
         return "run"
 
 
+class ResolutionRequested(TaskEvent, frozen=True, kw_only=True):
+    """A resolution of a pool run's escalation, queued for the worker that picks the run up.
+
+    Checked like :class:`EscalationResolved` when it is recorded; a worker
+    applies it (as an ``EscalationResolved`` by the same ``by``), so no
+    caller of ``resolve`` drives a pool run itself.
+    """
+
+    MACHINE: ClassVar[str] = "run"
+    TRIGGER: ClassVar[str | None] = "requeue"
+    FACT: ClassVar[bool] = True
+    action: str
+    by: str
+    output: dict[str, Any] | None = None
+    note: str = ""
+
+    @property
+    def machine(self) -> str:
+        return "run"
+
+
 class TaskSucceeded(TaskEvent, frozen=True, kw_only=True):
     TRIGGER: ClassVar[str | None] = "succeed"
 
@@ -352,6 +374,7 @@ EVENT_CLASSES: Final = (
     StepStarted,
     StepRecorded,
     RunSubmitted,
+    ResolutionRequested,
 )
 
 AnyEvent = (
@@ -383,6 +406,7 @@ AnyEvent = (
     | StepStarted
     | StepRecorded
     | RunSubmitted
+    | ResolutionRequested
 )
 
 class _TypeTag(msgspec.Struct):

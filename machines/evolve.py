@@ -233,6 +233,18 @@ def _task_escalated(state: RunState, e: ev.TaskEscalated, seq: int) -> None:
     )
 
 
+def _resolution_requested(state: RunState, e: ev.ResolutionRequested, seq: int) -> None:
+    task = _expect_task(state, e, seq, TaskStatus.ESCALATED)
+    if e.dst:
+        _move_run(state, e, seq)
+    elif state.status not in (RunStatus.RUNNING, RunStatus.QUEUED):
+        raise IllegalTransitionError(
+            machine="run", trigger="ResolutionRequested", state=state.status.value,
+            allowed=["running", "queued"], seq=seq,
+        )
+    state.requested[task.id] = e
+
+
 def _escalation_resolved(state: RunState, e: ev.EscalationResolved, seq: int) -> None:
     task = _expect_task(state, e, seq, TaskStatus.ESCALATED)
     if e.dst:
@@ -244,6 +256,7 @@ def _escalation_resolved(state: RunState, e: ev.EscalationResolved, seq: int) ->
             allowed=["running", "waiting"], seq=seq,
         )
     state.escalations.pop(task.id, None)
+    state.requested.pop(task.id, None)
     task.resolved_by = e.by
     if e.action == "output":
         task.output = e.output
@@ -349,6 +362,7 @@ _HANDLERS: dict[type[Any], Callable[[RunState, Any, int], None]] = {
     ev.TimerFired: _timer_fired,
     ev.TaskEscalated: _task_escalated,
     ev.EscalationResolved: _escalation_resolved,
+    ev.ResolutionRequested: _resolution_requested,
     ev.TaskSucceeded: _task_succeeded,
     ev.TaskAbandoned: _task_abandoned,
     ev.TaskSkipped: _task_skipped,

@@ -90,7 +90,9 @@ _RUN_TRANSITIONS: list[dict[str, Any]] = [
     {"trigger": "accept_plan", "source": R.PLANNING, "dest": R.RUNNING},
     {"trigger": "reject_plan", "source": R.PLANNING, "dest": R.FAILED},
     {"trigger": "wait", "source": R.RUNNING, "dest": R.WAITING},
-    {"trigger": "resume", "source": R.WAITING, "dest": R.RUNNING},
+    # A pool run that waited is queued again by a resolution a worker applies.
+    {"trigger": "requeue", "source": R.WAITING, "dest": R.QUEUED},
+    {"trigger": "resume", "source": [R.WAITING, R.QUEUED], "dest": R.RUNNING},
     {"trigger": "complete", "source": R.RUNNING, "dest": R.COMPLETED},
     {"trigger": "fail", "source": [R.PLANNING, R.RUNNING, R.WAITING], "dest": R.FAILED},
     {

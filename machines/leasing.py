@@ -114,32 +114,32 @@ async def read_lease(store: EventStore, run_id: str) -> LeaseHolder | None:
     return LeaseHolder(owner=str(owner), expires_in_s=max(0.0, left)) if left > 0 else None
 
 
-async def _take_over(store: EventStore, run_id: str, owner: str, ttl_s: float) -> bool:
-    """Take the lease from a holder that is gone; False if it lives or the store cannot tell."""
+async def _take_over(store: EventStore, run_id: str, owner: str, ttl_s: float) -> int | None:
+    """Take the lease from a holder that is gone; its fence, or None if it lives or is unknown."""
     holder = await read_lease(store, run_id)
     if holder is None or not lease_owner_is_gone(holder.owner, run_id):
-        return False
+        return None
     # release_lease deletes only while that owner still holds it, so two
     # processes taking over at once cannot both win: the second finds ours.
     await store.release_lease(run_id, holder.owner)
-    taken = await store.try_lease(run_id, owner, ttl_s)
-    if taken:
+    fence = await store.take_lease(run_id, owner, ttl_s)
+    if fence is not None:
         log.warning("Took over the lease on run %s from %s, a process that is gone.",
                     run_id, holder.owner)
-    return taken
+    return fence
 
 
 async def _acquire(
     store: EventStore, run_id: str, owner: str, *, ttl_s: float, wait_s: float,
     take_over: bool = True, operation: str = "resume",
-) -> None:
-    """Take the run's lease, waiting up to ``wait_s`` for it; else :class:`RunBusyError`."""
+) -> int:
+    """Take the run's lease (its fence), waiting up to ``wait_s``; else :class:`RunBusyError`."""
     loop = asyncio.get_running_loop()
     give_up = loop.time() + wait_s
     pause = min(0.05, ttl_s / 4)
-    while not await store.try_lease(run_id, owner, ttl_s):
-        if take_over and await _take_over(store, run_id, owner, ttl_s):
-            return
+    while (fence := await store.take_lease(run_id, owner, ttl_s)) is None:
+        if take_over and (fence := await _take_over(store, run_id, owner, ttl_s)) is not None:
+            return fence
         # A crashed owner's lease lapses after its ttl; a live one keeps renewing.
         left = give_up - loop.time()
         if left <= 0:
@@ -149,6 +149,7 @@ async def _acquire(
                                operation=operation)
         await asyncio.sleep(min(pause, left))
         pause = min(pause * 2, 1.0)
+    return fence
 
 
 async def _release(store: EventStore, run_id: str, owner: str) -> None:
@@ -171,21 +172,24 @@ async def _release(store: EventStore, run_id: str, owner: str) -> None:
 async def hold_lease(
     store: EventStore, run_id: str, owner: str, *, ttl_s: float, wait_s: float,
     take_over: bool = True, operation: str = "resume",
-) -> AsyncIterator[None]:
-    """Hold the run's lease (renewed) for the body; released however the body ends.
+) -> AsyncIterator[int]:
+    """Hold the run's lease (renewed) for the body, which gets its fence; released at the end.
 
-    If the lease is lost (renewals failed for a whole ttl and another process
-    may have taken the run), the body's task is cancelled and
-    :class:`RunBusyError` raised: two processes never drive one run.
+    Every append made under the lease carries the fence, so the store refuses
+    it once another process holds the run (:class:`~ledgerflow.eventstore.LeaseLostError`),
+    even from a process paused past its ttl that has not noticed yet. If the
+    lease is lost while held (a renewal finds it gone), the body's task is
+    cancelled and :class:`RunBusyError` raised: two processes never drive one run.
     """
-    await _acquire(store, run_id, owner, ttl_s=ttl_s, wait_s=wait_s, take_over=take_over,
-                  operation=operation)
+    fence = await _acquire(store, run_id, owner, ttl_s=ttl_s, wait_s=wait_s,
+                           take_over=take_over, operation=operation)
     _HELD_HERE.add((owner, run_id))
     current = asyncio.current_task()
     lost = asyncio.Event()
-    renewer = asyncio.create_task(_renew(store, run_id, owner, ttl_s, lost=lost, holder=current))
+    renewer = asyncio.create_task(_renew(store, run_id, owner, ttl_s, fence=fence, lost=lost,
+                                         holder=current))
     try:
-        yield
+        yield fence
     except asyncio.CancelledError:
         if lost.is_set():
             if current is not None:
@@ -205,15 +209,16 @@ async def hold_lease(
 
 
 async def _renew(
-    store: EventStore, run_id: str, owner: str, ttl_s: float, *, lost: asyncio.Event,
-    holder: asyncio.Task[Any] | None,
+    store: EventStore, run_id: str, owner: str, ttl_s: float, *, fence: int,
+    lost: asyncio.Event, holder: asyncio.Task[Any] | None,
 ) -> None:
     loop = asyncio.get_running_loop()
     held_until = loop.time() + ttl_s
     while True:
         await asyncio.sleep(ttl_s / 3)
         try:
-            renewed = await store.try_lease(run_id, owner, ttl_s)
+            # Another fence means the run passed to another owner meanwhile.
+            renewed = await store.take_lease(run_id, owner, ttl_s) == fence
         except Exception:  # a busy or dropped store: try again until the ttl runs out
             log.warning("Could not renew the lease on run %s; retrying.", run_id, exc_info=True)
             renewed = loop.time() < held_until

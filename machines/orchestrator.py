@@ -179,10 +179,17 @@ class Orchestrator:
         otherwise. A queued run (:meth:`submit`) is started.
         """
         def facts(state: RunState) -> list[ev.Event]:
-            if state.status is RunStatus.QUEUED:
+            if state.status is RunStatus.QUEUED and not state.started_at:
                 wf = workflow or load_workflow(state.workflow_ref, state.workflow)
                 return [self._started(wf, state.goal)]
-            return [] if state.status.terminal else [ev.RunResumed(by=self.owner)]
+            if state.status.terminal:
+                return []
+            # Attempts lost before this drive are settled first; then the
+            # resolutions queued for the pool are applied by whoever drives the run.
+            return [ev.RunResumed(by=self.owner), *(
+                ev.EscalationResolved(task_id=r.task_id, action=r.action, by=r.by,
+                                      output=r.output, note=r.note)
+                for r in state.requested.values())]
 
         return await self._drive(run_id, workflow, facts, resuming=True)
 
@@ -198,12 +205,15 @@ class Orchestrator:
         note: str = "",
         workflow: Workflow | None = None,
     ) -> RunResult:
-        """Settle an escalated task, then drive the run on.
+        """Settle an escalated task, then drive the run on (a pool run: queue it for a worker).
 
         Exactly one of ``output`` (validated against the task's output
         contract), ``retry`` or ``abandon``. An invalid resolution, or one the
         log cannot hold (NaN, ...), raises :class:`ResolutionError` and
-        appends nothing.
+        appends nothing. A run queued with :meth:`submit` is not driven by the
+        caller: the resolution is recorded (``ResolutionRequested``), the run
+        goes back on the queue (status ``queued``), and the worker that claims
+        it applies the resolution and drives it on.
         """
         chosen = [name for name, on in
                   (("output", output is not None), ("retry", retry), ("abandon", abandon)) if on]
@@ -221,6 +231,10 @@ class Orchestrator:
             raise ResolutionError(str(exc)) from exc
 
         def facts(state: RunState) -> list[ev.Event]:
+            if state.submitted_at:
+                # A pool run: queue the resolution for a worker instead of driving here.
+                return [ev.ResolutionRequested(
+                    task_id=task_id, action=chosen[0], by=by, output=logged, note=note)]
             found: list[ev.Event] = []
             if any(t.outstanding for t in state.tasks.values()):
                 # The process that drove it died: settle its lost attempts too.
@@ -298,7 +312,8 @@ class Orchestrator:
             async with hold_lease(self.store, run_id, self.owner, ttl_s=self.lease_ttl_s,
                                   wait_s=self.lease_wait_s,
                                   take_over=self.take_over_dead_owners,
-                                  operation=operation):
+                                  operation=operation) as fence:
+                slot.fence = fence
                 yield slot
         finally:
             slot.settled.set()
@@ -332,10 +347,13 @@ class _Slot:
     def __init__(self, run_id: str) -> None:
         self.run_id = run_id
         self.driver: Driver | None = None
+        #: The fence of the lease held for the run: every append carries it.
+        self.fence: int | None = None
         #: Set once a driver is bound, or the call gave up before binding one.
         self.settled = asyncio.Event()
 
     def bind(self, driver: Driver) -> Driver:
+        driver.fence = self.fence
         self.driver = driver
         self.settled.set()
         return driver

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from ledgerflow.machines.fsm import RunStatus, TaskStatus
 
 if TYPE_CHECKING:
+    from ledgerflow.machines.events import ResolutionRequested
     from ledgerflow.machines.step_events import StepRecorded, StepStarted
 
 __all__ = ["Escalation", "RunState", "TaskState"]
@@ -110,6 +111,8 @@ class RunState:
     cost: float = 0.0
     budget_exhausted: str | None = None
     escalations: dict[str, Escalation] = field(default_factory=dict)
+    #: Resolutions of a pool run's escalations that a worker has yet to apply.
+    requested: dict[str, ResolutionRequested] = field(default_factory=dict)
     reason: str = ""
     forked_from: tuple[str, int] | None = None
     #: A fork made with ``repeat_side_effects=True``: it may perform again, with

@@ -204,11 +204,11 @@ class FlakyLeaseStore:
         self.inner = inner
         self.leases = 0
 
-    async def try_lease(self, run_id: str, owner: str, ttl_s: float) -> bool:
+    async def take_lease(self, run_id: str, owner: str, ttl_s: float) -> int | None:
         self.leases += 1
         if self.leases == 2:
             raise OSError("database is locked")
-        return await self.inner.try_lease(run_id, owner, ttl_s)
+        return await self.inner.take_lease(run_id, owner, ttl_s)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)

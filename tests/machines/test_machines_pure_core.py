@@ -30,10 +30,10 @@ PUBLIC_API = [
     "Orchestrator", "PermanentError", "RecordedStepError", "Recording", "RecordingMissError",
     "Resolution", "ResolutionError", "RetryPolicy", "RunBusyError", "RunExistsError",
     "RunNotFoundError", "RunResult", "RunState", "RunStatus", "StepMismatchError", "StepView",
-    "TaskState", "TaskStatus", "UnloggableValueError", "Workflow", "WorkflowDefinitionError",
-    "WorkflowNameClashError", "WorkflowNotFoundError", "advance", "decide", "decode_event",
-    "encode_event", "event_types", "evolve", "find_workflow", "fold", "idempotency_key",
-    "load_run_state", "load_workflow", "register", "step_totals", "steps_of",
+    "TaskState", "TaskStatus", "UnloggableValueError", "Worker", "Workflow",
+    "WorkflowDefinitionError", "WorkflowNameClashError", "WorkflowNotFoundError", "advance",
+    "decide", "decode_event", "encode_event", "event_types", "evolve", "find_workflow", "fold",
+    "idempotency_key", "load_run_state", "load_workflow", "register", "step_totals", "steps_of",
 ]
 
 
@@ -95,6 +95,8 @@ SAMPLES: list[ev.Event] = [
     ev.RunSubmitted(workflow="travel", workflow_ref="ledgerflow.examples.travel:wf",
                     goal={"city": "Lisbon"}, submitted_at="2026-01-01T00:00:00+00:00",
                     src="created", dst="queued"),
+    ev.ResolutionRequested(task_id="a", action="retry", by="alice", note="n",
+                           src="waiting", dst="queued"),
 ]
 
 
