@@ -9,10 +9,10 @@ checks are in :mod:`ledgerflow.eventstore.postgres_schema`. Design:
   store object, so the tasks of one worker share connections and many
   workers or processes share one database.
 - A store lives in one PostgreSQL schema (default ``ledgerflow``): tables
-  ``meta`` (application marker + schema version), ``events``, ``runs``,
-  ``leases``. Opening checks the marker and the version, and creates or
-  migrates under a transaction-level advisory lock, so processes opening at
-  once do not race. ``create=False`` never creates the schema;
+  ``meta`` (marker + version), ``events``, ``runs``, ``leases``, ``workers``.
+  Opening checks the marker and the version and creates a new store (only
+  ``upgrade_store`` migrates) under an advisory lock, so openers take turns.
+  A fenced append also locks its leases row FOR SHARE. ``create=False`` never creates the schema;
   ``read_only=True`` also runs every session with
   ``default_transaction_read_only``.
 - An append is two round trips and no explicit transaction: (1) read the

@@ -286,3 +286,27 @@ async def test_a_submit_and_a_release_wake_the_postgres_pool(store_factory: Stor
     assert await waiter.wait_for_work(0.2) is False
     await other.release_lease("r1", "w1")
     assert await waiter.wait_for_work(30) is True
+
+
+async def test_a_lost_listening_connection_is_opened_again_at_the_next_wait(
+    store_factory: StoreFactory,
+) -> None:
+    waiter = await store_factory("wake")
+    if not isinstance(waiter, PostgresEventStore):
+        pytest.skip("SQLite has no listening connection")
+    notifier = await store_factory("wake")
+    assert await waiter.wait_for_work(0.01) is False
+    listener = waiter._listener
+    assert listener is not None
+    pid = listener._conn.get_server_pid()
+    await raw_sql(notifier, f"SELECT pg_terminate_backend({pid})")  # the server drops it
+    for _ in range(100):  # until the client has seen the socket close
+        if listener._conn.is_closed():
+            break
+        await asyncio.sleep(0.02)
+    waiting = asyncio.create_task(waiter.wait_for_work(30))
+    while not waiting.done():  # a notification before the new LISTEN would be missed
+        await notifier.notify_work()
+        await asyncio.sleep(0.05)
+    assert await waiting is True
+    assert listener._conn.get_server_pid() != pid
