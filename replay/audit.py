@@ -89,12 +89,17 @@ async def _last_decision(store: EventStore, summary: RunSummary) -> str:
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True,
               help='One JSON document: {"runs": [{"run_id", "workflow", "status", "events", '
-                   '"created_at", "updated_at", "reason"}, ...]} (stable keys; times ISO 8601 '
-                   "UTC; reason is the run's last decision, RunResumed bookkeeping skipped).")
+                   '"created_at", "updated_at", "reason", "owner"}, ...]} (stable keys; times '
+                   "ISO 8601 UTC; reason is the run's last decision, RunResumed bookkeeping "
+                   "skipped; owner is the worker holding the run's lease, or null).")
 @db_option
 @friendly
 def runs(*, status: str | None, limit: int, as_json: bool, db: str) -> None:
-    """List runs, most recently updated first, with each run's latest reason."""
+    """List runs, most recently updated first, with each run's latest reason.
+
+    Queued runs (ledgerflow submit) wait for a worker; a run a worker drives
+    now shows the worker holding it ("held by", ledgerflow workers).
+    """
 
     async def go() -> tuple[list[RunSummary], dict[str, str]]:
         async with open_for_reading(db) as store:

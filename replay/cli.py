@@ -22,7 +22,7 @@ from ledgerflow.machines import (
     idempotency_key,
     load_workflow,
 )
-from ledgerflow.replay import audit, commands, render, rerun
+from ledgerflow.replay import audit, commands, pool_cli, render, rerun
 from ledgerflow.replay.cli_support import (
     LedgerflowGroup,
     db_option,
@@ -183,5 +183,6 @@ def resolve(*, run_id: str, task_id: str, output: str | None, retry: bool, aband
 audit.register(main)
 commands.register(main)
 rerun.register(main)
+pool_cli.register(main)
 if __name__ == "__main__":
     main()

@@ -30,6 +30,7 @@ from ledgerflow.eventstore import (
     StoreOpener,
     StoreOpenError,
     StoreReadOnlyError,
+    StoreUpgradeRequiredError,
     open_store,
 )
 from ledgerflow.eventstore.opening import parse_store_url
@@ -187,6 +188,12 @@ def for_the_cli(exc: LedgerflowError) -> str:
     """
     if isinstance(exc, StoreReadOnlyError):
         return f"Cannot {exc.operation} on the store {exc.location!r}: {READ_ONLY_HERE}."
+    if isinstance(exc, StoreUpgradeRequiredError):
+        # The store's own message, with a --db a shell takes as one word.
+        return (f"The store {exc.location!r} is at schema version {exc.version} and this "
+                f"ledgerflow writes version {exc.current}, so nothing was written (the reading "
+                f"commands still work); run `ledgerflow db upgrade --db "
+                f"{shlex.quote(exc.location)}` to migrate it, then retry.")
     if isinstance(exc, StoreOpenError) and exc.read_only_would_work:
         return (f"Cannot open the store {exc.path!r} to change it: {exc.problem}; "
                 f"{READ_ONLY_HERE}.")

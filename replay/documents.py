@@ -5,7 +5,10 @@ renamed or removed without a major version. Times are ISO 8601 in UTC.
 
 ``runs --json`` prints ``{"runs": [RUN, ...]}`` where each RUN is::
 
-    {"run_id", "workflow", "status", "events", "created_at", "updated_at", "reason"}
+    {"run_id", "workflow", "status", "events", "created_at", "updated_at", "reason", "owner"}
+
+``owner`` is the worker holding the run's live lease (``host:pid:suffix``),
+null when no worker drives it.
 
 ``show --json`` prints one object::
 
@@ -20,6 +23,16 @@ renamed or removed without a major version. Times are ISO 8601 in UTC.
                 "seq", "request_summary", "result_summary"}, ...],
      "step_totals": {"steps", "llm_calls", "tool_calls", "tokens", "cost"}}
 
+``workers --json`` prints ``{"workers": [WORKER, ...]}`` where each WORKER is::
+
+    {"worker_id", "alive", "host", "pid", "workflows", "concurrency", "started_at",
+     "heartbeat_at", "expires_at", "heartbeat_age_s", "runs", "info"}
+
+``runs`` are the run ids whose live lease the worker holds, ``info`` all it
+registered; ``heartbeat_age_s`` is measured on this machine's clock (on
+PostgreSQL the times are the server's; whether a worker is ``alive`` is the
+store's verdict, by its own clock).
+
 ``steps`` are the run's journaled steps grouped under their task's attempt
 (see :mod:`ledgerflow.replay.step_view`); their requests and results are cut
 to summaries (``log --format jsonl`` holds them whole).
@@ -33,20 +46,25 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
-from ledgerflow.eventstore import RunSummary
+from ledgerflow.eventstore import RunSummary, WorkerInfo
 from ledgerflow.machines import RunState, StepView, step_totals
 from ledgerflow.replay.step_view import by_attempt, step_document
 
-__all__ = ["RUN_KEYS", "SHOW_KEYS", "TASK_KEYS", "run_document", "runs_document", "show_document",
-           "steps_documents"]
+__all__ = ["RUN_KEYS", "SHOW_KEYS", "TASK_KEYS", "WORKER_KEYS", "run_document", "runs_document",
+           "show_document", "steps_documents", "worker_document", "workers_document"]
 
-RUN_KEYS = ("run_id", "workflow", "status", "events", "created_at", "updated_at", "reason")
+RUN_KEYS = ("run_id", "workflow", "status", "events", "created_at", "updated_at", "reason",
+            "owner")
 TASK_KEYS = ("id", "agent", "status", "attempts", "needs", "output", "last_error",
              "idempotency_key", "resolved_by")
 SHOW_KEYS = ("run_id", "workflow", "workflow_ref", "status", "reason", "events", "goal",
              "budget", "tasks", "escalations", "forked_from", "steps", "step_totals")
+
+WORKER_KEYS = ("worker_id", "alive", "host", "pid", "workflows", "concurrency", "started_at",
+               "heartbeat_at", "expires_at", "heartbeat_age_s", "runs", "info")
 
 
 def run_document(summary: RunSummary, reason: str = "") -> dict[str, Any]:
@@ -59,12 +77,42 @@ def run_document(summary: RunSummary, reason: str = "") -> dict[str, Any]:
         "created_at": summary.created_at.isoformat(),
         "updated_at": summary.updated_at.isoformat(),
         "reason": reason,
+        "owner": summary.owner,
     }
 
 
 def runs_document(runs: Sequence[RunSummary], reasons: Mapping[str, str]) -> dict[str, Any]:
     """The whole ``runs --json`` document."""
     return {"runs": [run_document(r, reasons.get(r.run_id, "")) for r in runs]}
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat()
+
+
+def worker_document(worker: WorkerInfo, *, now: float) -> dict[str, Any]:
+    """One worker of ``workers --json``; ``now`` (epoch seconds) dates the heartbeat age."""
+    workflows = worker.info.get("workflows", [])
+    return {
+        "worker_id": worker.worker_id,
+        "alive": worker.alive,
+        "host": worker.info.get("host"),
+        "pid": worker.info.get("pid"),
+        "workflows": list(workflows) if isinstance(workflows, list) else [workflows],
+        "concurrency": worker.info.get("concurrency"),
+        "started_at": _iso(worker.started_at),
+        "heartbeat_at": _iso(worker.heartbeat_at),
+        "expires_at": _iso(worker.expires_at),
+        "heartbeat_age_s": round(max(now - worker.heartbeat_at, 0.0), 3),
+        "runs": list(worker.runs),
+        "info": worker.info,
+    }
+
+
+def workers_document(workers: Sequence[WorkerInfo], *, now: float) -> dict[str, Any]:
+    """The whole ``workers --json`` document: ``{"workers": [...]}``, live workers first."""
+    ordered = sorted(workers, key=lambda w: (not w.alive, -w.heartbeat_at))
+    return {"workers": [worker_document(w, now=now) for w in ordered]}
 
 
 def steps_documents(state: RunState, steps: Sequence[StepView]) -> dict[str, Any]:

@@ -24,12 +24,12 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from ledgerflow.eventstore import RunSummary
+from ledgerflow.eventstore import RunSummary, WorkerInfo
 from ledgerflow.machines import RunState
 from ledgerflow.replay.timeline import LogRow
 
-__all__ = ["STEPS_WIDE", "WIDE", "StepCells", "console", "log_table", "runs_table", "state_tables",
-           "steps_table", "summarize", "verbatim", "width"]
+__all__ = ["STEPS_WIDE", "WIDE", "StepCells", "age", "console", "log_table", "runs_table",
+           "state_tables", "steps_table", "summarize", "verbatim", "width", "workers_table"]
 
 #: From this width on the decision log has one column per field.
 WIDE = 120
@@ -119,21 +119,84 @@ def _time(row: LogRow) -> str:
 
 
 def runs_table(runs: Sequence[RunSummary], reasons: dict[str, str] | None = None) -> Table:
-    """The runs, full ids first; ``reasons`` maps a run id to its last decision's reason."""
+    """The runs, full ids first; ``reasons`` maps a run id to its last decision's reason.
+
+    A "held by" column (the worker whose live lease drives the run,
+    :attr:`RunSummary.owner`) is added when any listed run is held, so a
+    store no worker touches lists as it always did.
+    """
     reasons = reasons or {}
+    held = any(r.owner for r in runs)
     table = _table()
     longest = max((len(r.run_id) for r in runs), default=3)
     table.add_column("run", no_wrap=True, min_width=longest)
     table.add_column("workflow", overflow="fold")
     table.add_column("status", no_wrap=True)
+    if held:  # a worker id (host:pid:suffix) folds at its colons' width when narrow
+        table.add_column("held by", overflow="fold", min_width=8)
     table.add_column("events", justify="right", no_wrap=True)
     # "YYYY-MM-DD HH:MM:SS" wraps at its space when the terminal is narrow.
     table.add_column("updated", overflow="fold", min_width=10)
     table.add_column("reason", overflow="fold")
     for r in runs:
+        cells = [r.run_id, r.label, r.status, str(r.last_seq),
+                 r.updated_at.strftime("%Y-%m-%d %H:%M:%S"), reasons.get(r.run_id, "")]
+        if held:
+            cells.insert(3, r.owner or "")
+        table.add_row(*map(verbatim, cells))
+    return table
+
+
+def age(seconds: float) -> str:
+    """A short, human age: ``0.4s``, ``12s``, ``3m05s``, ``2h10m``.
+
+    A clock a little behind the store's gives a small negative age: shown as 0.
+
+    Example::
+
+        >>> age(0.42), age(12.3), age(185), age(7800)
+        ('0.4s', '12s', '3m05s', '2h10m')
+    """
+    seconds = max(seconds, 0.0)
+    if seconds < 10:
+        return f"{seconds:.1f}s"
+    if seconds < 60:
+        return f"{seconds:.0f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+def workers_table(workers: Sequence[WorkerInfo], *, now: float) -> Table:
+    """The workers registry: live workers first, then the recently gone ones (``gone``).
+
+    ``now`` (epoch seconds) is what the heartbeat age is measured from.
+
+    Example::
+
+        render.console().print(workers_table(await store.workers(), now=time.time()))
+    """
+    table = _table()
+    longest = max((len(w.worker_id) for w in workers), default=6)
+    table.add_column("worker", no_wrap=True, min_width=min(longest, 32))
+    table.add_column("state", no_wrap=True)
+    table.add_column("heartbeat", no_wrap=True)
+    table.add_column("host/pid", overflow="fold")
+    table.add_column("workflows", overflow="fold")
+    table.add_column("conc", justify="right", no_wrap=True)
+    table.add_column("runs held", overflow="fold")
+    for w in sorted(workers, key=lambda w: (not w.alive, -w.heartbeat_at)):
+        workflows = w.info.get("workflows", [])
         table.add_row(*map(verbatim, (
-            r.run_id, r.label, r.status, str(r.last_seq),
-            r.updated_at.strftime("%Y-%m-%d %H:%M:%S"), reasons.get(r.run_id, ""),
+            w.worker_id,
+            "alive" if w.alive else "gone",
+            f"{age(now - w.heartbeat_at)} ago",
+            f"{w.info.get('host', '?')}/{w.info.get('pid', '?')}",
+            ", ".join(map(str, workflows)) if isinstance(workflows, list) else str(workflows),
+            str(w.info.get("concurrency", "?")),
+            " ".join(w.runs) if w.runs else "-",
         )))
     return table
 

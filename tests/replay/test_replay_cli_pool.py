@@ -1,0 +1,421 @@
+"""The worker pool on the command line: runs submitted with ``ledgerflow submit`` are driven
+by ``ledgerflow worker`` processes, ``workers`` and ``runs`` show who holds what, SIGTERM
+drains a worker, and ``db upgrade`` is the one way an old store becomes writable.
+
+Real SQLite files (and, with ``LEDGERFLOW_TEST_PG_DSN``, a fresh PostgreSQL schema per
+test); workers run in-process through click's runner (``--until-idle``) or as real
+subprocesses when a test signals them. The agent (``pool_workflows:wf``) can be held at
+a gate, so a test sees a worker holding a run for as long as it needs, with no sleeps.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pool_workflows
+import pytest
+from click.testing import CliRunner, Result
+from pool_workflows import WORKFLOW_REF, release, started
+
+from ledgerflow.eventstore import SCHEMA_VERSION
+from ledgerflow.replay.cli import main
+
+HERE = Path(__file__).parent
+FIXTURE = HERE / "logs" / "v0_1"
+V01_RUNS: dict[str, str] = json.loads((FIXTURE / "runs.json").read_text())
+V01_WORKFLOWS = {"waiting": "ledgerflow.examples.travel_unreviewed:wf",
+                 "crashed": "ledgerflow.examples.travel:wf"}
+CLI = [sys.executable, "-m", "ledgerflow.replay.cli"]
+PG_DSN = os.environ.get("LEDGERFLOW_TEST_PG_DSN", "")
+#: How long a test waits for a worker subprocess to reach a point before it fails.
+PATIENCE_S = 60.0
+
+needs_pg = pytest.mark.skipif(
+    not PG_DSN, reason="PostgreSQL tests need LEDGERFLOW_TEST_PG_DSN "
+    "(e.g. postgresql://postgres@127.0.0.1:5432/test)")
+
+
+def invoke(*args: str) -> Result:
+    return CliRunner().invoke(main, list(args), env={"COLUMNS": "200"}, catch_exceptions=False)
+
+
+def submit(db: str, goal: dict[str, Any] | None = None) -> str:
+    result = invoke("submit", WORKFLOW_REF, "--goal", json.dumps(goal or {}), "--db", db)
+    assert result.exit_code == 0, result.output
+    return result.stdout.splitlines()[-1]
+
+
+def runs_doc(db: str, *args: str) -> dict[str, dict[str, Any]]:
+    result = invoke("runs", "--json", "--db", db, *args)
+    assert result.exit_code == 0, result.output
+    return {run["run_id"]: run for run in json.loads(result.stdout)["runs"]}
+
+
+def workers_doc(db: str) -> list[dict[str, Any]]:
+    result = invoke("workers", "--json", "--db", db)
+    assert result.exit_code == 0, result.output
+    found: list[dict[str, Any]] = json.loads(result.stdout)["workers"]
+    return found
+
+
+def wait_for(what: str, check: Callable[[], bool], proc: subprocess.Popen[str]) -> None:
+    """Poll ``check`` until it holds; fail naming ``what`` (and the worker's output) if not."""
+    deadline = time.monotonic() + PATIENCE_S
+    while not check():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            out, err = proc.communicate()
+            pytest.fail(f"never saw {what}; worker exit {proc.returncode}\n{out}\n{err}")
+        time.sleep(0.05)
+
+
+def read_stderr_until(proc: subprocess.Popen[str], text: str) -> str:
+    """What the worker wrote on stderr up to a line holding ``text`` (read as it is written)."""
+    assert proc.stderr is not None
+    fd, seen = proc.stderr.fileno(), b""
+    deadline = time.monotonic() + PATIENCE_S
+    while text.encode() not in seen:
+        left = deadline - time.monotonic()
+        ready, _, _ = select.select([fd], [], [], max(left, 0))
+        chunk = os.read(fd, 4096) if ready else b""
+        if not chunk:
+            proc.kill()
+            pytest.fail(f"the worker never said {text!r}; it said:\n{seen.decode()}")
+        seen += chunk
+    return seen.decode()
+
+
+@pytest.fixture
+def sqlite_db(tmp_path: Path) -> str:
+    return str(tmp_path / "pool.db")
+
+
+@pytest.fixture
+async def pg_url() -> AsyncIterator[str]:
+    """A PostgreSQL store in a schema of its own, dropped after the test."""
+    import asyncpg  # noqa: PLC0415 - only the PostgreSQL tests need it
+
+    schema = f"rlt_pool_{uuid.uuid4().hex[:12]}"
+    sep = "&" if "?" in PG_DSN else "?"
+    yield f"{PG_DSN}{sep}schema={schema}"
+    conn = await asyncpg.connect(PG_DSN)
+    try:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=needs_pg)])
+def store_url(request: pytest.FixtureRequest) -> str:
+    url: str = request.getfixturevalue("sqlite_db" if request.param == "sqlite" else "pg_url")
+    return url
+
+
+@pytest.fixture
+def gate(tmp_path: Path) -> Path:
+    folder = tmp_path / "gate"
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture
+def worker_process(sqlite_db: str) -> Iterator[Callable[..., subprocess.Popen[str]]]:
+    """Start ``ledgerflow worker`` on ``sqlite_db`` as a real process; killed if left running."""
+    procs: list[subprocess.Popen[str]] = []
+    env = {**os.environ, "COLUMNS": "200",
+           "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
+
+    def start(*options: str) -> subprocess.Popen[str]:
+        proc = subprocess.Popen(
+            [*CLI, "worker", "--db", sqlite_db, "--workflow", WORKFLOW_REF, "--poll", "0.05",
+             *options], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+# -- submit, then a worker --------------------------------------------------------------
+
+
+def test_submit_queues_the_run_and_prints_its_id_alone_on_the_last_line(sqlite_db: str) -> None:
+    result = invoke("submit", WORKFLOW_REF, "--goal", '{"n": 4}', "--db", sqlite_db,
+                    "--run-id", "order-17")
+    assert result.exit_code == 0, result.output
+    *before, last = result.stdout.splitlines()
+    assert last == "order-17"
+    assert "queued run order-17 of workflow pool-cli" in before[0]
+    assert f"ledgerflow worker --workflow {WORKFLOW_REF} --db {sqlite_db}" in before[0]
+    listed = runs_doc(sqlite_db, "--status", "queued")
+    assert list(listed) == ["order-17"]
+    assert listed["order-17"]["owner"] is None
+    assert listed["order-17"]["events"] == 1  # recorded, not driven
+
+
+def test_submit_refuses_a_run_id_that_is_taken(sqlite_db: str) -> None:
+    submit(sqlite_db)
+    first = invoke("submit", WORKFLOW_REF, "--goal", "{}", "--db", sqlite_db, "--run-id", "r1")
+    again = invoke("submit", WORKFLOW_REF, "--goal", "{}", "--db", sqlite_db, "--run-id", "r1")
+    assert first.exit_code == 0
+    assert again.exit_code == 1
+    assert again.output.count("\n") == 1
+    assert "A run 'r1' already exists" in again.output
+
+
+def test_a_worker_until_idle_completes_every_submitted_run(store_url: str) -> None:
+    run_ids = [submit(store_url, {"n": n}) for n in range(3)]
+    assert set(runs_doc(store_url, "--status", "queued")) == set(run_ids)
+
+    result = invoke("worker", "--db", store_url, "--workflow", WORKFLOW_REF, "--until-idle",
+                    "--poll", "0.05", "--concurrency", "2")
+
+    assert result.exit_code == 0, result.output
+    assert "claimed 3, finished 3, waiting 0, lost 0, failed 0" in result.stdout
+    for run_id in run_ids:  # one line per run claimed and per run finished, on stderr
+        assert f"claimed run {run_id} (pool-cli, queued, fence 1)" in result.stderr
+        assert f"finished run {run_id}: completed" in result.stderr
+    listed = runs_doc(store_url)
+    assert {listed[r]["status"] for r in run_ids} == {"completed"}
+    assert {listed[r]["owner"] for r in run_ids} == {None}  # leases given back
+    for run_id in run_ids:
+        verified = invoke("verify", run_id, "--db", store_url, "--workflow", WORKFLOW_REF)
+        assert verified.exit_code == 0, verified.output
+    assert invoke("workers", "--db", store_url).stdout == "no workers\n"  # it unregistered
+
+
+def test_a_worker_leaves_runs_of_other_workflows_queued(sqlite_db: str) -> None:
+    theirs = invoke("submit", "ledgerflow.examples.travel:wf", "--goal",
+                    '{"destination": "Lisbon", "passengers": 2}', "--db", sqlite_db)
+    ours = submit(sqlite_db)
+    result = invoke("worker", "--db", sqlite_db, "--workflow", WORKFLOW_REF, "--until-idle",
+                    "--poll", "0.05")
+    assert result.exit_code == 0, result.output
+    listed = runs_doc(sqlite_db)
+    assert listed[ours]["status"] == "completed"
+    assert listed[theirs.stdout.splitlines()[-1]]["status"] == "queued"
+
+
+# -- workers, runs' owner, SIGTERM ------------------------------------------------------
+
+
+def test_workers_shows_a_live_worker_and_sigterm_drains_it_to_a_clean_exit(
+    sqlite_db: str, gate: Path, worker_process: Callable[..., subprocess.Popen[str]],
+) -> None:
+    first = submit(sqlite_db, {"n": 1, "gate": str(gate)})
+    second = submit(sqlite_db, {"n": 2, "gate": str(gate)})
+    proc = worker_process("--concurrency", "1", "--drain", "60")
+    wait_for("the worker holding a run at the gate", lambda: bool(started(gate)), proc)
+    (held,) = started(gate)
+    queued = second if held == first else first
+
+    (listed,) = workers_doc(sqlite_db)
+    assert listed["alive"] is True
+    assert listed["pid"] == proc.pid
+    assert listed["workflows"] == ["pool-cli"]
+    assert listed["concurrency"] == 1
+    assert listed["runs"] == [held]
+    table = invoke("workers", "--db", sqlite_db).stdout
+    assert listed["worker_id"] in table
+    assert "alive" in table
+    assert held in table
+    assert "1 alive, 0 gone; runs held: 1" in table
+
+    runs = runs_doc(sqlite_db)
+    assert runs[held]["owner"] == listed["worker_id"]
+    assert runs[held]["status"] == "running"
+    assert (runs[queued]["status"], runs[queued]["owner"]) == ("queued", None)
+    runs_table = invoke("runs", "--db", sqlite_db).stdout
+    assert "held by" in runs_table
+    assert listed["worker_id"] in runs_table
+    assert list(runs_doc(sqlite_db, "--status", "queued")) == [queued]
+
+    proc.send_signal(signal.SIGTERM)
+    said = read_stderr_until(proc, "draining")  # it took the signal: it claims nothing more
+    release(gate)  # the run in hand may finish within the drain
+    out, rest = proc.communicate(timeout=PATIENCE_S)
+    err = said + rest
+
+    assert proc.returncode == 0, err
+    assert "claimed 1, finished 1, waiting 0, lost 0, failed 0" in out
+    assert "draining" in err
+    assert f"finished run {held}: completed" in err
+    after = runs_doc(sqlite_db)
+    assert after[held]["status"] == "completed"
+    assert after[queued]["status"] == "queued"  # a stopping worker claims nothing more
+    assert workers_doc(sqlite_db) == []  # a clean stop leaves the registry
+
+
+def test_a_killed_worker_is_listed_gone_and_another_finishes_its_run(
+    sqlite_db: str, gate: Path, worker_process: Callable[..., subprocess.Popen[str]],
+) -> None:
+    run_id = submit(sqlite_db, {"n": 3, "gate": str(gate)})
+    proc = worker_process("--lease-ttl", "1")
+    wait_for("the worker holding the run", lambda: started(gate) == [run_id], proc)
+    (alive,) = workers_doc(sqlite_db)
+    proc.kill()
+    proc.communicate()
+
+    deadline = time.monotonic() + PATIENCE_S
+    while workers_doc(sqlite_db)[0]["alive"]:  # its heartbeat lapses after the ttl
+        assert time.monotonic() < deadline, "the killed worker never showed as gone"
+        time.sleep(0.1)
+    (gone,) = workers_doc(sqlite_db)
+    assert gone["worker_id"] == alive["worker_id"]
+    assert gone["runs"] == []  # its lease lapsed with it
+    table = invoke("workers", "--db", sqlite_db).stdout
+    assert "gone" in table
+    assert "0 alive, 1 gone; runs held: 0" in table
+    assert runs_doc(sqlite_db)[run_id]["owner"] is None
+
+    release(gate)
+    taken = invoke("worker", "--db", sqlite_db, "--workflow", WORKFLOW_REF, "--until-idle",
+                   "--poll", "0.05")
+    assert taken.exit_code == 0, taken.output
+    assert f"claimed run {run_id} (pool-cli, running, fence 2)" in taken.stderr
+    assert "claimed 1, finished 1" in taken.stdout
+    assert runs_doc(sqlite_db)[run_id]["status"] == "completed"
+    verified = invoke("verify", run_id, "--db", sqlite_db, "--workflow", WORKFLOW_REF)
+    assert verified.exit_code == 0, verified.output
+
+
+# -- db upgrade -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def v01_copy(tmp_path: Path) -> str:
+    """A private copy of the store ledgerflow 0.1 wrote (schema 1)."""
+    copy = tmp_path / "v0_1.db"
+    shutil.copyfile(FIXTURE / "v0_1.db", copy)
+    return str(copy)
+
+
+@pytest.mark.parametrize("command", [
+    ["submit", WORKFLOW_REF, "--goal", "{}"],
+    ["resume", V01_RUNS["crashed"], "--workflow", "ledgerflow.examples.travel:wf"],
+    ["worker", "--workflow", WORKFLOW_REF, "--until-idle"],
+], ids=["submit", "resume", "worker"])
+def test_a_write_on_an_old_store_names_the_upgrade_command(
+    v01_copy: str, command: list[str],
+) -> None:
+    result = invoke(*command, "--db", v01_copy)
+    assert result.exit_code == 1
+    assert result.output.count("\n") == 1, result.output
+    assert "is at schema version 1" in result.output
+    assert f"run `ledgerflow db upgrade --db {v01_copy}`" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_db_upgrade_makes_an_old_store_writable_and_every_log_still_verifies(
+    v01_copy: str,
+) -> None:
+    assert "schema v1" in invoke("workers", "--db", v01_copy).stdout  # reads work, and say so
+
+    upgraded = invoke("db", "upgrade", "--db", v01_copy)
+    assert upgraded.exit_code == 0, upgraded.output
+    assert upgraded.stdout == f"upgraded {v01_copy} from schema v1 to v{SCHEMA_VERSION}\n"
+    again = invoke("db", "upgrade", "--db", v01_copy)
+    assert again.exit_code == 0
+    assert f"already at schema v{SCHEMA_VERSION}" in again.stdout
+
+    for name, ref in V01_WORKFLOWS.items():
+        verified = invoke("verify", V01_RUNS[name], "--db", v01_copy, "--workflow", ref)
+        assert verified.exit_code == 0, verified.output
+        assert "checks passed" in verified.stdout
+    run_id = submit(v01_copy)
+    done = invoke("worker", "--db", v01_copy, "--workflow", WORKFLOW_REF, "--until-idle",
+                  "--poll", "0.05")
+    assert done.exit_code == 0, done.output
+    assert runs_doc(v01_copy)[run_id]["status"] == "completed"
+
+
+@needs_pg
+def test_db_upgrade_of_a_current_postgres_store_changes_nothing(pg_url: str) -> None:
+    submit(pg_url)
+    result = invoke("db", "upgrade", "--db", pg_url)
+    assert result.exit_code == 0, result.output
+    assert f"already at schema v{SCHEMA_VERSION}" in result.stdout
+
+
+# -- bad input --------------------------------------------------------------------------
+
+
+BAD_INPUT = {
+    "unknown module": (["worker", "--workflow", "no_such_module:wf"], 1, "Cannot import module"),
+    "unknown attribute": (["worker", "--workflow", "pool_workflows:nope"], 1, "no attribute"),
+    "not MODULE:WORKFLOW": (["worker", "--workflow", "pool"], 2, "is not MODULE:WORKFLOW"),
+    "no workflow": (["worker"], 2, "Missing option '--workflow'"),
+    "concurrency 0": (["worker", "--workflow", WORKFLOW_REF, "--concurrency", "0"], 2,
+                      "'--concurrency': 0 is not in the range"),
+    "negative ttl": (["worker", "--workflow", WORKFLOW_REF, "--lease-ttl", "-1"], 2,
+                     "'--lease-ttl': -1 is not a number of seconds > 0"),
+    "infinite poll": (["worker", "--workflow", WORKFLOW_REF, "--poll", "inf"], 2,
+                      "'--poll': inf is not a number of seconds > 0"),
+    "submit unknown workflow": (["submit", "no_such_module:wf", "--goal", "{}"], 1,
+                                "Cannot import module"),
+    "submit a goal that is a list": (["submit", WORKFLOW_REF, "--goal", "[]"], 2,
+                                     "must be a JSON object"),
+    "submit a goal the contract refuses": (["submit", WORKFLOW_REF, "--goal", '{"n": "x"}'],
+                                           1, "The goal does not satisfy Goal"),
+    "submit a blank run id": (["submit", WORKFLOW_REF, "--goal", "{}", "--run-id", " "], 2,
+                              "is not a run id"),
+    "db without a subcommand": (["db", "nope"], 2, "No such command 'nope'"),
+}
+
+
+@pytest.mark.parametrize(("args", "code", "says"), list(BAD_INPUT.values()),
+                         ids=list(BAD_INPUT))
+def test_bad_input_is_one_line_and_its_exit_code(
+    sqlite_db: str, args: list[str], code: int, says: str,
+) -> None:
+    submit(sqlite_db)  # the store exists: only the input is wrong
+    result = invoke(*args, "--db", sqlite_db)
+    assert result.exit_code == code, result.output
+    assert result.output.count("\n") == 1, result.output
+    assert says in result.output
+
+
+@pytest.mark.parametrize("command", [
+    ["worker", "--workflow", WORKFLOW_REF], ["workers"], ["db", "upgrade"],
+], ids=["worker", "workers", "db upgrade"])
+def test_a_store_that_is_not_there_is_refused_and_not_created(
+    tmp_path: Path, command: list[str],
+) -> None:
+    missing = tmp_path / "typo.db"
+    result = invoke(*command, "--db", str(missing))
+    assert result.exit_code == 1
+    assert result.output.count("\n") == 1, result.output
+    assert "There is no ledgerflow store at" in result.output
+    assert not missing.exists()
+
+
+def test_db_upgrade_refuses_a_store_of_a_newer_ledgerflow(sqlite_db: str) -> None:
+    import sqlite3  # noqa: PLC0415
+
+    submit(sqlite_db)
+    with sqlite3.connect(sqlite_db) as conn:
+        conn.execute("PRAGMA user_version = 99")
+    result = invoke("db", "upgrade", "--db", sqlite_db)
+    assert result.exit_code == 1
+    assert result.output.count("\n") == 1, result.output
+    assert "newer ledgerflow" in result.output
+
+
+def test_the_helper_workflow_is_the_one_the_cli_loads() -> None:
+    from ledgerflow.machines import load_workflow  # noqa: PLC0415
+
+    assert load_workflow(WORKFLOW_REF) is pool_workflows.wf
