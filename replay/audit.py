@@ -114,6 +114,8 @@ def runs(*, status: str | None, limit: int, as_json: bool, db: str) -> None:
         click.echo("no runs" + (f" with status {status}" if status else ""))
         return
     render.console().print(render.runs_table(found, reasons))
+    for line in render.held_by_lines(found):
+        click.echo(line)
 
 
 @click.command()

@@ -152,6 +152,10 @@ def resolve(*, run_id: str, task_id: str, output: str | None, retry: bool, aband
             workflow: str | None, by: str, note: str, db: str) -> None:
     """Settle an escalated TASK of RUN, then drive the run on.
 
+    A run queued with `ledgerflow submit` is not driven here: the resolution
+    is recorded, the run goes back on the queue, and the worker that claims
+    it applies the resolution and drives it on.
+
     --output is the task's output as strict JSON (or @file); it must satisfy
     the agent's output contract, or nothing is recorded.
     """
@@ -172,8 +176,20 @@ def resolve(*, run_id: str, task_id: str, output: str | None, retry: bool, aband
                     workflow=wf)
 
     run = run_async(go())
-    click.echo(status_line(run.run_id, run.status, run.reason))
-    for hint in waiting_hints(run.run_id, run.escalations, db):
+    if run.status == RunStatus.QUEUED:
+        # A pool run (ledgerflow submit): the resolution waits for a worker to apply it.
+        queued = ", ".join(sorted(run.state.requested)) or task_id
+        click.echo(status_line(run.run_id, run.status,
+                               f"the resolution of {queued} is queued for a worker of "
+                               f"workflow '{run.state.workflow}' to apply"))
+        ref = run.state.workflow_ref or "MODULE:WORKFLOW"
+        click.echo("  a worker continues it: "
+                   + with_db(f"ledgerflow worker --workflow {ref}", db))
+        left = [t for t in run.escalations if t not in run.state.requested]
+    else:
+        click.echo(status_line(run.run_id, run.status, run.reason))
+        left = run.escalations
+    for hint in waiting_hints(run.run_id, left, db):
         click.echo(hint)
     if run.status == RunStatus.FAILED:
         sys.exit(1)

@@ -58,8 +58,8 @@ log = logging.getLogger("ledgerflow")
 
 #: How ``ledgerflow worker`` logs to stderr: short, one line per event.
 LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
-#: What a finished drive leaves a run in (anything else: lost, failed or stopped).
-_SETTLED = frozenset({"completed", "failed", "cancelled", "waiting"})
+#: Where a drive that ran to its end leaves a run (else it waits, or was lost or stopped).
+_FINISHED = frozenset({"completed", "failed", "cancelled"})
 
 
 def register(group: click.Group) -> None:
@@ -145,7 +145,12 @@ class _LoggedWorker(Worker):
                  claim.fence)
         await super()._drive(claim)
         summary = await self.store.run(claim.run_id)
-        if summary is not None and summary.status in _SETTLED and summary.owner is None:
+        if summary is None or summary.owner is not None:
+            return  # lost, failed or stopped: the worker logged why
+        if summary.status == "waiting":
+            log.info("run %s waits on an escalation; released (ledgerflow resolve queues it "
+                     "again)", claim.run_id)
+        elif summary.status in _FINISHED:
             log.info("finished run %s: %s", claim.run_id, summary.status)
 
 

@@ -28,8 +28,9 @@ from ledgerflow.eventstore import RunSummary, WorkerInfo
 from ledgerflow.machines import RunState
 from ledgerflow.replay.timeline import LogRow
 
-__all__ = ["STEPS_WIDE", "WIDE", "StepCells", "age", "console", "log_table", "runs_table",
-           "state_tables", "steps_table", "summarize", "verbatim", "width", "workers_table"]
+__all__ = ["STEPS_WIDE", "WIDE", "StepCells", "age", "console", "held_by_lines", "log_table",
+           "runs_table", "state_tables", "steps_table", "summarize", "verbatim", "width",
+           "workers_table"]
 
 #: From this width on the decision log has one column per field.
 WIDE = 120
@@ -122,18 +123,20 @@ def runs_table(runs: Sequence[RunSummary], reasons: dict[str, str] | None = None
     """The runs, full ids first; ``reasons`` maps a run id to its last decision's reason.
 
     A "held by" column (the worker whose live lease drives the run,
-    :attr:`RunSummary.owner`) is added when any listed run is held, so a
-    store no worker touches lists as it always did.
+    :attr:`RunSummary.owner`) is added when any listed run is held and the
+    terminal is :data:`WIDE`; a store no worker touches lists as it always
+    did, and a narrower terminal keeps the reason its room (the ``runs``
+    command lists the holders below the table: :func:`held_by_lines`).
     """
     reasons = reasons or {}
-    held = any(r.owner for r in runs)
+    held = any(r.owner for r in runs) and _effective_width() >= WIDE
     table = _table()
     longest = max((len(r.run_id) for r in runs), default=3)
     table.add_column("run", no_wrap=True, min_width=longest)
     table.add_column("workflow", overflow="fold")
     table.add_column("status", no_wrap=True)
-    if held:  # a worker id (host:pid:suffix) folds at its colons' width when narrow
-        table.add_column("held by", overflow="fold", min_width=8)
+    if held:  # a worker id (host:pid:suffix) is never cut either: it is pasted and grepped
+        table.add_column("held by", no_wrap=True)
     table.add_column("events", justify="right", no_wrap=True)
     # "YYYY-MM-DD HH:MM:SS" wraps at its space when the terminal is narrow.
     table.add_column("updated", overflow="fold", min_width=10)
@@ -145,6 +148,19 @@ def runs_table(runs: Sequence[RunSummary], reasons: dict[str, str] | None = None
             cells.insert(3, r.owner or "")
         table.add_row(*map(verbatim, cells))
     return table
+
+
+def held_by_lines(runs: Sequence[RunSummary]) -> list[str]:
+    """``RUN held by WORKER`` for each held run, when :func:`runs_table` had no room for them.
+
+    Example::
+
+        for line in held_by_lines(found):
+            click.echo(line)
+    """
+    if _effective_width() >= WIDE:
+        return []  # the table has its "held by" column
+    return [f"{r.run_id} held by {r.owner}" for r in runs if r.owner]
 
 
 def age(seconds: float) -> str:
@@ -186,7 +202,7 @@ def workers_table(workers: Sequence[WorkerInfo], *, now: float) -> Table:
     table.add_column("host/pid", overflow="fold")
     table.add_column("workflows", overflow="fold")
     table.add_column("conc", justify="right", no_wrap=True)
-    table.add_column("runs held", overflow="fold")
+    table.add_column("runs held", no_wrap=True)  # one whole run id a line
     for w in sorted(workers, key=lambda w: (not w.alive, -w.heartbeat_at)):
         workflows = w.info.get("workflows", [])
         table.add_row(*map(verbatim, (
@@ -196,7 +212,7 @@ def workers_table(workers: Sequence[WorkerInfo], *, now: float) -> Table:
             f"{w.info.get('host', '?')}/{w.info.get('pid', '?')}",
             ", ".join(map(str, workflows)) if isinstance(workflows, list) else str(workflows),
             str(w.info.get("concurrency", "?")),
-            " ".join(w.runs) if w.runs else "-",
+            "\n".join(w.runs) if w.runs else "-",
         )))
     return table
 

@@ -4,7 +4,7 @@ drains a worker, and ``db upgrade`` is the one way an old store becomes writable
 
 Real SQLite files (and, with ``LEDGERFLOW_TEST_PG_DSN``, a fresh PostgreSQL schema per
 test); workers run in-process through click's runner (``--until-idle``) or as real
-subprocesses when a test signals them. The agent (``pool_workflows:wf``) can be held at
+subprocesses when a test signals them. The agent (``replay_pool_workflows:wf``) can be held at
 a gate, so a test sees a worker holding a run for as long as it needs, with no sleeps.
 """
 
@@ -23,10 +23,10 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import pool_workflows
 import pytest
+import replay_pool_workflows
 from click.testing import CliRunner, Result
-from pool_workflows import WORKFLOW_REF, release, started
+from replay_pool_workflows import WORKFLOW_REF, release, started
 
 from ledgerflow.eventstore import SCHEMA_VERSION
 from ledgerflow.replay.cli import main
@@ -46,8 +46,9 @@ needs_pg = pytest.mark.skipif(
     "(e.g. postgresql://postgres@127.0.0.1:5432/test)")
 
 
-def invoke(*args: str) -> Result:
-    return CliRunner().invoke(main, list(args), env={"COLUMNS": "200"}, catch_exceptions=False)
+def invoke(*args: str, columns: int = 200) -> Result:
+    return CliRunner().invoke(main, list(args), env={"COLUMNS": str(columns)},
+                              catch_exceptions=False)
 
 
 def submit(db: str, goal: dict[str, Any] | None = None) -> str:
@@ -210,6 +211,31 @@ def test_a_worker_leaves_runs_of_other_workflows_queued(sqlite_db: str) -> None:
     assert listed[theirs.stdout.splitlines()[-1]]["status"] == "queued"
 
 
+def test_resolve_puts_a_waiting_pool_run_back_on_the_queue_for_a_worker(sqlite_db: str) -> None:
+    run_id = submit(sqlite_db, {"n": 5, "confidence": 0.1})
+    first = invoke("worker", "--db", sqlite_db, "--workflow", WORKFLOW_REF, "--until-idle",
+                   "--poll", "0.05")
+    assert "claimed 1, finished 0, waiting 1" in first.stdout
+    assert f"run {run_id} waits on an escalation; released" in first.stderr
+    assert runs_doc(sqlite_db)[run_id]["owner"] is None  # a waiting run holds no worker
+
+    resolved = invoke("resolve", run_id, "work", "--output", '{"doubled": 99}', "--db",
+                      sqlite_db)
+
+    assert resolved.exit_code == 0, resolved.output
+    lines = resolved.stdout.splitlines()
+    assert lines[0] == (f"run {run_id}: queued — the resolution of work is queued for a worker "
+                        "of workflow 'pool-cli' to apply")
+    assert f"ledgerflow worker --workflow {WORKFLOW_REF} --db {sqlite_db}" in lines[1]
+    assert "waiting on work" not in resolved.stdout  # its resolution is on its way
+    assert list(runs_doc(sqlite_db, "--status", "queued")) == [run_id]
+    second = invoke("worker", "--db", sqlite_db, "--workflow", WORKFLOW_REF, "--until-idle",
+                    "--poll", "0.05")
+    assert f"finished run {run_id}: completed" in second.stderr
+    shown = json.loads(invoke("show", run_id, "--json", "--db", sqlite_db).stdout)
+    assert shown["tasks"][0]["output"]["doubled"] == 99
+
+
 # -- workers, runs' owner, SIGTERM ------------------------------------------------------
 
 
@@ -243,6 +269,13 @@ def test_workers_shows_a_live_worker_and_sigterm_drains_it_to_a_clean_exit(
     assert "held by" in runs_table
     assert listed["worker_id"] in runs_table
     assert list(runs_doc(sqlite_db, "--status", "queued")) == [queued]
+    for command in ("runs", "workers"):  # at 80 columns every id stays whole
+        narrow = invoke(command, "--db", sqlite_db, columns=80).stdout
+        assert all(len(line) <= 80 for line in narrow.splitlines()), narrow
+        assert held in narrow
+        assert listed["worker_id"] in narrow
+    assert f"{held} held by {listed['worker_id']}" in invoke("runs", "--db", sqlite_db,
+                                                             columns=80).stdout
 
     proc.send_signal(signal.SIGTERM)
     said = read_stderr_until(proc, "draining")  # it took the signal: it claims nothing more
@@ -356,7 +389,8 @@ def test_db_upgrade_of_a_current_postgres_store_changes_nothing(pg_url: str) -> 
 
 BAD_INPUT = {
     "unknown module": (["worker", "--workflow", "no_such_module:wf"], 1, "Cannot import module"),
-    "unknown attribute": (["worker", "--workflow", "pool_workflows:nope"], 1, "no attribute"),
+    "unknown attribute": (["worker", "--workflow", "replay_pool_workflows:nope"], 1,
+                          "no attribute"),
     "not MODULE:WORKFLOW": (["worker", "--workflow", "pool"], 2, "is not MODULE:WORKFLOW"),
     "no workflow": (["worker"], 2, "Missing option '--workflow'"),
     "concurrency 0": (["worker", "--workflow", WORKFLOW_REF, "--concurrency", "0"], 2,
@@ -418,4 +452,4 @@ def test_db_upgrade_refuses_a_store_of_a_newer_ledgerflow(sqlite_db: str) -> Non
 def test_the_helper_workflow_is_the_one_the_cli_loads() -> None:
     from ledgerflow.machines import load_workflow  # noqa: PLC0415
 
-    assert load_workflow(WORKFLOW_REF) is pool_workflows.wf
+    assert load_workflow(WORKFLOW_REF) is replay_pool_workflows.wf

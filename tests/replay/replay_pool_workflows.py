@@ -3,9 +3,11 @@
 A goal with ``gate`` set (a folder) makes the agent announce itself there
 (``started-RUN``) and then wait until a file ``release`` appears in it: a
 test sees a worker holding a run for as long as it wants, with no sleeps to
-tune, then lets it finish. Without a gate the agent answers at once.
+tune, then lets it finish. Without a gate the agent answers at once; a goal
+with ``confidence`` below 0.5 makes its output held back for a person (the
+run waits on an escalation).
 
-Referenced on the CLI as ``pool_workflows:wf`` (this folder is on sys.path
+Referenced on the CLI as ``replay_pool_workflows:wf`` (this folder is on sys.path
 under pytest; a subprocess gets it on PYTHONPATH).
 """
 
@@ -19,7 +21,7 @@ from pydantic import BaseModel
 from ledgerflow.contracts import Plan, Task
 from ledgerflow.machines import AgentContext, Workflow
 
-WORKFLOW_REF = "pool_workflows:wf"
+WORKFLOW_REF = "replay_pool_workflows:wf"
 #: How long a gated agent waits for its release before giving up (a broken test, not a story).
 GATE_LIMIT_S = 120.0
 
@@ -27,15 +29,19 @@ GATE_LIMIT_S = 120.0
 class Goal(BaseModel):
     n: int = 1
     gate: str = ""
+    #: Below 0.5 the output is held back for a person: the run waits on an escalation.
+    confidence: float = 1.0
 
 
 class WorkIn(BaseModel):
     n: int
     gate: str
+    confidence: float
 
 
 class WorkOut(BaseModel):
     doubled: int
+    confidence: float = 1.0
 
 
 def started(gate: Path) -> list[str]:
@@ -53,11 +59,12 @@ wf = Workflow("pool-cli", goal=Goal)
 
 @wf.planner
 async def planner(goal: Goal, ctx: AgentContext) -> Plan:
-    return Plan(tasks=[Task(id="work", agent="work", inputs={"n": "$goal.n",
-                                                             "gate": "$goal.gate"})])
+    return Plan(tasks=[Task(id="work", agent="work", inputs={
+        "n": "$goal.n", "gate": "$goal.gate", "confidence": "$goal.confidence"})])
 
 
-@wf.agent(input=WorkIn, output=WorkOut, name="work", timeout_s=GATE_LIMIT_S + 10)
+@wf.agent(input=WorkIn, output=WorkOut, name="work", timeout_s=GATE_LIMIT_S + 10,
+          min_confidence=0.5)
 async def work(inp: WorkIn, ctx: AgentContext) -> WorkOut:
     if inp.gate:
         gate = Path(inp.gate)
@@ -68,4 +75,4 @@ async def work(inp: WorkIn, ctx: AgentContext) -> WorkOut:
             if loop.time() > deadline:
                 raise TimeoutError(f"nobody released the gate {gate}")
             await asyncio.sleep(0.02)
-    return WorkOut(doubled=inp.n * 2)
+    return WorkOut(doubled=inp.n * 2, confidence=inp.confidence)
