@@ -80,13 +80,15 @@ def _median_text(values: list[float]) -> str:
 
 def table(runs: dict[tuple[str, str, int], list[dict[str, Any]]]) -> str:
     """The markdown table: one row per system, workload and worker count."""
-    rows = ["| system | workload | workers | runs/s | tasks/s | runs per worker (median run) |",
-            "|---|---|---|---|---|---|"]
+    rows = ["| system | workload | workers | runs/s | tasks/s | worker CPU ms/run "
+            "| runs per worker (median run) |",
+            "|---|---|---|---|---|---|---|"]
     for (system, workload, workers), results in runs.items():
         good = [r for r in results if "error" not in r]
         if not good:
             error = " ".join(results[0]["error"]).replace("|", "/")
-            rows.append(f"| {LABELS[system]} | {workload} | {workers} | failed: {error} | | |")
+            rows.append(f"| {LABELS[system]} | {workload} | {workers} | failed: {error} "
+                        "| | | |")
             continue
         by_speed = sorted(good, key=lambda r: r["runs_per_s"])
         middle = by_speed[len(by_speed) // 2]
@@ -94,6 +96,7 @@ def table(runs: dict[tuple[str, str, int], list[dict[str, Any]]]) -> str:
             f"| {LABELS[system]} | {workload} | {workers} "
             f"| {_median_text([r['runs_per_s'] for r in good])} "
             f"| {_median_text([r['tasks_per_s'] for r in good])} "
+            f"| {statistics.median(r['worker_cpu_s'] / r['n'] * 1000 for r in good):.1f} "
             f"| {' / '.join(str(x) for x in middle['per_worker'])} |")
     return "\n".join(rows)
 

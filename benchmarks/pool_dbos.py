@@ -84,13 +84,15 @@ def worker(url: str, schema: str, executor_id: str) -> None:
     DBOS.listen_queues([QUEUE])
     print(json.dumps({"ready": True}), flush=True)
     sys.stdin.readline()  # "go"
-    started = time.time()
+    started, cpu = time.time(), time.process_time()
     DBOS.launch()
     launched = time.time()
     sys.stdin.readline()  # "stop": the parent saw every run finish
+    cpu = time.process_time() - cpu  # every thread of the process: loop, queue, pool
     DBOS.destroy()
     out: dict[str, Any] = {"executor_id": executor_id, "executed": executed,
-                           "started": started, "launch_s": launched - started}
+                           "started": started, "launch_s": launched - started,
+                           "cpu_s": cpu}
     print(json.dumps(out), flush=True)
 
 

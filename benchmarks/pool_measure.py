@@ -137,6 +137,7 @@ def run_ledgerflow(backend: str, workers: int, workload: str, n: int, k: int,
     return _result(f"ledgerflow-{backend}", workload, workers, n, k, concurrency,
                    last - started, completed=completed, events=events, submit_s=submit_s,
                    per_worker=[s["finished"] for s in stats],
+                   worker_cpu_s=sum(s["cpu_s"] for s in stats),
                    lost=sum(s["lost"] for s in stats), failed=sum(s["failed"] for s in stats))
 
 
@@ -185,6 +186,7 @@ def run_dbos(workers: int, workload: str, n: int, k: int, concurrency: int,
     return _result("dbos-pg", workload, workers, n, k, concurrency, last - started,
                    completed=completed, submit_s=submit_s, poll_s=poll_s,
                    per_worker=[s["executed"] for s in stats],
+                   worker_cpu_s=sum(s["cpu_s"] for s in stats),
                    launch_s=max(s["launch_s"] for s in stats))
 
 

@@ -28,10 +28,10 @@ async def serve(db: str, workload: str, concurrency: int, poll_s: float) -> dict
         worker = Worker(store, [wf], concurrency=concurrency, poll_s=poll_s)
         print(json.dumps({"ready": True}), flush=True)
         await asyncio.to_thread(sys.stdin.readline)  # "go"
-        started = time.time()
+        started, cpu = time.time(), time.process_time()
         stats = await worker.run(until_idle=True)
         return {"worker_id": worker.worker_id, "started": started, "ended": time.time(),
-                **asdict(stats)}
+                "cpu_s": time.process_time() - cpu, **asdict(stats)}
 
 
 def main() -> None:

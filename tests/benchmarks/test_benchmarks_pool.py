@@ -32,6 +32,7 @@ def test_two_sqlite_worker_processes_complete_every_submitted_run_once(tmp_path:
     assert r["lost"] == r["failed"] == 0
     assert r["events"] == 6 * _events_per_run(3)
     assert r["tasks_per_s"] == r["runs_per_s"] * 3
+    assert r["worker_cpu_s"] > 0
     assert not list(tmp_path.glob("pool.db*"))  # the measurement's file is removed
 
 
@@ -44,12 +45,13 @@ def test_sleeping_agents_complete_on_one_worker(tmp_path: Path) -> None:
 
 
 def test_the_table_has_a_row_per_measurement_and_names_a_failure() -> None:
-    ok = {"runs_per_s": 10.0, "tasks_per_s": 40.0, "per_worker": [3, 2]}
+    ok = {"runs_per_s": 10.0, "tasks_per_s": 40.0, "per_worker": [3, 2], "worker_cpu_s": 0.5,
+          "n": 5}
     text = pool.table({("ledgerflow-sqlite", "noop", 2): [ok, {**ok, "runs_per_s": 20.0}],
                        ("dbos-pg", "noop", 1): [{"error": ["connection refused"]}]})
     rows = text.splitlines()[2:]
     dash = "\u2013"  # the table's en dash in "median (min-max)"
     assert rows[0].startswith(
-        f"| ledgerflow, one SQLite file | noop | 2 | 15 (10{dash}20) | 40 (40{dash}40) |")
+        f"| ledgerflow, one SQLite file | noop | 2 | 15 (10{dash}20) | 40 (40{dash}40) | 100.0 |")
     assert "3 / 2" in rows[0]
     assert "failed: connection refused" in rows[1]
