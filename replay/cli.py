@@ -54,8 +54,10 @@ def main() -> None:
 
     Every command takes --db (default ledgerflow.db, or $LEDGERFLOW_DB). RUN is
     a run id or any prefix of one that only one run starts with. The reading
-    commands (runs, show, log, replay, verify, diff) open the store read-only
-    and never create one.
+    commands (runs, show, log, replay, verify, diff, workers) open the store
+    read-only and never create one. The worker pool: submit queues a run,
+    worker processes claim and drive queued runs, workers lists them, and
+    db upgrade migrates a store written by an older ledgerflow.
 
     \b
     Exit codes, one rule for every command:

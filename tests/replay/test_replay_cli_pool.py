@@ -30,6 +30,7 @@ from replay_pool_workflows import WORKFLOW_REF, release, started
 
 from ledgerflow.eventstore import SCHEMA_VERSION
 from ledgerflow.replay.cli import main
+from ledgerflow.replay.documents import WORKER_KEYS
 
 HERE = Path(__file__).parent
 FIXTURE = HERE / "logs" / "v0_1"
@@ -250,6 +251,7 @@ def test_workers_shows_a_live_worker_and_sigterm_drains_it_to_a_clean_exit(
     queued = second if held == first else first
 
     (listed,) = workers_doc(sqlite_db)
+    assert tuple(listed) == WORKER_KEYS  # the documented keys, in their order
     assert listed["alive"] is True
     assert listed["pid"] == proc.pid
     assert listed["workflows"] == ["pool-cli"]
@@ -291,6 +293,30 @@ def test_workers_shows_a_live_worker_and_sigterm_drains_it_to_a_clean_exit(
     assert after[held]["status"] == "completed"
     assert after[queued]["status"] == "queued"  # a stopping worker claims nothing more
     assert workers_doc(sqlite_db) == []  # a clean stop leaves the registry
+
+
+def test_a_second_sigterm_stops_at_once_and_another_worker_continues_the_run(
+    sqlite_db: str, gate: Path, worker_process: Callable[..., subprocess.Popen[str]],
+) -> None:
+    run_id = submit(sqlite_db, {"n": 6, "gate": str(gate)})
+    proc = worker_process("--drain", "600")
+    wait_for("the worker holding the run", lambda: started(gate) == [run_id], proc)
+    proc.send_signal(signal.SIGTERM)
+    said = read_stderr_until(proc, "draining")
+    proc.send_signal(signal.SIGTERM)  # the gate stays shut: only "now" can end the drain
+    out, rest = proc.communicate(timeout=PATIENCE_S)
+
+    assert proc.returncode == 0, said + rest
+    assert "stopping now" in rest
+    assert "claimed 1, finished 0" in out
+    stopped = runs_doc(sqlite_db)[run_id]
+    assert (stopped["status"], stopped["owner"]) == ("running", None)  # lease given back
+    release(gate)
+    taken = invoke("worker", "--db", sqlite_db, "--workflow", WORKFLOW_REF, "--until-idle",
+                   "--poll", "0.05")
+    assert f"finished run {run_id}: completed" in taken.stderr
+    verified = invoke("verify", run_id, "--db", sqlite_db, "--workflow", WORKFLOW_REF)
+    assert verified.exit_code == 0, verified.output
 
 
 def test_a_killed_worker_is_listed_gone_and_another_finishes_its_run(
