@@ -144,10 +144,14 @@ def runs_table(runs: Sequence[RunSummary], reasons: dict[str, str] | None = None
     for r in runs:
         cells = [r.run_id, r.label, r.status, str(r.last_seq),
                  r.updated_at.strftime("%Y-%m-%d %H:%M:%S"), reasons.get(r.run_id, "")]
-        if held:
-            cells.insert(3, r.owner or "")
+        if held:  # a started run nobody holds was left by a process that died
+            cells.insert(3, r.owner or ("nobody" if r.status in _DRIVEN else ""))
         table.add_row(*map(verbatim, cells))
     return table
+
+
+#: The statuses of a run some process is driving (or was, until it died).
+_DRIVEN = frozenset({"planning", "running"})
 
 
 def held_by_lines(runs: Sequence[RunSummary]) -> list[str]:

@@ -20,15 +20,16 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-import replay_pool_workflows
 from click.testing import CliRunner, Result
 from replay_pool_workflows import WORKFLOW_REF, release, started
 
-from ledgerflow.eventstore import SCHEMA_VERSION
+from ledgerflow.eventstore import SCHEMA_VERSION, RunSummary
+from ledgerflow.replay import render
 from ledgerflow.replay.cli import main
 from ledgerflow.replay.documents import WORKER_KEYS
 
@@ -475,7 +476,18 @@ def test_db_upgrade_refuses_a_store_of_a_newer_ledgerflow(sqlite_db: str) -> Non
     assert "newer ledgerflow" in result.output
 
 
-def test_the_helper_workflow_is_the_one_the_cli_loads() -> None:
-    from ledgerflow.machines import load_workflow  # noqa: PLC0415
-
-    assert load_workflow(WORKFLOW_REF) is replay_pool_workflows.wf
+def test_runs_marks_a_started_run_that_no_worker_holds(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "160")
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    table = render.runs_table([
+        RunSummary("held-run", "running", "pool-cli", at, at, 6, owner="vm:1:abcdef12"),
+        RunSummary("orphan-run", "running", "pool-cli", at, at, 6),  # its worker died
+        RunSummary("queued-run", "queued", "pool-cli", at, at, 1),
+    ])
+    console = render.console()
+    with console.capture() as captured:
+        console.print(table)
+    rows = {line.split()[0]: line for line in captured.get().splitlines() if "-run" in line}
+    assert "vm:1:abcdef12" in rows["held-run"]
+    assert "nobody" in rows["orphan-run"]
+    assert "nobody" not in rows["queued-run"]
