@@ -253,7 +253,11 @@ LEASE_OF_SQL = (
     "SELECT owner, extract(epoch FROM expires_at)::float8 FROM {s}.leases "
     "WHERE run_id = $1 AND expires_at > clock_timestamp()"
 )
-RELEASE_SQL = "DELETE FROM {s}.leases WHERE run_id = $1 AND owner = $2"
+# Expired, not deleted: the row keeps the fence growing across owners.
+RELEASE_SQL = (
+    "UPDATE {s}.leases SET expires_at = least(expires_at, clock_timestamp()) "
+    "WHERE run_id = $1 AND owner = $2"
+)
 
 
 async def init_connection(conn: Any) -> None:

@@ -386,7 +386,7 @@ class SQLiteEventStore(StoreCore):
         return versions
 
     async def _release_lease(self, run_id: str, owner: str) -> None:
-        await self._write(query, RELEASE_SQL, (run_id, owner))
+        await self._write(query, RELEASE_SQL, (time.time(), run_id, owner))
 
     async def _lease_of(self, run_id: str) -> tuple[str, float] | None:
         return await self._call(self._reader, lease_of, run_id)

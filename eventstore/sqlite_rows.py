@@ -88,7 +88,10 @@ _UPSERT_LEASE_SQL = (
     "ON CONFLICT (run_id) DO UPDATE SET owner = excluded.owner, "
     "expires_at = excluded.expires_at, fence = excluded.fence"
 )
-RELEASE_SQL = "DELETE FROM leases WHERE run_id = ? AND owner = ?"
+# A released lease is expired, not deleted: its row keeps the fence, so the
+# next owner's fence is higher than every earlier one (a stale holder's never
+# becomes valid again).
+RELEASE_SQL = "UPDATE leases SET expires_at = min(expires_at, ?) WHERE run_id = ? AND owner = ?"
 
 
 def rollback(conn: sqlite3.Connection) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import time
@@ -195,5 +194,5 @@ async def test_store_error_on_a_real_full_sqlite_file_releases_the_lease(tmp_pat
         await writer.execute(f"PRAGMA max_page_count = {pages + 40}")
         with pytest.raises(StoreFullError):
             await Orchestrator(store).start(wf, Goal(), run_id="r1")
-    with sqlite3.connect(tmp_path / "full.db") as conn:
-        assert conn.execute("SELECT owner FROM leases WHERE run_id = 'r1'").fetchall() == []
+    async with open_store(tmp_path / "full.db") as store:
+        assert await store.lease_of("r1") is None  # released (expired, its fence kept)

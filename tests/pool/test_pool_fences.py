@@ -43,10 +43,6 @@ def _event() -> NewEvent:
     return NewEvent("Ticked", msgspec.json.encode({}))
 
 
-@pytest.mark.xfail(
-    strict=True, raises=AssertionError,
-    reason="eventstore: release_lease deletes the leases row, so the fence restarts at 1 "
-    "and a stale first owner's fence is valid again")
 async def test_a_stale_first_owner_gets_no_lease_back_after_the_run_passed_on_and_was_released(
     store: EventStore,
 ) -> None:
