@@ -47,8 +47,9 @@ async def test_two_workers_share_the_queue_and_drive_each_run_once(tmp_path: Pat
                    Worker(two, [wf], concurrency=4, lease_ttl_s=5, poll_s=0.05)]
         stats = await asyncio.gather(*(w.run(until_idle=True) for w in workers))
     assert sorted(calls) == sorted(run_ids)  # every run's agent ran once
+    # Which worker got how many is up to the race for claims; none is driven twice.
     assert sum(s.finished for s in stats) == 20
-    assert all(s.claimed > 0 for s in stats)
+    assert sum(s.claimed for s in stats) == 20
     async with open_store(db) as store:
         for run_id in run_ids:
             summary = await store.run(run_id)
