@@ -106,19 +106,22 @@ async def run_chaos(
             done = sum(s.status in TERMINAL for s in (await summaries(store, run_ids)).values())
             return done >= n
 
-        async def holds_a_run(worker: WorkerProcess) -> bool:
-            return bool(await owned_by(store, run_ids, worker.worker_id))
+        killed_held: set[str] = set()
+
+        async def killed_holding_runs() -> bool:
+            killed_held.update(await owned_by(store, run_ids, killed.worker_id))
+            if killed_held:
+                killed.signal(signal.SIGKILL)
+            return bool(killed_held)
 
         # 1. SIGKILL a worker while it holds runs, with work left for the others.
         await wait_for(lambda: finished_at_least(runs // 6), "a sixth of the runs to finish")
-        await wait_for(lambda: holds_a_run(killed), "the first worker to hold a run")
-        killed.signal(signal.SIGKILL)
-        await killed.exited()
-        killed_held = await owned_by(store, run_ids, killed.worker_id)  # leases not lapsed yet
+        await wait_for(killed_holding_runs, "the first worker to hold a run (then SIGKILL)")
+        assert await killed.exited() == -signal.SIGKILL
 
         # 2. SIGSTOP another while it holds runs, past its lease, until others took them.
         await wait_for(lambda: finished_at_least(runs // 3), "a third of the runs to finish")
-        paused_held = await _pause_holding_runs(store, run_ids, paused, url)
+        paused_held = await _pause_holding_runs(store, run_ids, paused, url, sink)
 
         async def taken_from_paused() -> bool:
             now = await summaries(store, run_ids)
@@ -153,13 +156,18 @@ async def run_chaos(
 
 
 async def _pause_holding_runs(
-    store: Any, run_ids: list[str], worker: WorkerProcess, url: str,
+    store: Any, run_ids: list[str], worker: WorkerProcess, url: str, sink: Sink,
 ) -> set[str]:
-    """SIGSTOP ``worker`` at a moment it holds runs and no open transaction; the runs."""
+    """SIGSTOP ``worker`` at a moment it holds runs and no open transaction; the runs.
+
+    Neither in the store nor in the sink: a stopped process holding the sink's
+    SQLite write lock would stall every other worker's agents, not the story told here.
+    """
     for _ in range(400):
         worker.signal(signal.SIGSTOP)
         held = await owned_by(store, run_ids, worker.worker_id)
-        if held and await _no_open_transaction(url):
+        if (held and await _no_open_transaction(url)
+                and (sink.on_postgres or await _no_open_transaction(sink.location))):
             return held
         worker.signal(signal.SIGCONT)
         await asyncio.sleep(0.02)
