@@ -134,6 +134,8 @@ def run_ledgerflow(backend: str, workers: int, workload: str, n: int, k: int,
         else:
             for suffix in ("", "-wal", "-shm"):
                 Path(db + suffix).unlink(missing_ok=True)
+            if directory is None and not os.environ.get("BENCH_DIR"):
+                Path(db).parent.rmdir()  # the fresh temp folder fresh_db made for this file
     return _result(f"ledgerflow-{backend}", workload, workers, n, k, concurrency,
                    last - started, completed=completed, events=events, submit_s=submit_s,
                    per_worker=[s["finished"] for s in stats],
