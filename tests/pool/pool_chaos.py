@@ -72,12 +72,11 @@ class ChaosOutcome:
 
     @property
     def stale_seq_refusals(self) -> int:
-        """Late appends of the paused worker refused for their stale seq (ConcurrencyError).
+        """Late appends of the paused worker refused only for their stale seq (ConcurrencyError).
 
-        They land there, not in :attr:`fence_refusals`, when the run's new owner
-        finished and released it before the paused worker woke: release deletes
-        the leases row, so its renewal is granted with its old fence again (see
-        ``test_pool_fences.py``).
+        Must be none: it is what a fence made valid again looks like (a released
+        lease once deleted its row and restarted the fence at 1; see
+        ``test_pool_fences.py``), so the fence, not ``expected_seq``, stops the writer.
         """
         return self.paused_stderr.count("another writer appended first")
 

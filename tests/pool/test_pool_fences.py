@@ -2,12 +2,12 @@
 first owner's renewal and fenced appends are refused, even after the new owner gave
 the run back (released its lease).
 
-Found by the chaos story (``test_pool_chaos.py``): ``release_lease`` deletes the
-leases row, so the next ``take_lease`` starts the fence at 1 again, and a paused
-worker that was the run's first owner (fence 1) has its renewal granted and its
-late appends pass the fence check; only ``expected_seq`` (ConcurrencyError) stops
-them, and the worker counts a failure instead of a lost run.
-"""
+Found by the chaos story (``test_pool_chaos.py``): ``release_lease`` used to delete
+the leases row, so the next ``take_lease`` started the fence at 1 again, and a paused
+worker that was the run's first owner (fence 1) had its renewal granted and its late
+appends passed the fence check; only ``expected_seq`` (ConcurrencyError) stopped
+them, and the worker counted a failure instead of a lost run. A released lease is
+now expired, not deleted, and keeps its fence."""
 
 from __future__ import annotations
 
