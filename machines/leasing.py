@@ -194,7 +194,10 @@ async def hold_lease(
         if lost.is_set():
             if current is not None:
                 current.uncancel()  # the cancel was ours: report the lost lease instead
-            raise RunBusyError(run_id, owner=owner, operation=operation) from None
+            holder = await _holder_after_loss(store, run_id)
+            raise RunBusyError(run_id, owner=holder.owner if holder else None,
+                               expires_in_s=holder.expires_in_s if holder else None,
+                               operation=operation) from None
         raise
     finally:
         _HELD_HERE.discard((owner, run_id))
@@ -206,6 +209,14 @@ async def hold_lease(
         await _release(store, run_id, owner)
         if cancelled_from_outside() and not lost.is_set():
             raise asyncio.CancelledError  # one swallowed while awaiting the renewer
+
+
+async def _holder_after_loss(store: EventStore, run_id: str) -> LeaseHolder | None:
+    """Who holds the run now that this process lost it (None if nobody, or unknown)."""
+    try:
+        return await read_lease(store, run_id)
+    except Exception:  # the store that cost us the lease may still be failing
+        return None
 
 
 async def _renew(

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ledgerflow.eventstore import Claim, EventStore, LeaseLostError
+from ledgerflow.eventstore import Claim, ConcurrencyError, EventStore, LeaseLostError
 from ledgerflow.machines.errors import RunBusyError, WorkflowDefinitionError
 from ledgerflow.machines.leasing import new_owner
 from ledgerflow.machines.orchestrator import Orchestrator, utcnow
@@ -193,7 +193,8 @@ class Worker:
         wf = self.workflows[claim.label]
         try:
             run = await self.orch.resume(claim.run_id, wf)
-        except (LeaseLostError, RunBusyError) as exc:
+        except (LeaseLostError, RunBusyError, ConcurrencyError) as exc:
+            # Another worker holds the run now (or appended to it first): not a failure.
             self.stats.lost += 1
             log.warning("Worker %s lost run %s to another worker: %s", self.worker_id,
                         claim.run_id, exc)
