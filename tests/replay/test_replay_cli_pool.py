@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import select
 import shutil
 import signal
 import subprocess
@@ -22,15 +21,22 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
+from replay_pool_cli import (
+    PATIENCE_S,
+    claimed_fence,
+    invoke,
+    read_stderr_until,
+    runs_doc,
+    submit,
+    wait_for,
+    workers_doc,
+)
 from replay_pool_workflows import WORKFLOW_REF, release, started
 
 from ledgerflow.eventstore import SCHEMA_VERSION, RunSummary
 from ledgerflow.replay import render
-from ledgerflow.replay.cli import main
 from ledgerflow.replay.documents import WORKER_KEYS
 
 HERE = Path(__file__).parent
@@ -40,63 +46,10 @@ V01_WORKFLOWS = {"waiting": "ledgerflow.examples.travel_unreviewed:wf",
                  "crashed": "ledgerflow.examples.travel:wf"}
 CLI = [sys.executable, "-m", "ledgerflow.replay.cli"]
 PG_DSN = os.environ.get("LEDGERFLOW_TEST_PG_DSN", "")
-#: How long a test waits for a worker subprocess to reach a point before it fails.
-PATIENCE_S = 60.0
 
 needs_pg = pytest.mark.skipif(
     not PG_DSN, reason="PostgreSQL tests need LEDGERFLOW_TEST_PG_DSN "
     "(e.g. postgresql://postgres@127.0.0.1:5432/test)")
-
-
-def invoke(*args: str, columns: int = 200) -> Result:
-    return CliRunner().invoke(main, list(args), env={"COLUMNS": str(columns)},
-                              catch_exceptions=False)
-
-
-def submit(db: str, goal: dict[str, Any] | None = None) -> str:
-    result = invoke("submit", WORKFLOW_REF, "--goal", json.dumps(goal or {}), "--db", db)
-    assert result.exit_code == 0, result.output
-    return result.stdout.splitlines()[-1]
-
-
-def runs_doc(db: str, *args: str) -> dict[str, dict[str, Any]]:
-    result = invoke("runs", "--json", "--db", db, *args)
-    assert result.exit_code == 0, result.output
-    return {run["run_id"]: run for run in json.loads(result.stdout)["runs"]}
-
-
-def workers_doc(db: str) -> list[dict[str, Any]]:
-    result = invoke("workers", "--json", "--db", db)
-    assert result.exit_code == 0, result.output
-    found: list[dict[str, Any]] = json.loads(result.stdout)["workers"]
-    return found
-
-
-def wait_for(what: str, check: Callable[[], bool], proc: subprocess.Popen[str]) -> None:
-    """Poll ``check`` until it holds; fail naming ``what`` (and the worker's output) if not."""
-    deadline = time.monotonic() + PATIENCE_S
-    while not check():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            out, err = proc.communicate()
-            pytest.fail(f"never saw {what}; worker exit {proc.returncode}\n{out}\n{err}")
-        time.sleep(0.05)
-
-
-def read_stderr_until(proc: subprocess.Popen[str], text: str) -> str:
-    """What the worker wrote on stderr up to a line holding ``text`` (read as it is written)."""
-    assert proc.stderr is not None
-    fd, seen = proc.stderr.fileno(), b""
-    deadline = time.monotonic() + PATIENCE_S
-    while text.encode() not in seen:
-        left = deadline - time.monotonic()
-        ready, _, _ = select.select([fd], [], [], max(left, 0))
-        chunk = os.read(fd, 4096) if ready else b""
-        if not chunk:
-            proc.kill()
-            pytest.fail(f"the worker never said {text!r}; it said:\n{seen.decode()}")
-        seen += chunk
-    return seen.decode()
 
 
 @pytest.fixture
@@ -190,7 +143,7 @@ def test_a_worker_until_idle_completes_every_submitted_run(store_url: str) -> No
     assert result.exit_code == 0, result.output
     assert "claimed 3, finished 3, waiting 0, lost 0, failed 0" in result.stdout
     for run_id in run_ids:  # one line per run claimed and per run finished, on stderr
-        assert f"claimed run {run_id} (pool-cli, queued, fence 1)" in result.stderr
+        assert f"claimed run {run_id} (pool-cli, queued, fence " in result.stderr
         assert f"finished run {run_id}: completed" in result.stderr
     listed = runs_doc(store_url)
     assert {listed[r]["status"] for r in run_ids} == {"completed"}
@@ -328,7 +281,8 @@ def test_a_killed_worker_is_listed_gone_and_another_finishes_its_run(
     wait_for("the worker holding the run", lambda: started(gate) == [run_id], proc)
     (alive,) = workers_doc(sqlite_db)
     proc.kill()
-    proc.communicate()
+    _, said = proc.communicate()
+    first_fence = claimed_fence(said, run_id)
 
     deadline = time.monotonic() + PATIENCE_S
     while workers_doc(sqlite_db)[0]["alive"]:  # its heartbeat lapses after the ttl
@@ -346,7 +300,9 @@ def test_a_killed_worker_is_listed_gone_and_another_finishes_its_run(
     taken = invoke("worker", "--db", sqlite_db, "--workflow", WORKFLOW_REF, "--until-idle",
                    "--poll", "0.05")
     assert taken.exit_code == 0, taken.output
-    assert f"claimed run {run_id} (pool-cli, running, fence 2)" in taken.stderr
+    # Taken over with a newer fence: the dead worker's appends would be refused.
+    assert claimed_fence(taken.stderr, run_id) > first_fence
+    assert f"claimed run {run_id} (pool-cli, running, fence " in taken.stderr
     assert "claimed 1, finished 1" in taken.stdout
     assert runs_doc(sqlite_db)[run_id]["status"] == "completed"
     verified = invoke("verify", run_id, "--db", sqlite_db, "--workflow", WORKFLOW_REF)
