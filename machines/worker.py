@@ -191,6 +191,8 @@ class Worker:
 
     async def _drive(self, claim: Claim) -> None:
         wf = self.workflows[claim.label]
+        log.info("claimed run %s (%s, %s, fence %d)", claim.run_id, claim.label, claim.status,
+                 claim.fence)
         try:
             run = await self.orch.resume(claim.run_id, wf)
         except (LeaseLostError, RunBusyError, ConcurrencyError) as exc:
@@ -209,8 +211,11 @@ class Worker:
         else:
             if run.status == "waiting":
                 self.stats.waiting += 1
+                log.info("run %s waits on an escalation; released (ledgerflow resolve queues it "
+                         "again)", claim.run_id)
             else:
                 self.stats.finished += 1
+                log.info("finished run %s: %s", claim.run_id, run.status)
 
     async def _drain(self) -> None:
         if not self._active:

@@ -30,7 +30,7 @@ import msgspec
 
 from ledgerflow.eventstore import (
     SCHEMA_VERSION,
-    Claim,
+    StoreNotFoundError,
     StoreUpgradeRequiredError,
     upgrade_store,
 )
@@ -59,7 +59,6 @@ log = logging.getLogger("ledgerflow")
 #: How ``ledgerflow worker`` logs to stderr: short, one line per event.
 LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
 #: Where a drive that ran to its end leaves a run (else it waits, or was lost or stopped).
-_FINISHED = frozenset({"completed", "failed", "cancelled"})
 
 
 def register(group: click.Group) -> None:
@@ -134,26 +133,6 @@ def _workflow_refs(ctx: click.Context, param: click.Parameter,
     return values
 
 
-class _LoggedWorker(Worker):
-    """A :class:`Worker` that logs one line per run it claims and per drive that settles it.
-
-    A lost lease and a failed drive are logged by the worker itself.
-    """
-
-    async def _drive(self, claim: Claim) -> None:
-        log.info("claimed run %s (%s, %s, fence %d)", claim.run_id, claim.label, claim.status,
-                 claim.fence)
-        await super()._drive(claim)
-        summary = await self.store.run(claim.run_id)
-        if summary is None or summary.owner is not None:
-            return  # lost, failed or stopped: the worker logged why
-        if summary.status == "waiting":
-            log.info("run %s waits on an escalation; released (ledgerflow resolve queues it "
-                     "again)", claim.run_id)
-        elif summary.status in _FINISHED:
-            log.info("finished run %s: %s", claim.run_id, summary.status)
-
-
 @contextlib.contextmanager
 def _logging_to_stderr() -> Iterator[None]:
     """INFO and above of ``ledgerflow`` on stderr for one command; removed after it."""
@@ -225,8 +204,8 @@ def worker(*, workflow_refs: tuple[str, ...], concurrency: int, lease_ttl: float
             version = getattr(store, "schema_version", SCHEMA_VERSION)
             if version < SCHEMA_VERSION:  # before the first line says it serves
                 raise StoreUpgradeRequiredError(mask_password(db), version, SCHEMA_VERSION)
-            pool = _LoggedWorker(store, wfs, concurrency=concurrency, lease_ttl_s=lease_ttl,
-                                 poll_s=poll, drain_s=drain)
+            pool = Worker(store, wfs, concurrency=concurrency, lease_ttl_s=lease_ttl,
+                          poll_s=poll, drain_s=drain)
             pool.stop_on_signals()
             log.info("worker %s serving %s on %s (concurrency %d, lease ttl %gs)",
                      pool.worker_id, ", ".join(sorted(wf.name for wf in wfs)),
@@ -291,18 +270,29 @@ def db_group() -> None:
 
 
 @db_group.command()
+@click.option("--create", is_flag=True,
+              help="Create the store at the current schema if it is not there yet (a new "
+                   "database's first step); without it a missing store is refused.")
 @db_option
 @friendly
-def upgrade(*, db: str) -> None:
+def upgrade(*, create: bool, db: str) -> None:
     """Migrate the store to this ledgerflow's schema, explicitly (opening never does).
 
     Runs every missing migration in one transaction (a crash leaves the old
     schema); a store already current is left untouched. A store written by a
-    newer ledgerflow, or one that is not there, is refused (exit 1).
+    newer ledgerflow is refused (exit 1), and so is one that is not there,
+    unless --create asks for a new one.
     """
     must_not_be_a_directory(db)
-    old, new = run_async(upgrade_store(db))
     shown = mask_password(db)
+    try:
+        old, new = run_async(upgrade_store(db))
+    except StoreNotFoundError:
+        if not create:
+            raise
+        _, new = run_async(upgrade_store(db, create=True))
+        click.echo(f"created {shown} at schema v{new}")
+        return
     if old == new:
         click.echo(f"{shown} is already at schema v{new}; nothing was changed")
     else:

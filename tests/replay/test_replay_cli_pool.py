@@ -447,3 +447,13 @@ def test_runs_marks_a_started_run_that_no_worker_holds(monkeypatch: pytest.Monke
     assert "vm:1:abcdef12" in rows["held-run"]
     assert "nobody" in rows["orphan-run"]
     assert "nobody" not in rows["queued-run"]
+
+
+def test_db_upgrade_create_makes_a_new_store_and_then_changes_nothing(tmp_path: Path) -> None:
+    fresh = tmp_path / "pool.db"
+    created = invoke("db", "upgrade", "--create", "--db", str(fresh))
+    assert created.exit_code == 0, created.output
+    assert created.stdout == f"created {fresh} at schema v{SCHEMA_VERSION}\n"
+    again = invoke("db", "upgrade", "--create", "--db", str(fresh))
+    assert again.exit_code == 0, again.output
+    assert "already at schema" in again.stdout
