@@ -24,7 +24,7 @@ from ledgerflow.machines import (
     load_workflow,
     steps_of,
 )
-from ledgerflow.machines.events import RunStarted
+from ledgerflow.machines.events import RunStarted, RunSubmitted
 from ledgerflow.replay import documents, render, step_view
 from ledgerflow.replay.cli_support import (
     EXIT_REFUSED,
@@ -128,8 +128,8 @@ def recorded_workflow(run_id: str, envelopes: list[Envelope]) -> tuple[Workflow 
     except LedgerflowError as exc:  # the transitions check reports it in full
         return None, f"its first event cannot be decoded ({str(exc).rstrip('.')})"
     started = first[0][1] if first else None
-    if not isinstance(started, RunStarted):
-        return None, "the log does not start with RunStarted"
+    if not isinstance(started, RunStarted | RunSubmitted):
+        return None, "the log does not start with RunStarted or RunSubmitted"
     try:
         return load_workflow(started.workflow_ref, started.workflow), ""
     except WorkflowDefinitionError as exc:

@@ -151,6 +151,10 @@ def test_a_worker_until_idle_completes_every_submitted_run(store_url: str) -> No
     for run_id in run_ids:
         verified = invoke("verify", run_id, "--db", store_url, "--workflow", WORKFLOW_REF)
         assert verified.exit_code == 0, verified.output
+    # Without --workflow, verify finds the code a queued run recorded as well.
+    found = invoke("verify", run_ids[0], "--db", store_url)
+    assert found.exit_code == 0, found.output
+    assert "PASS  determinism" in found.stdout
     assert invoke("workers", "--db", store_url).stdout == "no workers\n"  # it unregistered
 
 
