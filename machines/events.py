@@ -70,6 +70,7 @@ __all__ = [
     "TaskSkipped",
     "TaskSucceeded",
     "TimerFired",
+    "WorkflowGoalEvent",
     "decode_event",
     "decode_logged",
     "encode_event",
@@ -97,12 +98,24 @@ class Problem(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
 # -- run ---------------------------------------------------------------------
 
 
-class RunStarted(RunEvent, frozen=True, kw_only=True):
-    TRIGGER: ClassVar[str | None] = "start"
+class WorkflowGoalEvent(RunEvent, frozen=True, kw_only=True):
+    """A goal given to a workflow, by its stable name and where its code was (see loader)."""
+
     FACT: ClassVar[bool] = True
     workflow: str
     workflow_ref: str = ""
     goal: dict[str, Any]
+
+    def __post_init__(self) -> None:
+        # Upcasting happens here, as msgspec builds the event, so that the
+        # replay path pays nothing for the events that record no names.
+        ref = upcast_workflow_ref(self.workflow_ref)
+        if ref is not self.workflow_ref:
+            msgspec.structs.force_setattr(self, "workflow_ref", ref)
+
+
+class RunStarted(WorkflowGoalEvent, frozen=True, kw_only=True):
+    TRIGGER: ClassVar[str | None] = "start"
     started_at: str
     #: What idempotency keys derive from: the run's own id, or, in a fork,
     #: its origin's (so a side effect redone in a fork carries the same key).
@@ -119,23 +132,15 @@ class RunStarted(RunEvent, frozen=True, kw_only=True):
     log_format: int = 1
 
     def __post_init__(self) -> None:
-        # Upcasting happens here, as msgspec builds the event, so that the
-        # replay path pays nothing for the events that record no names.
         if self.log_format > LOG_FORMAT:
             raise NewerLogFormat(self.log_format)
-        ref = upcast_workflow_ref(self.workflow_ref)
-        if ref is not self.workflow_ref:
-            msgspec.structs.force_setattr(self, "workflow_ref", ref)
+        super().__post_init__()
 
 
-class RunSubmitted(RunEvent, frozen=True, kw_only=True):
+class RunSubmitted(WorkflowGoalEvent, frozen=True, kw_only=True):
     """A goal queued for the worker pool (``Orchestrator.submit``): a worker starts it."""
 
     TRIGGER: ClassVar[str | None] = "submit"
-    FACT: ClassVar[bool] = True
-    workflow: str
-    workflow_ref: str = ""
-    goal: dict[str, Any]
     submitted_at: str
 
 

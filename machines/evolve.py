@@ -122,11 +122,15 @@ def _recorded(event: ev.Event) -> str:
 # -- handlers ----------------------------------------------------------------
 
 
-def _run_started(state: RunState, e: ev.RunStarted, seq: int) -> None:
+def _record_goal(state: RunState, e: ev.WorkflowGoalEvent, seq: int) -> None:
     _move_run(state, e, seq)
     state.workflow = e.workflow
     state.workflow_ref = e.workflow_ref
     state.goal = e.goal
+
+
+def _run_started(state: RunState, e: ev.RunStarted, seq: int) -> None:
+    _record_goal(state, e, seq)
     state.started_at = e.started_at
     state.key_base = e.key_base or state.run_id
     state.max_event_bytes = e.max_event_bytes
@@ -137,10 +141,7 @@ def _run_started(state: RunState, e: ev.RunStarted, seq: int) -> None:
 
 
 def _run_submitted(state: RunState, e: ev.RunSubmitted, seq: int) -> None:
-    _move_run(state, e, seq)
-    state.workflow = e.workflow
-    state.workflow_ref = e.workflow_ref
-    state.goal = e.goal
+    _record_goal(state, e, seq)
     state.submitted_at = e.submitted_at
 
 
