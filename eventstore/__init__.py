@@ -53,6 +53,7 @@ from .errors import (
     StoreReadOnlyError,
     StoreUpgradeRequiredError,
     StoreUrlError,
+    TaskClaimLostError,
 )
 from .opening import StoreOpener, open_store, upgrade_store
 from .pool import Claim, WorkerInfo
@@ -60,8 +61,10 @@ from .postgres import PostgresEventStore
 from .protocol import EventStore
 from .schema import SCHEMA_VERSION
 from .sqlite import SQLiteEventStore
+from .tasks import AgentLimit, TaskClaim, TaskExchangeRow, TaskFact, TaskOffer
 
 __all__ = [
+    "AgentLimit",
     "ChainProblem",
     "Claim",
     "ConcurrencyError",
@@ -90,6 +93,11 @@ __all__ = [
     "StoreReadOnlyError",
     "StoreUpgradeRequiredError",
     "StoreUrlError",
+    "TaskClaim",
+    "TaskClaimLostError",
+    "TaskExchangeRow",
+    "TaskFact",
+    "TaskOffer",
     "WorkerInfo",
     "chain_hash",
     "check_chain",

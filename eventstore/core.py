@@ -1,11 +1,11 @@
 """What both backends share: limits, the batch shape, the chain loop, reads, the runs view.
 
 A backend (SQLite, PostgreSQL) subclasses :class:`StoreCore` and supplies
-only the database round trips (the argument rules themselves are in
-:mod:`ledgerflow.eventstore.rules`, re-exported here) (``_write_batch``, ``_fetch``, ``_runs_rows``,
-...); everything that must behave the same on every backend lives here once,
-so the two cannot drift again (they had: only PostgreSQL clamped ``after`` and
-``until`` and refused a seq past 2**63 - 1).
+only the database round trips (``_write_batch``, ``_fetch``, ...; the argument
+rules are in :mod:`ledgerflow.eventstore.rules`, the task exchange in
+:mod:`ledgerflow.eventstore.core_tasks`); what must behave the same on every
+backend lives here once, so the two cannot drift (they had: only PostgreSQL
+clamped ``after`` and ``until`` and refused a seq past 2**63 - 1).
 
 Example (what an append does, whichever backend)::
 
@@ -17,13 +17,14 @@ Example (what an append does, whichever backend)::
 from __future__ import annotations
 
 import contextlib
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any, ClassVar, Self
 
 from .appending import check_append, is_count
+from .core_tasks import TaskExchangeCore
 from .envelope import Envelope, NewEvent, RunSummary, format_at
 from .errors import (
     EventStoreError,
@@ -79,14 +80,13 @@ __all__ = [
     "summary_of",
 ]
 
-class StoreCore(ABC):
-    """The public behaviour of every backend; subclasses provide the round trips.
+class StoreCore(TaskExchangeCore):
+    """The public behaviour of every backend (the task exchange's in its base); round trips below.
 
     Example::
 
         class MyStore(StoreCore):
-            async def _write_batch(self, batch): ...
-            # ... and the other abstract methods
+            async def _write_batch(self, batch): ...  # ... and the other abstract methods
     """
 
     path: str
@@ -335,7 +335,7 @@ class StoreCore(ABC):
     async def workers(self, *, include_gone_s: float = 3600) -> list[WorkerInfo]:
         """The registered workers, live ones and those gone less than ``include_gone_s`` ago.
 
-        A store at an older schema has no registry yet: it lists none.
+        A store before schema 2 has no registry yet: it lists none.
 
         Example::
 
@@ -343,7 +343,7 @@ class StoreCore(ABC):
         """
         self._must_be_open()
         gone_s = check_gone_s(include_gone_s)
-        if self.schema_version < SCHEMA_VERSION:
+        if self.schema_version < 2:  # the workers table came with schema 2
             return []
         return await self._workers(gone_s)
 

@@ -18,6 +18,7 @@ Every one derives from :class:`EventStoreError`, itself a
         ├── StoreReadOnlyError      a write (append, lease) on a store opened read_only=True
         ├── StoreUpgradeRequiredError  a write on a store at an older schema (run db upgrade)
         ├── LeaseLostError          a fenced append after the run's lease passed on or lapsed
+        ├── TaskClaimLostError      a task claim was superseded (re-claimed) or its offer withdrawn
         ├── StoreFullError          the disk (or the database's size limit) is full
         ├── EventUnreadableError    a stored row cannot be read back as an envelope (edited file)
         └── InvalidQueryError       a query's or lease's arguments are malformed (also a ValueError)
@@ -53,6 +54,7 @@ __all__ = [
     "StoreReadOnlyError",
     "StoreUpgradeRequiredError",
     "StoreUrlError",
+    "TaskClaimLostError",
 ]
 
 
@@ -312,4 +314,30 @@ class LeaseLostError(EventStoreError):
             what = f"Run {run_id!r}'s lease (fence {fence}) expired before the append"
         super().__init__(
             f"{what}; nothing was appended, and this process must stop driving it."
+        )
+
+
+class TaskClaimLostError(EventStoreError):
+    """A task claim is no longer its offer's current one; nothing was written.
+
+    Another worker re-claimed the offer after this claim lapsed (a higher
+    token), or the run's owner withdrew the offer (or the attempt is over).
+    The executor stops: the run's owner decides what happens to the task.
+
+    Example::
+
+        >>> TaskClaimLostError("r1", "price", 1, 2).token
+        2
+    """
+
+    def __init__(self, run_id: str, task_id: str, attempt: int, token: int) -> None:
+        self.run_id = run_id
+        self.task_id = task_id
+        self.attempt = attempt
+        self.token = token
+        super().__init__(
+            f"The claim (token {token}) of task {task_id!r} attempt {attempt} of run "
+            f"{run_id!r} is no longer current: the offer was claimed again after the claim "
+            "lapsed, or withdrawn, so nothing was written; stop this attempt (renew the "
+            "claim before it expires to keep it)."
         )

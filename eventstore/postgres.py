@@ -58,7 +58,6 @@ from .envelope import GENESIS_HASH, Envelope
 from .errors import (
     ConcurrencyError,
     EventStoreError,
-    LeaseLostError,
     StoreBusyError,
     StoreClosedError,
     StoreFullError,
@@ -93,6 +92,7 @@ from .postgres_schema import (
     no_reset,
     prepare,
 )
+from .postgres_tasks import PostgresTasks, hold_fence
 from .schema import SCHEMA_VERSION, SYNCHRONOUS_MODES
 
 try:
@@ -117,7 +117,7 @@ DEFAULT_APPLICATION_NAME = "ledgerflow"
 """What ``pg_stat_activity`` shows for the store's connections unless the url names another."""
 
 
-class PostgresEventStore(StoreCore):
+class PostgresEventStore(PostgresTasks, StoreCore):
     """An :class:`~ledgerflow.eventstore.EventStore` in one PostgreSQL schema, shared by workers.
 
     Prefer :func:`ledgerflow.eventstore.open_store`; this class is its PostgreSQL result.
@@ -181,6 +181,7 @@ class PostgresEventStore(StoreCore):
         self._heartbeat_sql = HEARTBEAT_SQL.format(s=s)
         self._unregister_sql = UNREGISTER_SQL.format(s=s)
         self._workers_sql = WORKERS_SQL.format(s=s)
+        self._format_task_sql(s)
 
     @classmethod
     async def open(
@@ -371,11 +372,7 @@ class PostgresEventStore(StoreCore):
         if fence is None:  # pragma: no cover - _write_batch sends unfenced batches to _append
             return await self._append(conn, batch)
         async with conn.transaction():
-            row = await conn.fetchrow(self._fence_sql, batch.run_id)
-            if row is None or not row[1] or row[2] != fence:
-                holder = str(row[0]) if row is not None and row[1] else None
-                current = None if row is None else int(row[2])
-                raise LeaseLostError(batch.run_id, fence, holder, current)
+            await hold_fence(conn, self._fence_sql, batch.run_id, fence)
             return await self._append(conn, batch)
 
     async def _write_batch(self, batch: Batch) -> list[Envelope]:

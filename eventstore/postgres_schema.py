@@ -126,6 +126,8 @@ class _IncompletePostgresStoreError(NotAStoreError):
 _STORE_TABLES = {
     1: ("events", "leases", "meta", "runs"),
     2: ("events", "leases", "meta", "runs", "workers"),
+    3: ("events", "flow_slots", "leases", "meta", "runs", "task_facts", "task_offers",
+        "task_starts", "workers"),
 }
 """The tables a ledgerflow schema holds at each version."""
 

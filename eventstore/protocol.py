@@ -17,6 +17,12 @@ The contract, whichever backend:
   ``register_worker`` .. ``workers`` keep the registry of live workers;
   ``notify_work`` / ``wait_for_work`` wake idle workers (PostgreSQL
   LISTEN/NOTIFY; SQLite polls).
+- The task exchange spreads one run's task attempts over the pool: the
+  run's owner ``offer_tasks`` (fenced), any worker ``claim_task`` (within
+  per-agent limits, atomically) and ``post_task_fact``; the owner reads
+  ``task_facts``, appends its decisions and ``answer_task_facts``, which the
+  executor polls with ``task_fact_answer``. ``acquire_slot`` /
+  ``release_slot`` are a pool-wide counting semaphore.
 - Opening never migrates: a store at an older schema reads, and its writes
   raise :class:`StoreUpgradeRequiredError` until ``upgrade_store`` runs.
 - A store error (full disk, lost server) rolls the failed write back and
@@ -35,13 +41,14 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Protocol, Self, runtime_checkable
 
 from .envelope import Envelope, NewEvent, RunSummary
 from .pool import Claim, WorkerInfo
+from .tasks import AgentLimit, TaskClaim, TaskExchangeRow, TaskFact, TaskOffer
 
 __all__ = ["EventStore"]
 
@@ -163,6 +170,63 @@ class EventStore(Protocol):
 
     async def release_lease(self, run_id: str, owner: str) -> None:
         """Give up the run's lease if ``owner`` holds it (then wake the pool); else do nothing."""
+        ...
+
+    async def offer_tasks(
+        self, run_id: str, offers: Sequence[TaskOffer], *, seq: int, fence: int | None
+    ) -> None:
+        """Upsert one offer per (run, task, attempt); an existing one keeps its claim, fenced."""
+        ...
+
+    async def claim_task(
+        self,
+        owner: str,
+        ttl_s: float,
+        *,
+        workflows: Sequence[str],
+        limits: Mapping[tuple[str, str], AgentLimit] | None = None,
+    ) -> TaskClaim | None:
+        """Claim the oldest free offer of ``workflows`` within its agent's limit; or None."""
+        ...
+
+    async def renew_task_claim(self, claim: TaskClaim, ttl_s: float) -> None:
+        """Extend the claim; :class:`TaskClaimLostError` once it is not the offer's current one."""
+        ...
+
+    async def post_task_fact(self, claim: TaskClaim, kind: str, data: bytes) -> int:
+        """Post a ``"step"`` or ``"outcome"`` fact under a current claim; its id."""
+        ...
+
+    async def task_facts(self, run_id: str) -> list[TaskFact]:
+        """The run's unanswered facts of current claims, in id order."""
+        ...
+
+    async def answer_task_facts(
+        self, run_id: str, answers: Mapping[int, bool], *, fence: int | None
+    ) -> None:
+        """Answer facts (True: durable in the log; False: refused); an outcome ends its attempt."""
+        ...
+
+    async def task_fact_answer(self, fact_id: int, claim: TaskClaim) -> bool | None:
+        """The fact's answer, None while unanswered; :class:`TaskClaimLostError` once lost."""
+        ...
+
+    async def withdraw_tasks(
+        self, run_id: str, *, fence: int | None, keep: Collection[tuple[str, int]] = ()
+    ) -> None:
+        """Delete the run's offers and their facts except the (task_id, attempt) in ``keep``."""
+        ...
+
+    async def task_exchange(self, run_id: str | None = None) -> list[TaskExchangeRow]:
+        """The offers (of ``run_id`` or all), oldest first, for display and tests."""
+        ...
+
+    async def acquire_slot(self, key: str, limit: int, holder: str, ttl_s: float) -> bool:
+        """Take (or renew) one of ``limit`` pool-wide slots of ``key``; False when all are held."""
+        ...
+
+    async def release_slot(self, key: str, holder: str) -> None:
+        """Give ``holder``'s slot of ``key`` back."""
         ...
 
     async def close(self) -> None:

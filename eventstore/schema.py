@@ -45,6 +45,8 @@ from .errors import (
     StoreNotFoundError,
     StoreOpenError,
 )
+from .postgres_tasks import POSTGRES_TASK_TABLES
+from .sqlite_tasks import SQLITE_TASK_TABLES
 
 __all__ = [
     "APPLICATION_ID",
@@ -68,7 +70,7 @@ __all__ = [
 APPLICATION_ID = 0x524C4447
 """``PRAGMA application_id`` of every ledgerflow store: the ASCII bytes "RLDG"."""
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """The newest schema this version of ledgerflow reads and writes."""
 
 SYNCHRONOUS_MODES = ("FULL", "NORMAL")
@@ -172,6 +174,7 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(3, "task exchange: offers, facts, starts, flow slots", SQLITE_TASK_TABLES),
 )
 
 # WIRE FORMAT, written into every existing PostgreSQL store since 0.1: it keeps
@@ -247,6 +250,7 @@ POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(3, "task exchange: offers, facts, starts, flow slots", POSTGRES_TASK_TABLES),
 )
 
 for _migrations in (MIGRATIONS, POSTGRES_MIGRATIONS):  # pragma: no cover
@@ -349,7 +353,7 @@ def _lost_its_marks(found: _Header) -> bool:
 
 def _version_of_tables(found: _Header) -> int:
     """The schema version a store's tables show (for a copy that lost its header marks)."""
-    return 2 if "workers" in found.tables else 1
+    return 3 if "task_offers" in found.tables else 2 if "workers" in found.tables else 1
 
 
 def _check_ours(path: str, found: _Header) -> None:

@@ -86,6 +86,7 @@ from .sqlite_rows import (
     lease_tx,
     query,
 )
+from .sqlite_tasks import SQLiteTasks
 
 __all__ = ["DEFAULT_BUSY_TIMEOUT_MS", "DEFAULT_MAX_EVENT_BYTES", "SQLiteEventStore"]
 
@@ -131,7 +132,7 @@ def _read_only_cannot_start(exc: BaseException, path: str) -> bool:
     return unopenable and not Path(f"{path}-wal").exists()
 
 
-class SQLiteEventStore(StoreCore):
+class SQLiteEventStore(SQLiteTasks, StoreCore):
     """An :class:`~ledgerflow.eventstore.EventStore` in one SQLite file (WAL, ``synchronous=FULL``).
 
     Prefer :func:`ledgerflow.eventstore.open_store`; this class is its SQLite result.

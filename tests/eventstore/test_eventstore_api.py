@@ -27,6 +27,7 @@ from ledgerflow.eventstore import (
 
 def test_public_names_are_pinned_and_sorted() -> None:
     assert eventstore.__all__ == [
+        "AgentLimit",
         "ChainProblem",
         "Claim",
         "ConcurrencyError",
@@ -55,6 +56,11 @@ def test_public_names_are_pinned_and_sorted() -> None:
         "StoreReadOnlyError",
         "StoreUpgradeRequiredError",
         "StoreUrlError",
+        "TaskClaim",
+        "TaskClaimLostError",
+        "TaskExchangeRow",
+        "TaskFact",
+        "TaskOffer",
         "WorkerInfo",
         "chain_hash",
         "check_chain",

@@ -21,6 +21,7 @@ from ledgerflow.eventstore import (
     SchemaVersionError,
     StoreNotFoundError,
     StoreUpgradeRequiredError,
+    TaskOffer,
     check_chain,
     open_store,
     upgrade_store,
@@ -43,14 +44,15 @@ def _v1_events() -> list[Envelope]:
     return chain_batch(batch, 0, GENESIS_HASH)
 
 
-def _sqlite_v1(path: Path) -> str:
+def _sqlite_v1(path: Path, version: int = 1) -> str:
     conn = sqlite3.connect(path, isolation_level=None)
     try:
         conn.execute("PRAGMA journal_mode = WAL")
-        for statement in MIGRATIONS[0].statements:
-            conn.execute(statement)
+        for migration in MIGRATIONS[:version]:
+            for statement in migration.statements:
+                conn.execute(statement)
         conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-        conn.execute("PRAGMA user_version = 1")
+        conn.execute(f"PRAGMA user_version = {version}")
         at = format_at(AT)
         for e in _v1_events():
             conn.execute(
@@ -58,24 +60,26 @@ def _sqlite_v1(path: Path) -> str:
                 (e.run_id, e.seq, e.type, at, e.data.decode(), e.prev_hash, e.hash),
             )
         conn.execute("INSERT INTO runs VALUES ('r1', 'running', 'travel', ?, ?, 3)", (at, at))
-        conn.execute("INSERT INTO leases VALUES ('r1', 'old-driver', 0)")
+        conn.execute(
+            "INSERT INTO leases (run_id, owner, expires_at) VALUES ('r1', 'old-driver', 0)")
     finally:
         conn.close()
     return str(path)
 
 
-async def _postgres_v1(schema: str) -> str:
+async def _postgres_v1(schema: str, version: int = 1) -> str:
     import asyncpg  # noqa: PLC0415 - only PostgreSQL tests need it
 
     conn = await asyncpg.connect(PG_DSN)
     quoted = f'"{schema}"'
     try:
         await conn.execute(f"CREATE SCHEMA {quoted}")
-        for statement in POSTGRES_MIGRATIONS[0].statements:
-            await conn.execute(statement.format(schema=quoted))
+        for migration in POSTGRES_MIGRATIONS[:version]:
+            for statement in migration.statements:
+                await conn.execute(statement.format(schema=quoted))
         await conn.execute(
-            f"INSERT INTO {quoted}.meta (application, schema_version) VALUES ($1, 1)",
-            POSTGRES_APPLICATION,
+            f"INSERT INTO {quoted}.meta (application, schema_version) VALUES ($1, $2)",
+            POSTGRES_APPLICATION, version,
         )
         for e in _v1_events():
             await conn.execute(
@@ -85,7 +89,8 @@ async def _postgres_v1(schema: str) -> str:
         await conn.execute(
             f"INSERT INTO {quoted}.runs VALUES ('r1', 'running', 'travel', $1, $1, 3)", AT)
         await conn.execute(
-            f"INSERT INTO {quoted}.leases VALUES ('r1', 'old-driver', 'epoch'::timestamptz)")
+            f"INSERT INTO {quoted}.leases (run_id, owner, expires_at) "
+            "VALUES ('r1', 'old-driver', 'epoch'::timestamptz)")
     finally:
         await conn.close()
     return f"{PG_DSN}{'&' if '?' in PG_DSN else '?'}schema={schema}"
@@ -102,6 +107,56 @@ async def v1_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
         yield await _postgres_v1(schema)
     finally:
         await drop_schemas(schema)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=needs_pg)])
+async def v2_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """The url of a store at schema 2 (leases with fences, workers; no task exchange)."""
+    if request.param == "sqlite":
+        yield _sqlite_v1(tmp_path / "v2.db", version=2)
+        return
+    schema = f"rlt_{uuid.uuid4().hex[:12]}_v2"
+    try:
+        yield await _postgres_v1(schema, version=2)
+    finally:
+        await drop_schemas(schema)
+
+
+async def test_a_v2_store_reads_its_workers_but_refuses_the_task_exchange(v2_url: str) -> None:
+    async with open_store(v2_url) as store:
+        assert getattr(store, "schema_version", None) == 2
+        assert check_chain("r1", await store.read_all("r1")) is None
+        assert await store.workers() == []  # the registry exists at v2 and is read
+        assert await store.task_exchange() == []
+        assert await store.task_facts("r1") == []
+        for write in (
+            store.offer_tasks("r1", [TaskOffer("t", 1, "travel", "a")], seq=3, fence=None),
+            store.claim_task("w1", 30, workflows=["travel"]),
+            store.acquire_slot("k", 1, "h", 30),
+            store.register_worker("w1", {}, 30),
+        ):
+            with pytest.raises(StoreUpgradeRequiredError) as info:
+                await write
+            assert (info.value.version, info.value.current) == (2, SCHEMA_VERSION)
+
+
+async def test_upgrade_takes_a_v2_store_to_v3_with_the_task_exchange(v2_url: str) -> None:
+    async with open_store(v2_url) as before:
+        old = await before.read_all("r1")
+    assert await upgrade_store(v2_url) == (2, SCHEMA_VERSION)
+    assert await upgrade_store(v2_url) == (SCHEMA_VERSION, SCHEMA_VERSION)
+    async with open_store(v2_url) as store:
+        assert await store.read_all("r1") == old
+        fence = await store.take_lease("r1", "new-driver", 30)
+        assert fence == 1
+        await store.offer_tasks("r1", [TaskOffer("t", 1, "travel", "a")], seq=3, fence=fence)
+        claim = await store.claim_task("w1", 30, workflows=["travel"])
+        assert claim is not None
+        assert claim.token == 1
+        fact = await store.post_task_fact(claim, "outcome", b"{}")
+        await store.answer_task_facts("r1", {fact: True}, fence=fence)
+        assert await store.task_fact_answer(fact, claim) is True
+        assert await store.acquire_slot("k", 1, "h", 30)
 
 
 async def test_old_store_reads_but_refuses_writes_naming_the_upgrade_command(
