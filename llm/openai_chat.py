@@ -28,6 +28,7 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import time
 from collections.abc import Mapping, Sequence
@@ -200,7 +201,12 @@ class OpenAIChat:
         waits: list[dict[str, Any]] = []
         while True:
             try:
-                async with model_slot(self.base_url, model):
+                limit = declared_limit(self.base_url, model)
+                # The limit holds in this process and, run by a worker, across the pool.
+                pool_slot: contextlib.AbstractAsyncContextManager[None] = (
+                    contextlib.nullcontext() if limit is None
+                    else ctx.pool_slot(f"model:{self.base_url}:{model}", limit))
+                async with model_slot(self.base_url, model), pool_slot:
                     response = await self.client.chat.completions.create(
                         model=model, messages=cast(Any, messages),
                         response_format=cast(Any, response_format), **params)

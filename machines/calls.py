@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from ledgerflow.contracts import validate_output
 from ledgerflow.machines import events as ev
 from ledgerflow.machines.errors import PermanentError, UnloggableValueError
+from ledgerflow.machines.flow_slots import PoolSlots
 from ledgerflow.machines.origin import agent_failed
 from ledgerflow.machines.stable_names import (
     INPUT_CONTRACT_ERROR,
@@ -68,14 +69,14 @@ def cancelled_from_outside() -> bool:
 
 async def call_agent(
     wf: Workflow, state: RunState, dispatched: ev.TaskDispatched, *, max_event_bytes: int,
-    journal: StepJournal | None = None,
+    journal: StepJournal | None = None, slots: PoolSlots | None = None,
 ) -> ev.Event:
     """Call the task's agent on exactly the dispatched input; the outcome as a fact."""
     task_id, attempt = dispatched.task_id, dispatched.attempt
     spec = wf.spec(state.tasks[task_id].agent)
     ctx = AgentContext(
         run_id=state.run_id, task_id=task_id, attempt=attempt,
-        idempotency_key=dispatched.idempotency_key, journal=journal,
+        idempotency_key=dispatched.idempotency_key, journal=journal, slots=slots,
     )
 
     def failed(names: list[str], message: str, *, error_type: str | None = None,

@@ -51,6 +51,7 @@ from ledgerflow.machines.decisions import (
 )
 from ledgerflow.machines.errors import ResolutionError
 from ledgerflow.machines.fsm import RunStatus, TaskStatus
+from ledgerflow.machines.stable_names import EXECUTOR_LOST
 from ledgerflow.machines.state import RunState, TaskState
 from ledgerflow.machines.step_rules import PLANNER, open_side_effect_step
 from ledgerflow.machines.workflow import Workflow
@@ -194,6 +195,15 @@ def _output_received(d: Decision, fact: ev.OutputReceived) -> None:
     progress(d)
 
 
+def lost_attempt_must_not_repeat(fact: ev.AgentFailed, *, safe_to_repeat: bool) -> bool:
+    """Whether an attempt whose pool worker vanished must escalate rather than retry.
+
+    Another worker found the claim lapsed: the agent may have acted, so only
+    an agent safe to repeat runs again.
+    """
+    return fact.error_type == EXECUTOR_LOST and not safe_to_repeat
+
+
 def _agent_failed(d: Decision, fact: ev.AgentFailed) -> None:
     task = _live_attempt(d, fact.task_id, fact.attempt)
     if task is None:
@@ -211,6 +221,13 @@ def _agent_failed(d: Decision, fact: ev.AgentFailed) -> None:
             reason=f"{why} Its side-effecting step {started.index} '{started.name}' had "
             "started and recorded no outcome, so the attempt is not run again; a person must "
             "check whether it acted.",
+        ))
+    elif lost_attempt_must_not_repeat(fact, safe_to_repeat=spec.safe_to_repeat):
+        d.emit_task(task, ev.TaskEscalated(
+            task_id=task.id, kind="outcome_unknown",
+            reason=f"{why} Agent '{spec.name}' has side effects and is not idempotent, and "
+            "the worker running it stopped before recording an outcome, so it is not run "
+            "again; a person must check whether it acted.",
         ))
     elif not spec.retry.is_transient(fact.error_types or [fact.error_type],
                                      timed_out=fact.timed_out):

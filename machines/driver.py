@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
-from ledgerflow.eventstore import NewEvent
+from ledgerflow.eventstore import NewEvent, TaskFact, TaskOffer
 from ledgerflow.machines import calls
 from ledgerflow.machines import events as ev
 from ledgerflow.machines.decide import advance
@@ -37,6 +37,7 @@ from ledgerflow.machines.results import RunResult
 from ledgerflow.machines.state import RunState
 from ledgerflow.machines.step_rules import PLANNER
 from ledgerflow.machines.steps import StepJournal
+from ledgerflow.machines.task_exchange import OwnerExchange
 from ledgerflow.machines.workflow import Workflow
 
 if TYPE_CHECKING:
@@ -76,6 +77,15 @@ class Driver:
         self.step_waiters: dict[tuple[str, int, int], asyncio.Future[None]] = {}
         #: The fence of the run's lease (set when bound to it): appends carry it.
         self.fence: int | None = None
+        #: Attempts run by the pool instead of this process (a worker's runs).
+        self.exchange: OwnerExchange | None = None
+        if orch.spread_tasks and state.forked_from is None and orch.recording is None:
+            self.exchange = OwnerExchange(orch.store, state.run_id, on_offer=orch.on_offer)
+        self.pump: asyncio.Task[Any] | None = None
+        #: Answers to the pool's facts, by fact id, that wait for the next commit
+        #: (their decisions are in it), and those of the commit in flight.
+        self.answers_after_commit: list[int] = []
+        self.answers_in_commit: list[int] = []
 
     async def run(
         self, facts: list[ev.Event], *, resuming: bool = False, strict: bool = False
@@ -85,6 +95,7 @@ class Driver:
         logged_escalations = list(self.state.escalations)
         # A queued run started by resume has no planner call of its own to re-arm.
         was_planning = self.state.status is RunStatus.PLANNING
+        ended = False
         try:
             if resuming and self.state.forked_from is not None:
                 facts = await self.recovered_from_origin() + facts
@@ -96,8 +107,10 @@ class Driver:
                 if not self.work and self.committing is None:
                     # Nothing to overlap with: commit inline, saving a task hand-off.
                     events, self.pending = self.pending, []
+                    answers, self.answers_after_commit = self.answers_after_commit, []
                     await self.commit(events)
                     self.perform(events, durable=True)
+                    self.answer_durable(answers)
                     continue
                 self.flush()
                 finished = [await self.finished.get()]
@@ -110,8 +123,12 @@ class Driver:
                         arrived.append(fact)
                 if arrived:
                     self.queue(self.decide(arrived))
+                self.ensure_pump()
+            ended = True
         finally:
             await self.stop_all()
+            if self.exchange is not None:
+                await self.exchange.close(self.fence, withdraw=ended)
             self.stopped.set()
 
     async def cancel(self, by: str) -> RunResult:
@@ -132,6 +149,14 @@ class Driver:
             self.seq += len(self.in_commit)
             self.perform(self.in_commit, durable=True)
             self.in_commit = []
+            answers, self.answers_in_commit = self.answers_in_commit, []
+            self.answer_durable(answers)
+            return None
+        if work is self.pump:
+            self.pump = None
+            self.work.pop(work, None)
+            if not work.cancelled():
+                self.take_remote(work.result())
             return None
         if work is self.deadline:
             self.deadline = None
@@ -203,6 +228,7 @@ class Driver:
     def flush(self) -> None:
         if self.committing is None and self.pending:
             self.in_commit, self.pending = self.pending, []
+            self.answers_in_commit, self.answers_after_commit = self.answers_after_commit, []
             self.committing = asyncio.create_task(self.commit(self.in_commit, count=False))
             self.committing.add_done_callback(self.finished.put_nowait)
 
@@ -236,15 +262,19 @@ class Driver:
             kind = type(event)  # exact types: events are final classes, and this is hot
             if kind is ev.TaskDispatched:
                 dispatched: ev.TaskDispatched = event  # type: ignore[assignment]
-                side_effect = wf.agents[tasks[dispatched.task_id].agent].side_effect
-                if durable == (strict or side_effect):
+                spec = wf.agents[tasks[dispatched.task_id].agent]
+                side_effect = spec.side_effect
+                if self.exchange is not None:
+                    # The pool reads the dispatch from the log: offered once durable.
+                    if durable:
+                        self.exchange.offer(TaskOffer(
+                            task_id=dispatched.task_id, attempt=dispatched.attempt,
+                            label=wf.name, agent=spec.name), seq=self.seq)
+                elif durable == (strict or side_effect):
                     if side_effect and self.state.forked_from is not None:
                         self.spawn(self.call_in_fork(dispatched))
                     else:
-                        self.spawn(calls.call_agent(
-                            wf, self.state, dispatched,
-                            journal=self.journal(dispatched.task_id, dispatched.attempt),
-                            max_event_bytes=self.orch.store.max_event_bytes))
+                        self.spawn(self.call_agent(dispatched, self.orch.agent_slot(wf, spec)))
             elif durable:
                 if kind is ev.TaskEscalated and wf.escalation_handler:
                     self.spawn(calls.ask_handler(
@@ -259,6 +289,51 @@ class Driver:
         if self.state.status.terminal:
             for work in self.work:
                 work.cancel()
+        elif self.exchange is not None and durable:
+            self.ensure_pump()
+
+    # -- the task exchange: attempts run by the pool ------------------------
+
+    def ensure_pump(self) -> None:
+        """Keep one reader of the pool's facts while anything is offered or to answer."""
+        exchange = self.exchange
+        if (exchange is None or self.pump is not None or not exchange.busy
+                or self.state.status.terminal):
+            return
+        self.order += 1
+        self.pump = asyncio.create_task(exchange.next_facts(self.fence))
+        self.work[self.pump] = self.order
+        self.pump.add_done_callback(self.finished.put_nowait)
+
+    def take_remote(self, rows: list[tuple[TaskFact, ev.Event | None]]) -> None:
+        """Decide on the facts the pool posted, in their order; answer each in turn."""
+        exchange = self.exchange
+        assert exchange is not None
+        for row, fact in rows:
+            if row.kind == "outcome":
+                exchange.outcome_arrived(row.task_id, row.attempt)
+            decided = [] if fact is None else self.decide([fact])
+            if decided:
+                # Answered once the commit holding its decisions is durable.
+                self.queue(decided)
+                self.answers_after_commit.append(row.id)
+            else:
+                exchange.answer(row.id, durable=False)
+
+    def answer_durable(self, fact_ids: list[int]) -> None:
+        if self.exchange is not None and fact_ids:
+            for fact_id in fact_ids:
+                self.exchange.answer(fact_id, durable=True)
+            self.ensure_pump()
+
+    async def call_agent(self, dispatched: ev.TaskDispatched,
+                         slot: asyncio.Semaphore | None) -> ev.Event:
+        """Call the attempt's agent here, once its ``max_concurrent`` leaves room."""
+        async with slot if slot is not None else contextlib.nullcontext():
+            return await calls.call_agent(
+                self.wf, self.state, dispatched,
+                journal=self.journal(dispatched.task_id, dispatched.attempt),
+                max_event_bytes=self.orch.store.max_event_bytes)
 
     def call_planner(self) -> Coroutine[Any, Any, ev.Event]:
         return calls.call_planner(self.wf, self.state, journal=self.journal(PLANNER, 1),

@@ -46,7 +46,7 @@ from ledgerflow.machines.recording import Recording
 from ledgerflow.machines.results import RunResult
 from ledgerflow.machines.state import RunState
 from ledgerflow.machines.values import as_logged
-from ledgerflow.machines.workflow import Workflow
+from ledgerflow.machines.workflow import AgentSpec, Workflow
 
 __all__ = ["Orchestrator", "RunResult", "load_run_state"]
 
@@ -91,7 +91,10 @@ class Orchestrator:
     side effects starts at once and its dispatch is committed meanwhile.
     With a ``recording`` (:class:`~ledgerflow.machines.recording.Recording`)
     every journaled step is answered from a recorded run, none is called: an
-    offline run against last month's real model answers.
+    offline run against last month's real model answers. With
+    ``spread_tasks=True`` (what a :class:`~ledgerflow.machines.worker.Worker`
+    sets) the attempts of a run are offered to the store's worker pool
+    instead of run in this process (:mod:`ledgerflow.machines.task_exchange`).
 
     Example::
 
@@ -110,8 +113,14 @@ class Orchestrator:
         owner: str | None = None,
         take_over_dead_owners: bool = True,
         recording: Recording | None = None,
+        spread_tasks: bool = False,
     ) -> None:
         self.store = store
+        self.spread_tasks = spread_tasks
+        #: Called when a driver of this orchestrator offered attempts to the pool.
+        self.on_offer: Callable[[], None] | None = None
+        #: ``max_concurrent`` of each agent within this orchestrator, by (workflow, agent).
+        self._agent_slots: dict[tuple[str, str], asyncio.Semaphore] = {}
         self.clock = clock
         self.lease_ttl_s = lease_ttl_s
         self.lease_wait_s = lease_wait_s
@@ -270,6 +279,16 @@ class Orchestrator:
 
         return await self._drive(run_id, None, facts, workflow_required=False,
                                  operation="cancel")
+
+    def agent_slot(self, wf: Workflow, spec: AgentSpec) -> asyncio.Semaphore | None:
+        """The agent's ``max_concurrent`` within this orchestrator (None: no limit)."""
+        if spec.max_concurrent is None:
+            return None
+        key = (wf.name, spec.name)
+        slot = self._agent_slots.get(key)
+        if slot is None:
+            slot = self._agent_slots[key] = asyncio.Semaphore(spec.max_concurrent)
+        return slot
 
     # -- the one prelude ----------------------------------------------------
 

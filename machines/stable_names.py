@@ -66,6 +66,8 @@ OUTPUT_TOO_LARGE: Final = "ledgerflow.OutputTooLarge"
 SIDE_EFFECT_INPUT_CHANGED: Final = "ledgerflow.SideEffectInputChanged"
 #: A fork would repeat a side effect whose outcome its origin never recorded.
 SIDE_EFFECT_OUTCOME_UNKNOWN: Final = "ledgerflow.SideEffectOutcomeUnknown"
+#: The worker running a pool attempt stopped renewing its claim before an outcome.
+EXECUTOR_LOST: Final = "ledgerflow.ExecutorLost"
 #: The synthetic failures the 0.1 runtime already recorded (as ``runledger.<Name>``).
 V01_SYNTHETIC: Final = (INPUT_CONTRACT_ERROR, UNLOGGABLE_OUTPUT, OUTPUT_TOO_LARGE)
 

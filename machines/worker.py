@@ -13,6 +13,13 @@ SQLite file on one machine), share them:
   an orphan's completed tasks and steps are not redone, unknown side effects
   escalate) until the run ends or waits on an escalation, then gives the
   lease back: a waiting run holds no worker;
+- the attempts of the runs it drives are offered to the whole pool
+  (:mod:`~ledgerflow.machines.task_exchange`), and it runs attempts offered
+  by any worker, up to ``task_concurrency`` at once, within each agent's
+  pool-wide ``max_concurrent`` and ``per_minute``
+  (:mod:`~ledgerflow.machines.task_executor`): the 200 tasks of one plan
+  spread over every worker, while the run's decisions are still appended by
+  its one owner, in one order;
 - it heartbeats in the store's workers table (``ledgerflow workers``), is
   woken by LISTEN/NOTIFY on PostgreSQL and polls as the fallback;
 - :meth:`Worker.stop` (SIGTERM) stops claiming and lets the runs in hand go
@@ -41,10 +48,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ledgerflow.eventstore import Claim, ConcurrencyError, EventStore, LeaseLostError
+from ledgerflow.eventstore import (
+    Claim,
+    ConcurrencyError,
+    EventStore,
+    LeaseLostError,
+    TaskClaim,
+)
 from ledgerflow.machines.errors import RunBusyError, WorkflowDefinitionError
 from ledgerflow.machines.leasing import new_owner
 from ledgerflow.machines.orchestrator import Orchestrator, utcnow
+from ledgerflow.machines.task_executor import TaskExecutor
 from ledgerflow.machines.workflow import Workflow
 
 __all__ = ["CLAIMABLE", "Worker", "WorkerStats"]
@@ -67,6 +81,9 @@ class WorkerStats:
     waiting: int = 0
     lost: int = 0
     failed: int = 0
+    #: Attempts this worker ran for the pool (of its own runs or others'), and claims lost.
+    tasks: int = 0
+    tasks_lost: int = 0
 
 
 class Worker:
@@ -83,6 +100,8 @@ class Worker:
         drain_s: float = 30.0,
         worker_id: str | None = None,
         clock: Callable[[], datetime] = utcnow,
+        spread_tasks: bool = True,
+        task_concurrency: int = 16,
     ) -> None:
         if not workflows:
             raise WorkflowDefinitionError("A worker needs at least one workflow to run.")
@@ -90,10 +109,12 @@ class Worker:
         if len(set(names)) != len(names):
             raise WorkflowDefinitionError(
                 f"A worker was given two workflows of one name ({', '.join(sorted(names))}).")
-        if concurrency < 1 or lease_ttl_s <= 0 or poll_s <= 0 or drain_s < 0:
+        if (concurrency < 1 or task_concurrency < 1 or lease_ttl_s <= 0 or poll_s <= 0
+                or drain_s < 0):
             raise WorkflowDefinitionError(
-                "A worker needs concurrency >= 1, lease_ttl_s > 0, poll_s > 0 and drain_s >= 0 "
-                f"(got {concurrency}, {lease_ttl_s}, {poll_s}, {drain_s}).")
+                "A worker needs concurrency >= 1, task_concurrency >= 1, lease_ttl_s > 0, "
+                f"poll_s > 0 and drain_s >= 0 (got {concurrency}, {task_concurrency}, "
+                f"{lease_ttl_s}, {poll_s}, {drain_s}).")
         self.store = store
         self.workflows = {wf.name: wf for wf in workflows}
         self.concurrency = concurrency
@@ -102,27 +123,34 @@ class Worker:
         self.drain_s = drain_s
         #: The owner of every lease this worker takes (``host:pid:suffix``).
         self.worker_id = worker_id or new_owner()
+        self.task_concurrency = task_concurrency
         self.orch = Orchestrator(store, owner=self.worker_id, lease_ttl_s=lease_ttl_s,
-                                 clock=clock)
+                                 clock=clock, spread_tasks=spread_tasks)
+        self.executor = TaskExecutor(store, self.workflows, owner=self.worker_id,
+                                     ttl_s=lease_ttl_s, clock=clock)
+        #: Set when this worker's own drivers offer attempts: no need to wait for a poll.
+        self._offered = asyncio.Event()
+        self.orch.on_offer = self._offered.set
         self.stats = WorkerStats()
         self._stopping = asyncio.Event()
         self._now = False
         self._failures: dict[str, int] = {}
         self._active: dict[asyncio.Task[None], Claim] = {}
+        self._running: dict[asyncio.Task[None], TaskClaim] = {}
 
     @property
     def info(self) -> dict[str, Any]:
         """What ``ledgerflow workers`` shows of this worker."""
         return {"host": socket.gethostname(), "pid": os.getpid(),
                 "workflows": sorted(self.workflows), "concurrency": self.concurrency,
-                "lease_ttl_s": self.lease_ttl_s}
+                "task_concurrency": self.task_concurrency, "lease_ttl_s": self.lease_ttl_s}
 
     def stop(self, *, now: bool = False) -> None:
         """Stop claiming; drain the runs in hand for ``drain_s`` (``now``: cancel them)."""
         self._now = self._now or now
         self._stopping.set()
         if self._now:
-            for drive in self._active:
+            for drive in [*self._active, *self._running]:
                 drive.cancel()
 
     def stop_on_signals(self) -> None:
@@ -155,15 +183,20 @@ class Worker:
 
     async def _serve(self, *, until_idle: bool) -> None:
         while not self._stopping.is_set():
+            self._offered.clear()
             exhausted = await self._claim_what_fits()
-            if until_idle and exhausted and not self._active:
+            tasks_exhausted = await self._claim_tasks_that_fit()
+            if until_idle and exhausted and tasks_exhausted and not self._active \
+                    and not self._running:
                 return
             waits: set[asyncio.Task[Any]] = {
                 asyncio.create_task(self.store.wait_for_work(self.poll_s)),
                 asyncio.create_task(self._stopping.wait()),
+                asyncio.create_task(self._offered.wait()),
             }
             try:
-                await asyncio.wait({*self._active, *waits}, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait({*self._active, *self._running, *waits},
+                                   return_when=asyncio.FIRST_COMPLETED)
             finally:
                 for waiting in waits:
                     waiting.cancel()
@@ -188,6 +221,36 @@ class Worker:
 
     def _forget(self, drive: asyncio.Task[None]) -> None:
         self._active.pop(drive, None)
+
+    async def _claim_tasks_that_fit(self, *, draining: bool = False) -> bool:
+        """Claim offered attempts while there is room; whether none was left to claim."""
+        while len(self._running) < self.task_concurrency and (
+                draining or not self._stopping.is_set()):
+            claim = await self.executor.claim()
+            if claim is None:
+                return True
+            running = asyncio.create_task(self._execute(claim))
+            self._running[running] = claim
+            running.add_done_callback(self._forget_task)
+        return False
+
+    def _forget_task(self, running: asyncio.Task[None]) -> None:
+        self._running.pop(running, None)
+
+    async def _execute(self, claim: TaskClaim) -> None:
+        try:
+            kept = await self.executor.execute(claim)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # The claim lapses and another worker runs the attempt again.
+            log.exception("Worker %s failed running task %s attempt %d of run %s.",
+                          self.worker_id, claim.task_id, claim.attempt, claim.run_id)
+            kept = False
+        if kept:
+            self.stats.tasks += 1
+        else:
+            self.stats.tasks_lost += 1
 
     async def _drive(self, claim: Claim) -> None:
         wf = self.workflows[claim.label]
@@ -218,11 +281,26 @@ class Worker:
                 log.info("finished run %s: %s", claim.run_id, run.status)
 
     async def _drain(self) -> None:
-        if not self._active:
-            return
-        drives = list(self._active)
-        if not self._now and self.drain_s > 0:
-            await asyncio.wait(drives, timeout=self.drain_s)
+        """Let the runs and attempts in hand finish, for up to ``drain_s``; then cancel them.
+
+        The runs in hand still need their next attempts run, and this worker
+        may be the last one: it goes on running offered attempts while any of
+        its runs is live, but claims no new run.
+        """
+        loop = asyncio.get_running_loop()
+        until = loop.time() + self.drain_s
+        while (self._active or self._running) and not self._now and loop.time() < until:
+            if self._active:
+                self._offered.clear()
+                await self._claim_tasks_that_fit(draining=True)
+            wake = asyncio.create_task(self._offered.wait())
+            try:
+                await asyncio.wait({*self._active, *self._running, wake},
+                                   timeout=min(self.poll_s, max(0.0, until - loop.time())),
+                                   return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                wake.cancel()
+        drives = [*self._active, *self._running]
         for drive in drives:
             drive.cancel()
         await asyncio.gather(*drives, return_exceptions=True)

@@ -18,6 +18,7 @@ raised here, at import time, not in the middle of a run.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import inspect
 import sys
@@ -34,6 +35,7 @@ from ledgerflow.machines.registry import note_constructed
 from ledgerflow.machines.steps import call_unjournaled
 
 if TYPE_CHECKING:
+    from ledgerflow.machines.flow_slots import PoolSlots
     from ledgerflow.machines.steps import StepJournal
 
 __all__ = [
@@ -84,6 +86,23 @@ class AgentContext:
     cost: float = 0.0
     #: Set by the runtime for a dispatched attempt; ``None`` for a context built by hand.
     journal: StepJournal | None = field(default=None, repr=False)
+    #: The pool's slots when a worker runs the attempt; ``None`` in one process.
+    slots: PoolSlots | None = field(default=None, repr=False)
+
+    def pool_slot(self, key: str, limit: int) -> contextlib.AbstractAsyncContextManager[None]:
+        """Hold one of ``limit`` slots named ``key`` across the worker pool for a block.
+
+        Outside a pool (a run driven in one process) it holds nothing: keep
+        a process-wide limit of your own for that case.
+
+        Example::
+
+            async with ctx.pool_slot("search-api", 4):
+                hits = await search(inp.query)   # at most 4 at once, pool-wide
+        """
+        if self.slots is None:
+            return contextlib.nullcontext()
+        return self.slots.hold(key, limit)
 
     async def step(
         self, name: str, fn: Callable[..., Any], /, *args: Any, side_effect: bool = False,
@@ -143,6 +162,10 @@ class AgentSpec:
     side_effect: bool
     idempotent: bool
     timeout_s: float
+    #: Attempts of this agent running at once across a whole worker pool (None: no limit).
+    max_concurrent: int | None = None
+    #: Attempts of this agent started per minute across a worker pool (None: no limit).
+    per_minute: int | None = None
 
     @property
     def contract(self) -> AgentContract:
@@ -250,6 +273,8 @@ class Workflow:
         side_effect: bool = False,
         idempotent: bool = False,
         timeout_s: float = 60.0,
+        max_concurrent: int | None = None,
+        per_minute: int | None = None,
     ) -> Callable[[F], F]:
         """Register an async agent ``fn(input_model, ctx) -> output``.
 
@@ -257,6 +282,18 @@ class Workflow:
         sends, writes): after a failure, timeout or crash it is run again only
         if ``idempotent=True``, and then with the same ``ctx.idempotency_key``;
         otherwise the task is escalated.
+
+        ``max_concurrent`` and ``per_minute`` are flow control across a worker
+        pool (:class:`~ledgerflow.machines.worker.Worker`): at most that many
+        attempts of this agent run at once, or start in any 60 seconds, over
+        every worker of the store; attempts beyond it wait offered, they do
+        not fail. A run driven in one process by ``Orchestrator.start`` holds
+        ``max_concurrent`` within that process.
+
+        Example::
+
+            @wf.agent(input=Q, output=A, max_concurrent=4, per_minute=120)
+            async def search(inp: Q, ctx: AgentContext) -> A: ...
         """
 
         def register(fn: F) -> F:
@@ -291,10 +328,17 @@ class Workflow:
                 raise WorkflowDefinitionError(
                     f"Agent '{agent_name}' needs timeout_s > 0 (got {timeout_s})."
                 )
+            for limit_name, limit in (("max_concurrent", max_concurrent),
+                                      ("per_minute", per_minute)):
+                if limit is not None and (type(limit) is not int or limit < 1):
+                    raise WorkflowDefinitionError(
+                        f"Agent '{agent_name}' needs {limit_name} to be a whole number >= 1 "
+                        f"or None (got {limit!r}).")
             self.agents[agent_name] = AgentSpec(
                 name=agent_name, fn=fn, input=input, output=output,
                 retry=retry or RetryPolicy(), min_confidence=min_confidence,
                 side_effect=side_effect, idempotent=idempotent, timeout_s=timeout_s,
+                max_concurrent=max_concurrent, per_minute=per_minute,
             )
             return fn
 

@@ -157,7 +157,8 @@ def stats_line(worker_id: str, stats: WorkerStats) -> str:
         'worker h:1:ab stopped: claimed 2, finished 2, waiting 0, lost 0, failed 0'
     """
     return (f"worker {worker_id} stopped: claimed {stats.claimed}, finished {stats.finished}, "
-            f"waiting {stats.waiting}, lost {stats.lost}, failed {stats.failed}")
+            f"waiting {stats.waiting}, lost {stats.lost}, failed {stats.failed}; "
+            f"tasks run {stats.tasks}, lost {stats.tasks_lost}")
 
 
 @click.command()
@@ -167,6 +168,12 @@ def stats_line(worker_id: str, stats: WorkerStats) -> str:
                    "claimed.")
 @click.option("--concurrency", type=click.IntRange(min=1), default=4, show_default=True,
               help="Runs driven at once by this worker.")
+@click.option("--task-concurrency", "task_concurrency", type=click.IntRange(min=1), default=16,
+              show_default=True,
+              help="Task attempts run at once by this worker, for any run of the pool.")
+@click.option("--spread/--no-spread", "spread", default=True, show_default=True,
+              help="Offer the attempts of the runs this worker drives to the whole pool "
+                   "(--no-spread: run them in this process).")
 @click.option("--lease-ttl", "lease_ttl", type=float, default=30.0, show_default=True,
               callback=_seconds(allow_zero=False), metavar="SECONDS",
               help="How long a claimed run's lease lives between heartbeats; a run whose "
@@ -183,8 +190,9 @@ def stats_line(worker_id: str, stats: WorkerStats) -> str:
               help="Stop once nothing is left to claim and nothing is in hand (scripts, tests).")
 @db_option
 @friendly
-def worker(*, workflow_refs: tuple[str, ...], concurrency: int, lease_ttl: float, poll: float,
-           drain: float, until_idle: bool, db: str) -> None:
+def worker(*, workflow_refs: tuple[str, ...], concurrency: int, task_concurrency: int,
+           spread: bool, lease_ttl: float, poll: float, drain: float, until_idle: bool,
+           db: str) -> None:
     """Claim queued runs (and runs whose worker died) of the given workflows and drive them.
 
     Runs until stopped: SIGTERM or Ctrl-C stops claiming and lets the runs in
@@ -205,7 +213,8 @@ def worker(*, workflow_refs: tuple[str, ...], concurrency: int, lease_ttl: float
             if version < SCHEMA_VERSION:  # before the first line says it serves
                 raise StoreUpgradeRequiredError(mask_password(db), version, SCHEMA_VERSION)
             pool = Worker(store, wfs, concurrency=concurrency, lease_ttl_s=lease_ttl,
-                          poll_s=poll, drain_s=drain)
+                          poll_s=poll, drain_s=drain, spread_tasks=spread,
+                          task_concurrency=task_concurrency)
             pool.stop_on_signals()
             log.info("worker %s serving %s on %s (concurrency %d, lease ttl %gs)",
                      pool.worker_id, ", ".join(sorted(wf.name for wf in wfs)),
