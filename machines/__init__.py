@@ -32,6 +32,7 @@ from ledgerflow.machines.events import Event, decode_event, encode_event, event_
 from ledgerflow.machines.evolve import evolve, fold
 from ledgerflow.machines.fsm import RunStatus, TaskStatus
 from ledgerflow.machines.loader import WorkflowNotFoundError, find_workflow, load_workflow
+from ledgerflow.machines.observers import RunObserver
 from ledgerflow.machines.orchestrator import Orchestrator, load_run_state
 from ledgerflow.machines.policies import Budget, RetryPolicy
 from ledgerflow.machines.recording import Recording
@@ -73,6 +74,7 @@ __all__ = [
     "RunBusyError",
     "RunExistsError",
     "RunNotFoundError",
+    "RunObserver",
     "RunResult",
     "RunState",
     "RunStatus",

@@ -32,6 +32,7 @@ from ledgerflow.machines import events as ev
 from ledgerflow.machines.decide import advance
 from ledgerflow.machines.errors import AttemptClosedError, ResolutionError
 from ledgerflow.machines.fsm import RunStatus, TaskStatus
+from ledgerflow.machines.observers import tell_observers
 from ledgerflow.machines.origin import OriginIndex, index_origin, origin_of, reuse_for
 from ledgerflow.machines.results import RunResult
 from ledgerflow.machines.state import RunState
@@ -235,15 +236,19 @@ class Driver:
     async def commit(self, events: list[ev.Event], *, count: bool = True) -> None:
         if not events:
             return
+        at = self.orch.clock()
         await self.orch.store.append(
             self.state.run_id,
             [NewEvent(type=e.type, data=ev.encode_event(e)) for e in events],
             expected_seq=self.seq,
             status=self.state.status.value,
             label=self.state.workflow,
-            at=self.orch.clock(),
+            at=at,
             fence=self.fence,
         )
+        if self.orch.observers:
+            tell_observers(self.orch.observers, self.state.run_id, events,
+                           first_seq=self.seq + 1, at=at)
         if count:
             self.seq += len(events)
 

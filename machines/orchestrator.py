@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -42,6 +42,7 @@ from ledgerflow.machines.evolve import evolve
 from ledgerflow.machines.fsm import RunStatus
 from ledgerflow.machines.leasing import hold_lease, new_owner
 from ledgerflow.machines.loader import load_workflow
+from ledgerflow.machines.observers import RunObserver
 from ledgerflow.machines.recording import Recording
 from ledgerflow.machines.results import RunResult
 from ledgerflow.machines.state import RunState
@@ -95,6 +96,8 @@ class Orchestrator:
     ``spread_tasks=True`` (what a :class:`~ledgerflow.machines.worker.Worker`
     sets) the attempts of a run are offered to the store's worker pool
     instead of run in this process (:mod:`ledgerflow.machines.task_exchange`).
+    ``observers`` are told of every batch of events once it is durable
+    (:class:`~ledgerflow.machines.observers.RunObserver`: telemetry, progress).
 
     Example::
 
@@ -114,8 +117,11 @@ class Orchestrator:
         take_over_dead_owners: bool = True,
         recording: Recording | None = None,
         spread_tasks: bool = False,
+        observers: Sequence[RunObserver] = (),
     ) -> None:
         self.store = store
+        #: Told of every durable batch of events (:mod:`ledgerflow.machines.observers`).
+        self.observers: list[RunObserver] = list(observers)
         self.spread_tasks = spread_tasks
         #: Called when a driver of this orchestrator offered attempts to the pool.
         self.on_offer: Callable[[], None] | None = None

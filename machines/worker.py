@@ -57,6 +57,7 @@ from ledgerflow.eventstore import (
 )
 from ledgerflow.machines.errors import RunBusyError, WorkflowDefinitionError
 from ledgerflow.machines.leasing import new_owner
+from ledgerflow.machines.observers import RunObserver
 from ledgerflow.machines.orchestrator import Orchestrator, utcnow
 from ledgerflow.machines.task_executor import TaskExecutor
 from ledgerflow.machines.workflow import Workflow
@@ -102,6 +103,7 @@ class Worker:
         clock: Callable[[], datetime] = utcnow,
         spread_tasks: bool = True,
         task_concurrency: int = 16,
+        observers: Sequence[RunObserver] = (),
     ) -> None:
         if not workflows:
             raise WorkflowDefinitionError("A worker needs at least one workflow to run.")
@@ -125,7 +127,7 @@ class Worker:
         self.worker_id = worker_id or new_owner()
         self.task_concurrency = task_concurrency
         self.orch = Orchestrator(store, owner=self.worker_id, lease_ttl_s=lease_ttl_s,
-                                 clock=clock, spread_tasks=spread_tasks)
+                                 clock=clock, spread_tasks=spread_tasks, observers=observers)
         self.executor = TaskExecutor(store, self.workflows, owner=self.worker_id,
                                      ttl_s=lease_ttl_s, clock=clock)
         #: Set when this worker's own drivers offer attempts: no need to wait for a poll.

@@ -29,7 +29,7 @@ PUBLIC_API = [
     "EscalationRequest", "Event", "EventTooNewError", "IllegalTransitionError", "Metered",
     "Orchestrator", "PermanentError", "RecordedStepError", "Recording", "RecordingMissError",
     "Resolution", "ResolutionError", "RetryPolicy", "RunBusyError", "RunExistsError",
-    "RunNotFoundError", "RunResult", "RunState", "RunStatus", "StepMismatchError", "StepView",
+    "RunNotFoundError", "RunObserver", "RunResult", "RunState", "RunStatus", "StepMismatchError", "StepView",
     "TaskState", "TaskStatus", "UnloggableValueError", "Worker", "Workflow",
     "WorkflowDefinitionError", "WorkflowNameClashError", "WorkflowNotFoundError", "advance",
     "decide", "decode_event", "encode_event", "event_types", "evolve", "find_workflow", "fold",
