@@ -1,0 +1,312 @@
+"""Masking secret fields before anything is shown: the console, its API, the one-file page.
+
+A field is secret when its contract says so: the property's JSON schema (as
+pydantic's ``model_json_schema()`` writes it) carries ``"redact": true``
+(``Field(json_schema_extra={"redact": True})``), ``"writeOnly": true`` or
+``"format": "password"`` (both of which :class:`pydantic.SecretStr` sets).
+A secret value is replaced by the string :data:`REDACTED`; ``None`` stays
+``None`` (an unset secret reveals nothing). Where no schema speaks for a
+key (no workflow at hand, an extra key the contract does not declare), a
+key whose name looks secret (:func:`looks_secret`) is masked instead.
+
+Both functions are pure: they return a masked copy and never touch their
+argument.
+
+Example::
+
+    >>> schema = {"properties": {"user": {"type": "string"},
+    ...                          "password": {"type": "string", "format": "password",
+    ...                                       "writeOnly": True},
+    ...                          "pin": {"type": "string", "redact": True}}}
+    >>> redact({"user": "ana", "password": "hunter2", "pin": "1234"}, schema)
+    {'user': 'ana', 'password': '[redacted]', 'pin': '[redacted]'}
+    >>> redact({"api_key": "sk-1", "tokens": 5}, None)
+    {'api_key': '[redacted]', 'tokens': 5}
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ledgerflow.machines import Workflow
+
+__all__ = ["REDACTED", "looks_secret", "redact", "redact_run_document"]
+
+#: What a masked value is shown as.
+REDACTED = "[redacted]"
+
+#: Words of a key's name that mark it secret (``api_key`` and ``apiKey`` are
+#: the words "api" "key"; checked apart so "tokens", a usage count, is not).
+_SECRET_WORDS = frozenset({
+    "password", "passwd", "pwd", "passphrase", "secret", "secrets", "token", "apikey",
+    "authorization", "auth", "credential", "credentials", "cookie", "privatekey",
+})
+_SECRET_PAIRS = frozenset({("api", "key"), ("private", "key"), ("access", "key")})
+_WORD = re.compile(r"[A-Z]+(?=[A-Z][a-z]|\d|\b|_)|[A-Z]?[a-z]+|[A-Z]+|\d+")
+
+Schema = Mapping[str, Any]
+
+
+def looks_secret(name: str) -> bool:
+    """Whether a key's name says it holds a secret (the rule used when no schema speaks).
+
+    Example::
+
+        >>> [looks_secret(n) for n in ("api_key", "apiKey", "X-Auth-Token", "tokens", "note")]
+        [True, True, True, False, False]
+    """
+    words = [w.lower() for w in _WORD.findall(name)]
+    if not words:
+        return False
+    if any(w in _SECRET_WORDS for w in words) or "".join(words) in _SECRET_WORDS:
+        return True
+    return any(pair in _SECRET_PAIRS for pair in itertools.pairwise(words))
+
+
+def _marks_secret(node: Schema) -> bool:
+    return (node.get("redact") is True or node.get("writeOnly") is True
+            or node.get("format") == "password")
+
+
+def _resolve(ref: str, root: Schema) -> Schema | None:
+    # Only local refs ("#/$defs/Name", "#/definitions/Name", "#"): pydantic writes no other.
+    if not ref.startswith("#"):
+        return None
+    node: Any = root
+    for raw in ref[1:].split("/"):
+        if not raw:
+            continue
+        part = raw.replace("~1", "/").replace("~0", "~")
+        if not isinstance(node, Mapping) or part not in node:
+            return None
+        node = node[part]
+    return node if isinstance(node, Mapping) else None
+
+
+def _flatten(node: Any, root: Schema, out: list[Schema], seen: set[int]) -> bool:
+    """Collect ``node`` and every schema its ``$ref``/``anyOf``/``oneOf``/``allOf`` names.
+
+    Returns whether any of them marks the value secret (a union with one
+    secret branch is secret: the value might be that branch).
+    """
+    if not isinstance(node, Mapping) or id(node) in seen:
+        return False
+    seen.add(id(node))
+    secret = _marks_secret(node)
+    out.append(node)
+    ref = node.get("$ref")
+    if isinstance(ref, str):
+        target = _resolve(ref, root)
+        if target is not None:
+            secret = _flatten(target, root, out, seen) or secret
+    for key in ("anyOf", "oneOf", "allOf"):
+        branches = node.get(key)
+        if isinstance(branches, list):
+            for branch in branches:
+                secret = _flatten(branch, root, out, seen) or secret
+    return secret
+
+
+def _by_name(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: REDACTED if looks_secret(str(k)) and v is not None else _by_name(v)
+                for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_by_name(v) for v in value]
+    return value
+
+
+def _walk(value: Any, node: Any, root: Schema) -> Any:
+    nodes: list[Schema] = []
+    if _flatten(node, root, nodes, set()):
+        return None if value is None else REDACTED
+    if isinstance(value, Mapping):
+        return _walk_object(value, nodes, root)
+    if isinstance(value, list | tuple):
+        return _walk_array(list(value), nodes, root)
+    return value
+
+
+def _walk_object(value: Mapping[Any, Any], nodes: list[Schema], root: Schema) -> Any:
+    out: dict[Any, Any] = {}
+    for key, item in value.items():
+        subs: list[Any] = []
+        for node in nodes:
+            props = node.get("properties")
+            if isinstance(props, Mapping) and key in props:
+                subs.append(props[key])
+            else:
+                extra = node.get("additionalProperties")
+                if isinstance(extra, Mapping):
+                    subs.append(extra)
+        if not subs:  # the contract does not declare it: judge by its name
+            out[key] = REDACTED if looks_secret(str(key)) and item is not None else _by_name(item)
+            continue
+        out[key] = _walk(item, {"anyOf": subs}, root)
+    return out
+
+
+def _walk_array(items: list[Any], nodes: list[Schema], root: Schema) -> Any:
+    out: list[Any] = []
+    for at, item in enumerate(items):
+        subs: list[Any] = []
+        for node in nodes:
+            prefix = node.get("prefixItems")
+            if isinstance(prefix, list) and at < len(prefix):
+                subs.append(prefix[at])
+            elif isinstance(node.get("items"), Mapping):
+                subs.append(node["items"])
+        out.append(_walk(item, {"anyOf": subs}, root) if subs else _by_name(item))
+    return out
+
+
+def redact(value: Any, schema: Schema | None) -> Any:
+    """``value`` with every field its JSON ``schema`` marks secret replaced by ``"[redacted]"``.
+
+    ``schema`` is a JSON schema as ``model_json_schema()`` writes it (its
+    ``$defs`` and local ``$ref``\\ s are followed, as are arrays, ``anyOf``,
+    ``oneOf`` and ``allOf``); with ``None``, keys are judged by their names
+    (:func:`looks_secret`).
+
+    Example::
+
+        >>> redact({"card": {"number": "4111", "cvc": "123"}},
+        ...        {"properties": {"card": {"$ref": "#/$defs/Card"}},
+        ...         "$defs": {"Card": {"properties": {"cvc": {"writeOnly": True}}}}})
+        {'card': {'number': '4111', 'cvc': '[redacted]'}}
+    """
+    if schema is None:
+        return _by_name(value)
+    return _walk(value, schema, schema)
+
+
+class _Contracts:
+    """The JSON schemas of a workflow's contracts, each built once per document."""
+
+    def __init__(self, workflow: Workflow | None) -> None:
+        self.workflow = workflow
+        self._cache: dict[tuple[str, str], Schema | None] = {}
+
+    def schema(self, agent: str | None, side: str) -> Schema | None:
+        key = (agent or "", side)
+        if key not in self._cache:
+            self._cache[key] = self._build(agent, side)
+        return self._cache[key]
+
+    def _build(self, agent: str | None, side: str) -> Schema | None:
+        wf = self.workflow
+        if wf is None:
+            return None
+        if side == "goal":
+            return wf.goal.model_json_schema()
+        spec = wf.agents.get(agent or "")
+        if spec is None:
+            return None
+        model = spec.input if side == "input" else spec.output
+        return model.model_json_schema()
+
+
+#: Which side of a task's contract each key of a document holds.
+_SIDES = {"input": "input", "inputs": "input", "output": "output", "candidate": "output"}
+
+
+def _task_agents(doc: Mapping[str, Any]) -> dict[str, str]:
+    tasks = doc.get("tasks")
+    rows: list[Any] = []
+    if isinstance(tasks, Mapping):
+        rows = [{"id": tid, **t} for tid, t in tasks.items() if isinstance(t, Mapping)]
+    elif isinstance(tasks, list):
+        rows = tasks
+    agents: dict[str, str] = {}
+    for row in rows:
+        if isinstance(row, Mapping):
+            tid = row.get("id", row.get("task_id"))
+            if isinstance(tid, str) and isinstance(row.get("agent"), str):
+                agents[tid] = row["agent"]
+    return agents
+
+
+def _entry(entry: Any, task_id: Any, agents: Mapping[str, str], contracts: _Contracts,
+           extra: Callable[[dict[str, Any], Callable[[Any, str], Any]], None] | None = None
+           ) -> Any:
+    """One task-shaped entry: its input/output/candidate keys masked by the task's contract."""
+    if not isinstance(entry, Mapping):
+        return entry
+    out = dict(entry)
+    tid = out.get("id", out.get("task_id", out.get("task", task_id)))
+    agent = out.get("agent") if isinstance(out.get("agent"), str) else None
+    agent = agent or (agents.get(tid) if isinstance(tid, str) else None)
+
+    def mask(value: Any, side: str) -> Any:
+        if value is None:
+            return None
+        return redact(value, contracts.schema(agent, side))
+
+    for key, side in _SIDES.items():
+        if key in out:
+            out[key] = mask(out[key], side)
+    if extra is not None:
+        extra(out, mask)
+    return out
+
+
+def _changes(out: dict[str, Any], mask: Callable[[Any, str], Any]) -> None:
+    # A state diff entry {"field", "before", "after"} shows the same values a task holds.
+    changes = out.get("changes")
+    if not isinstance(changes, list):
+        return
+    masked: list[Any] = []
+    for change in changes:
+        if isinstance(change, Mapping) and change.get("field") in _SIDES:
+            side = _SIDES[str(change["field"])]
+            masked.append({**change, "before": mask(change.get("before"), side),
+                           "after": mask(change.get("after"), side)})
+        else:
+            masked.append(change)
+    out["changes"] = masked
+
+
+def _each(container: Any, fn: Callable[[Any, Any], Any]) -> Any:
+    if isinstance(container, Mapping):
+        return {key: fn(item, key) for key, item in container.items()}
+    if isinstance(container, list):
+        return [fn(item, None) for item in container]
+    return container
+
+
+def redact_run_document(doc: Mapping[str, Any], workflow: Workflow | None) -> dict[str, Any]:
+    """A run document with every task input, output and candidate masked by its contract.
+
+    Works on the ``replay --json`` document (``tasks`` and ``escalations``
+    keyed by task id), the ``show --json`` one (lists), and the page
+    document of :func:`ledgerflow.console.page_data.page_document` (also
+    its ``events`` details, whose ``changes`` name the field they change,
+    and its ``attempts``). The goal is masked by the workflow's goal
+    contract. With ``workflow=None`` keys are judged by their names.
+
+    Example::
+
+        safe = redact_run_document(state.to_dict(), wf)
+    """
+    contracts = _Contracts(workflow)
+    agents = _task_agents(doc)
+    out = dict(doc)
+    if "goal" in out and out["goal"] is not None:
+        out["goal"] = redact(out["goal"], contracts.schema(None, "goal"))
+
+    def task(entry: Any, key: Any) -> Any:
+        return _entry(entry, key, agents, contracts)
+
+    def detailed(entry: Any, key: Any) -> Any:
+        return _entry(entry, key, agents, contracts, _changes)
+
+    for key in ("tasks", "escalations", "attempts"):
+        if key in out:
+            out[key] = _each(out[key], task)
+    if "events" in out:
+        out["events"] = _each(out["events"], detailed)
+    return out
