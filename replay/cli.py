@@ -22,7 +22,7 @@ from ledgerflow.machines import (
     idempotency_key,
     load_workflow,
 )
-from ledgerflow.replay import audit, commands, pool_cli, render, rerun
+from ledgerflow.replay import audit, commands, diagram, pool_cli, render, rerun
 from ledgerflow.replay.cli_support import (
     LedgerflowGroup,
     db_option,
@@ -202,5 +202,6 @@ audit.register(main)
 commands.register(main)
 rerun.register(main)
 pool_cli.register(main)
+diagram.register(main)
 if __name__ == "__main__":
     main()
