@@ -16,6 +16,7 @@ from typing import Any
 
 import click
 
+from ledgerflow.console import ui_cli
 from ledgerflow.machines import (
     Orchestrator,
     RunStatus,
@@ -202,6 +203,7 @@ audit.register(main)
 commands.register(main)
 rerun.register(main)
 pool_cli.register(main)
+ui_cli.register(main)
 diagram.register(main)
 if __name__ == "__main__":
     main()
