@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ledgerflow.machines import Workflow
 
-__all__ = ["REDACTED", "looks_secret", "redact", "redact_run_document"]
+__all__ = ["REDACTED", "looks_secret", "redact", "redact_run_document", "redact_schema"]
 
 #: What a masked value is shown as.
 REDACTED = "[redacted]"
@@ -184,6 +184,25 @@ def redact(value: Any, schema: Schema | None) -> Any:
     return _walk(value, schema, schema)
 
 
+def redact_schema(schema: Schema) -> dict[str, Any]:
+    """A JSON schema to show (the escalation form): no ``default``/``examples`` of a secret.
+
+    Example::
+
+        >>> redact_schema({"properties": {"pin": {"redact": True, "default": "0000"}}})
+        {'properties': {'pin': {'redact': True}}}
+    """
+    def clean(node: Any) -> Any:
+        if isinstance(node, Mapping):
+            secret = _marks_secret(node)
+            return {k: clean(v) for k, v in node.items()
+                    if not (secret and k in ("default", "examples", "const", "enum"))}
+        if isinstance(node, list):
+            return [clean(v) for v in node]
+        return node
+    return dict(clean(schema))
+
+
 class _Contracts:
     """The JSON schemas of a workflow's contracts, each built once per document."""
 
@@ -212,6 +231,9 @@ class _Contracts:
 
 #: Which side of a task's contract each key of a document holds.
 _SIDES = {"input": "input", "inputs": "input", "output": "output", "candidate": "output"}
+#: Keys of a page event no contract describes: a journaled step's request and
+#: result, and the event's other fields.
+_UNTYPED = ("request", "result", "data")
 
 
 def _task_agents(doc: Mapping[str, Any]) -> dict[str, str]:
@@ -249,6 +271,9 @@ def _entry(entry: Any, task_id: Any, agents: Mapping[str, str], contracts: _Cont
     for key, side in _SIDES.items():
         if key in out:
             out[key] = mask(out[key], side)
+    for key in _UNTYPED:  # no contract describes them: judged by their keys' names
+        if key in out:
+            out[key] = redact(out[key], None)
     if extra is not None:
         extra(out, mask)
     return out

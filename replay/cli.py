@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from ledgerflow.console import ui_cli
+from ledgerflow.console import ui_cli, view_cli
 from ledgerflow.machines import (
     Orchestrator,
     RunStatus,
@@ -204,6 +204,7 @@ commands.register(main)
 rerun.register(main)
 pool_cli.register(main)
 ui_cli.register(main)
+view_cli.register(main)
 diagram.register(main)
 if __name__ == "__main__":
     main()
