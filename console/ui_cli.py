@@ -91,7 +91,8 @@ def ui(*, db: str, host: str, port: int, token: str | None, workflows: tuple[str
                                workflows=tuple(load_workflow(ref) for ref in workflows))
 
     def listening(console: Listening) -> None:
-        guard = "; API calls need the token" if token else ""
+        # The page reads a token from the URL's fragment, which no browser sends on.
+        guard = f"; API calls need the token: open {console.url}#token=TOKEN" if token else ""
         click.echo(f"ledgerflow console: {console.url} (store {db}{guard}; Ctrl-C stops it)")
 
     # uvicorn finishes its requests first, then re-raises Ctrl-C: a normal stop.

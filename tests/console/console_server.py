@@ -33,8 +33,8 @@ from ledgerflow.eventstore import open_store
 from ledgerflow.examples import travel, travel_unreviewed
 from ledgerflow.machines import Orchestrator, Workflow
 
-__all__ = ["Answer", "DemoRuns", "call", "call_chunked", "last_seq", "make_demo", "served",
-           "serving"]
+__all__ = ["Answer", "DemoRuns", "call", "call_chunked", "call_declaring", "last_seq",
+           "make_demo", "served", "serving"]
 
 #: How long a test waits for the server to listen (or to stop) before it fails.
 PATIENCE_S = 30.0
@@ -138,6 +138,28 @@ def call_chunked(base_url: str, path: str, chunks: Sequence[bytes],
     try:
         conn.request("POST", path, body=iter(chunks), headers=dict(headers),
                      encode_chunked=True)
+        response = conn.getresponse()
+        return Answer(response.status, dict(response.getheaders()), response.read())
+    finally:
+        conn.close()
+
+
+def call_declaring(base_url: str, path: str, length: int, headers: Mapping[str, str],
+                   sent: bytes = b"{") -> Answer:
+    """A POST that declares ``Content-Length: length`` but sends only ``sent``, then reads.
+
+    What a server should do with a body it will not take: answer at once,
+    without waiting for (or reading) the rest.
+    """
+    host, port = base_url.removeprefix("http://").rstrip("/").rsplit(":", 1)
+    conn = http.client.HTTPConnection(host, int(port), timeout=PATIENCE_S)
+    try:
+        conn.putrequest("POST", path, skip_host=True)
+        conn.putheader("Host", f"{host}:{port}")
+        conn.putheader("Content-Length", str(length))
+        for name, value in headers.items():
+            conn.putheader(name, value)
+        conn.endheaders(sent)
         response = conn.getresponse()
         return Answer(response.status, dict(response.getheaders()), response.read())
     finally:
