@@ -46,7 +46,7 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -107,7 +107,7 @@ async def page_document(store: EventStore, run_id: str, *,
     return redact_run_document(build_page_document(run_id, envelopes, workflow), workflow)
 
 
-def task_depths(needs: dict[str, Sequence[str]]) -> dict[str, int]:
+def task_depths(needs: Mapping[str, Sequence[str]]) -> dict[str, int]:
     """Each task's layer in the plan graph: 0 for no needs, else 1 + its deepest need.
 
     Iterative (a 1,000-task chain needs no recursion); a task caught in a
