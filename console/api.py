@@ -40,6 +40,8 @@ from ledgerflow.replay.runids import resolve_run_id
 from ledgerflow.replay.timeline import decode_log, rebuild
 
 __all__ = [
+    "MAX_EVENTS_PAGE",
+    "MAX_RUNS",
     "ApiError",
     "WorkflowBook",
     "error",
@@ -47,8 +49,10 @@ __all__ = [
     "events_document",
     "find_run",
     "json_ready",
+    "output_schema",
     "page_document",
     "read_run",
+    "replay_json",
     "run_document",
     "runs_document",
 ]
@@ -174,7 +178,12 @@ async def runs_document(store: EventStore, *, status: str | None = None,
 
 
 def replay_json(run_id: str, envs: Sequence[Envelope], to: int | None = None) -> dict[str, Any]:
-    """The ``replay RUN [--to SEQ] --json`` document, built as that command builds it."""
+    """The ``replay RUN [--to SEQ] --json`` document, built as that command builds it.
+
+    Example::
+
+        doc = replay_json(run_id, await store.read_all(run_id), to=12)
+    """
     state = rebuild(run_id, envs, at=to)
     steps = steps_of((env.seq, event) for env, event in decode_log(run_id, envs)
                      if to is None or env.seq <= to)
@@ -272,7 +281,12 @@ async def events_document(store: EventStore, run_id: str, book: WorkflowBook, *,
 
 
 def output_schema(wf: Workflow | None, agent: str) -> dict[str, Any] | None:
-    """The JSON schema of ``agent``'s output contract, or None when the workflow is not here."""
+    """The JSON schema of ``agent``'s output contract, or None when the workflow is not here.
+
+    Example::
+
+        output_schema(travel.wf, "pricing")["title"]      # 'PricingOutput'
+    """
     if wf is None or agent not in wf.agents:
         return None
     return wf.spec(agent).output.model_json_schema()
@@ -320,7 +334,12 @@ async def escalations_document(store: EventStore, book: WorkflowBook) -> dict[st
 
 
 async def page_document(store: EventStore, run_id: str, book: WorkflowBook) -> dict[str, Any]:
-    """``GET /api/runs/{id}/page``: what the run page draws, secrets masked."""
+    """``GET /api/runs/{id}/page``: what the run page draws, secrets masked.
+
+    Example::
+
+        doc = await page_document(store, run_id, book)
+    """
     from ledgerflow.console import page_data  # noqa: PLC0415 - the page helper's module
 
     rid, envs = await read_run(store, run_id)

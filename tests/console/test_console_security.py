@@ -8,6 +8,7 @@ import os
 import re
 import select
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -249,6 +250,18 @@ def test_a_missing_store_is_one_line(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["ui", "--port", "0", "--db", str(tmp_path / "no.db")])
     assert result.exit_code == 1
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_a_port_in_use_is_one_line(db: Path, demo: DemoRuns) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(main, ["ui", "--port", str(port), "--db", str(db)])
+    assert result.exit_code == 1, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1
+    assert f"Cannot listen on 127.0.0.1:{port}" in lines[0]
 
 
 def _read_line(proc: subprocess.Popen[str], deadline: float) -> str:
