@@ -77,6 +77,8 @@ def _head(title: str, *, inline: bool) -> str:
     return ('<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
             '<meta name="referrer" content="no-referrer">'
+            # No favicon request (a 404 in the console, a request off a file:// page).
+            '<link rel="icon" href="data:,">'
             f"<title>{html.escape(title)}</title>{styles}</head>")
 
 

@@ -155,7 +155,7 @@
       const row = rowOf.get(a.task);
       const y = 20 + row * BAR_ROW + 2;
       const x1 = this.x(a.start_seq, a.start_t);
-      const x2 = Math.max(this.x(a.end_seq, a.end_t), x1 + 4);
+      const x2 = Math.max(this.x(a.end_seq, a.end_t), x1 + 6);
       const marks = (a.marks || []).map((m) => " mark-" + m).join("");
       const g = s("g", { class: "bar outcome-" + a.outcome + marks, "data-task": a.task, "data-attempt": a.attempt, tabindex: 0 },
         s("title", { text: a.task + " attempt " + a.attempt + ": " + a.outcome + (a.error ? " \u2014 " + a.error : "") + " (seq " + a.start_seq + "\u2013" + a.end_seq + ")" }),
