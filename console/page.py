@@ -33,7 +33,7 @@ __all__ = ["ASSET_NAMES", "SCRIPTS", "STYLES", "asset_text", "render_console", "
            "script_json"]
 
 #: The scripts, in load order (each adds to ``window.LF``; the last boots the page).
-SCRIPTS = ("common.js", "inbox.js", "run.js", "console.js")
+SCRIPTS = ("common.js", "inbox.js", "run.js", "detail.js", "console.js")
 STYLES = ("run.css",)
 ASSET_NAMES = SCRIPTS + STYLES
 
