@@ -41,14 +41,16 @@ RESULTS = Path(__file__).resolve().parent / "results"
 DASH = "\u2013"
 LABELS = {"ledgerflow-pg": "ledgerflow, PostgreSQL",
           "ledgerflow-sqlite": "ledgerflow, one SQLite file",
+          "ledgerflow-pg-local": "ledgerflow, PostgreSQL, --no-spread",
+          "ledgerflow-sqlite-local": "ledgerflow, one SQLite file, --no-spread",
           "dbos-pg": "DBOS queues, PostgreSQL"}
 
 
-def measure(system: str, workers: int, workload: str, n: int,
+def measure(system: str, workers: int, workload: str, n: int, k: int,
             args: argparse.Namespace) -> dict[str, Any]:
     """One measurement in a fresh subprocess; its JSON, or ``{"error": ...}``."""
     cmd = [sys.executable, "-m", "benchmarks.pool_measure", "--system", system,
-           "--workers", str(workers), "--workload", workload, "--n", str(n), "--k", str(args.k),
+           "--workers", str(workers), "--workload", workload, "--n", str(n), "--k", str(k),
            "--concurrency", str(args.concurrency), "--dbos-poll", str(args.dbos_poll)]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False, timeout=600)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
@@ -81,14 +83,14 @@ def _median_text(values: list[float]) -> str:
 def table(runs: dict[tuple[str, str, int], list[dict[str, Any]]]) -> str:
     """The markdown table: one row per system, workload and worker count."""
     rows = ["| system | workload | workers | runs/s | tasks/s | worker CPU ms/run "
-            "| runs per worker (median run) |",
-            "|---|---|---|---|---|---|---|"]
+            "| runs per worker (median run) | tasks per worker |",
+            "|---|---|---|---|---|---|---|---|"]
     for (system, workload, workers), results in runs.items():
         good = [r for r in results if "error" not in r]
         if not good:
             error = " ".join(results[0]["error"]).replace("|", "/")
             rows.append(f"| {LABELS[system]} | {workload} | {workers} | failed: {error} "
-                        "| | | |")
+                        "| | | | |")
             continue
         by_speed = sorted(good, key=lambda r: r["runs_per_s"])
         middle = by_speed[len(by_speed) // 2]
@@ -97,7 +99,8 @@ def table(runs: dict[tuple[str, str, int], list[dict[str, Any]]]) -> str:
             f"| {_median_text([r['runs_per_s'] for r in good])} "
             f"| {_median_text([r['tasks_per_s'] for r in good])} "
             f"| {statistics.median(r['worker_cpu_s'] / r['n'] * 1000 for r in good):.1f} "
-            f"| {' / '.join(str(x) for x in middle['per_worker'])} |")
+            f"| {' / '.join(str(x) for x in middle['per_worker'])} "
+            f"| {' / '.join(str(x) for x in middle.get('tasks_per_worker', [])) or '-'} |")
     return "\n".join(rows)
 
 
@@ -108,6 +111,7 @@ def main() -> None:
     parser.add_argument("--only", default=",".join(SYSTEMS), help="systems, comma-separated")
     parser.add_argument("--workers", default="1,2,4", help="worker process counts")
     parser.add_argument("--k", type=int, default=4, help="independent tasks per run")
+    parser.add_argument("--fanout", type=int, default=200, help="tasks of the one wide run")
     parser.add_argument("--concurrency", type=int, default=8, help="runs in flight per worker")
     parser.add_argument("--dbos-poll", type=float, default=0.05,
                         help="DBOS queue polling_interval_sec (DBOS's default is 1.0)")
@@ -115,6 +119,11 @@ def main() -> None:
     args = parser.parse_args()
     rounds = args.runs or (1 if args.quick else 3)
     sizes = {"noop": 40, "sleep": 20} if args.quick else {"noop": 200, "sleep": 100}
+    # scenario -> (workload, runs, tasks per run): many small runs, then one wide run.
+    scenarios = {"noop": ("noop", sizes["noop"], args.k),
+                 "sleep": ("sleep", sizes["sleep"], args.k),
+                 "fan-out sleep": ("sleep", 1, args.fanout),
+                 "fan-out cpu": ("cpu", 1, args.fanout)}
     systems = [s for s in args.only.split(",") if s]
     unknown = set(systems) - set(SYSTEMS)
     if unknown:
@@ -129,24 +138,29 @@ def main() -> None:
               file=sys.stderr)
         systems.remove("dbos-pg")
     counts = [int(w) for w in args.workers.split(",")]
-    keys = [(s, wl, w) for wl in sizes for s in systems for w in counts]
+    keys = [(s, sc, w) for sc in scenarios for s in systems for w in counts]
     runs: dict[tuple[str, str, int], list[dict[str, Any]]] = {key: [] for key in keys}
     began = time.perf_counter()
     for rnd in range(rounds):
-        for system, workload, workers in keys:
-            r = measure(system, workers, workload, sizes[workload], args)
-            runs[(system, workload, workers)].append(r)
+        for system, scenario, workers in keys:
+            workload, n, k = scenarios[scenario]
+            r = measure(system, workers, workload, n, k, args)
+            runs[(system, scenario, workers)].append(r)
             shown = r.get("error") or f"{r['runs_per_s']:,.0f} runs/s"
-            print(f"round {rnd + 1}/{rounds}: {system} {workload} x{workers}: {shown}",
+            print(f"round {rnd + 1}/{rounds}: {system} {scenario} x{workers}: {shown}",
                   file=sys.stderr, flush=True)
     meta = (f"Run {time.strftime('%Y-%m-%d')} on {os.cpu_count()} CPUs, Python "
             f"{platform.python_version()}, PostgreSQL {pg or 'n/a'} (same machine), SQLite "
             f"{sqlite3.sqlite_version}; {rounds} round(s), median (min{DASH}max). "
             f"N = {sizes['noop']} no-op runs / {sizes['sleep']} sleeping runs (50 ms per task), "
-            f"each a planner + K = {args.k} independent tasks; concurrency "
+            f"each a planner + K = {args.k} independent tasks; then one run of "
+            f"{args.fanout} independent tasks (fan-out), sleeping 50 ms or computing "
+            f"20 ms of CPU each; concurrency "
             f"{args.concurrency} runs per worker (ledgerflow `Worker(concurrency=)`, DBOS "
             f"`worker_concurrency`); DBOS queue polling_interval_sec = {args.dbos_poll:g}; "
-            f"ledgerflow worker poll_s = 1 (LISTEN/NOTIFY on PostgreSQL). Timed from every "
+            f"ledgerflow worker poll_s = 1 (LISTEN/NOTIFY on PostgreSQL), task_concurrency "
+            f"16 attempts per worker, a run's max_concurrency 64; --no-spread: each "
+            f"run's attempts run in the worker that drives it. Timed from every "
             f"worker process ready to the last run terminal. "
             f"Took {time.perf_counter() - began:.0f} s.")
     text = f"# Worker pool: runs/s and tasks/s\n\n{meta}\n\n{table(runs)}\n"

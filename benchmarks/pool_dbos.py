@@ -27,7 +27,7 @@ from typing import Any
 
 from dbos import DBOS
 
-from benchmarks.pool_workflows import SLEEP_S
+from benchmarks.pool_workflows import CPU_S, SLEEP_S
 
 QUEUE = "bench"
 #: Workflows this process executed (its share of the pool's work).
@@ -43,6 +43,10 @@ async def plan(k: int) -> list[int]:
 async def work(workload: str, x: int) -> int:
     if workload == "sleep":
         await asyncio.sleep(SLEEP_S)
+    elif workload == "cpu":
+        until = time.process_time() + CPU_S
+        while time.process_time() < until:  # busy on purpose, as the ledgerflow agent
+            pass
     return x
 
 

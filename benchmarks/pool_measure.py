@@ -39,7 +39,8 @@ from ledgerflow.machines import Orchestrator
 ROOT = Path(__file__).resolve().parents[1]
 #: The PostgreSQL server of the benchmark (override with BENCH_PG_DSN).
 PG_DSN = os.environ.get("BENCH_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
-SYSTEMS = ("ledgerflow-pg", "ledgerflow-sqlite", "dbos-pg")
+SYSTEMS = ("ledgerflow-pg", "ledgerflow-sqlite", "ledgerflow-pg-local", "ledgerflow-sqlite-local",
+           "dbos-pg")
 #: How long one measurement may take before it is called hung.
 TIMEOUT_S = 180.0
 
@@ -117,14 +118,20 @@ async def _drop_schema(schema: str) -> None:
 
 
 def run_ledgerflow(backend: str, workers: int, workload: str, n: int, k: int,
-                   concurrency: int, directory: str | None = None) -> Result:
-    """Ledgerflow on ``backend`` (``pg`` or ``sqlite``) with ``workers`` worker processes."""
+                   concurrency: int, directory: str | None = None, *,
+                   spread: bool = True) -> Result:
+    """Ledgerflow on ``backend`` (``pg`` or ``sqlite``) with ``workers`` worker processes.
+
+    ``spread``: the workers offer the attempts of the runs they drive to the
+    whole pool (the default); without it each run's attempts run in its owner.
+    """
     schema = f"poolbench_lf_{os.getpid()}_{time.time_ns() % 10**9}"
     db = f"{PG_DSN}?schema={schema}" if backend == "pg" else fresh_db(directory, "pool.db")
     try:
         submit_s = asyncio.run(_submit(db, workload, n, k))
         procs = [_spawn("benchmarks.pool_worker", "--db", db, "--workload", workload,
-                        "--concurrency", str(concurrency)) for _ in range(workers)]
+                        "--concurrency", str(concurrency),
+                        "--spread" if spread else "--no-spread") for _ in range(workers)]
         started = _start(procs)
         stats = [_finish(proc) for proc in procs]
         completed, events, last = asyncio.run(_ledgerflow_outcome(db, workload))
@@ -136,9 +143,11 @@ def run_ledgerflow(backend: str, workers: int, workload: str, n: int, k: int,
                 Path(db + suffix).unlink(missing_ok=True)
             if directory is None and not os.environ.get("BENCH_DIR"):
                 Path(db).parent.rmdir()  # the fresh temp folder fresh_db made for this file
-    return _result(f"ledgerflow-{backend}", workload, workers, n, k, concurrency,
+    return _result(f"ledgerflow-{backend}" + ("" if spread else "-local"), workload, workers,
+                   n, k, concurrency,
                    last - started, completed=completed, events=events, submit_s=submit_s,
                    per_worker=[s["finished"] for s in stats],
+                   tasks_per_worker=[s["tasks"] for s in stats],
                    worker_cpu_s=sum(s["cpu_s"] for s in stats),
                    lost=sum(s["lost"] for s in stats), failed=sum(s["failed"] for s in stats))
 
@@ -211,9 +220,10 @@ def run(system: str, workers: int, workload: str, n: int, *, k: int = 4, concurr
     """
     if system == "dbos-pg":
         return run_dbos(workers, workload, n, k, concurrency, dbos_poll_s)
-    if system in ("ledgerflow-pg", "ledgerflow-sqlite"):
-        return run_ledgerflow(system.removeprefix("ledgerflow-"), workers, workload, n, k,
-                              concurrency, directory)
+    if system.startswith("ledgerflow-"):
+        backend = system.removeprefix("ledgerflow-").removesuffix("-local")
+        return run_ledgerflow(backend, workers, workload, n, k, concurrency, directory,
+                              spread=not system.endswith("-local"))
     raise SystemExit(f"Unknown system {system!r}; choose one of {', '.join(SYSTEMS)}.")
 
 
@@ -221,7 +231,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="One measurement of the pool benchmark.")
     parser.add_argument("--system", choices=SYSTEMS, required=True)
     parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--workload", choices=("noop", "sleep"), default="noop")
+    parser.add_argument("--workload", choices=("noop", "sleep", "cpu"), default="noop")
     parser.add_argument("--n", type=int, default=200, help="runs submitted up front")
     parser.add_argument("--k", type=int, default=4, help="independent tasks per run")
     parser.add_argument("--concurrency", type=int, default=8, help="runs in flight per worker")

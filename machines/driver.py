@@ -39,7 +39,7 @@ from ledgerflow.machines.state import RunState
 from ledgerflow.machines.step_rules import PLANNER
 from ledgerflow.machines.steps import StepJournal
 from ledgerflow.machines.task_exchange import OwnerExchange
-from ledgerflow.machines.workflow import Workflow
+from ledgerflow.machines.workflow import AgentSpec, Workflow
 
 if TYPE_CHECKING:
     from ledgerflow.machines.orchestrator import Orchestrator
@@ -81,12 +81,15 @@ class Driver:
         #: Attempts run by the pool instead of this process (a worker's runs).
         self.exchange: OwnerExchange | None = None
         if orch.spread_tasks and state.forked_from is None and orch.recording is None:
-            self.exchange = OwnerExchange(orch.store, state.run_id, on_offer=orch.on_offer)
+            self.exchange = OwnerExchange(orch.store, state.run_id, on_offer=orch.on_offer,
+                                          on_answer=orch.on_answer)
         self.pump: asyncio.Task[Any] | None = None
         #: Answers to the pool's facts, by fact id, that wait for the next commit
         #: (their decisions are in it), and those of the commit in flight.
         self.answers_after_commit: list[int] = []
         self.answers_in_commit: list[int] = []
+        #: Where each attempt of this drive runs: True here, False offered to the pool.
+        self.placed: dict[tuple[str, int], bool] = {}
 
     async def run(
         self, facts: list[ev.Event], *, resuming: bool = False, strict: bool = False
@@ -252,11 +255,12 @@ class Driver:
         if count:
             self.seq += len(events)
 
-    def spawn(self, coro: Coroutine[Any, Any, ev.Event | None]) -> None:
+    def spawn(self, coro: Coroutine[Any, Any, ev.Event | None]) -> asyncio.Task[Any]:
         self.order += 1
         work = asyncio.create_task(coro)
         self.work[work] = self.order
         work.add_done_callback(self.finished.put_nowait)
+        return work
 
     def perform(self, events: list[ev.Event], *, durable: bool) -> None:
         """Start what the events describe: the harmless at once, the rest once durable."""
@@ -269,7 +273,8 @@ class Driver:
                 dispatched: ev.TaskDispatched = event  # type: ignore[assignment]
                 spec = wf.agents[tasks[dispatched.task_id].agent]
                 side_effect = spec.side_effect
-                if self.exchange is not None:
+                if self.exchange is not None and not self.runs_here(dispatched, spec,
+                                                                    durable=durable):
                     # The pool reads the dispatch from the log: offered once durable.
                     if durable:
                         self.exchange.offer(TaskOffer(
@@ -279,7 +284,9 @@ class Driver:
                     if side_effect and self.state.forked_from is not None:
                         self.spawn(self.call_in_fork(dispatched))
                     else:
-                        self.spawn(self.call_agent(dispatched, self.orch.agent_slot(wf, spec)))
+                        call = self.spawn(self.call_agent(dispatched,
+                                                          self.orch.agent_slot(wf, spec)))
+                        self.orch.count_local(call)
             elif durable:
                 if kind is ev.TaskEscalated and wf.escalation_handler:
                     self.spawn(calls.ask_handler(
@@ -298,6 +305,27 @@ class Driver:
             self.ensure_pump()
 
     # -- the task exchange: attempts run by the pool ------------------------
+
+    def runs_here(self, dispatched: ev.TaskDispatched, spec: AgentSpec, *,
+                  durable: bool) -> bool:
+        """Whether this attempt runs in this process rather than being offered to the pool.
+
+        Decided once per attempt, when it could first start: here while this
+        worker has room (no exchange round trips for a small run), offered
+        once it is full (a wide fan-out spills over the pool). An agent with
+        pool-wide limits is always offered: its limits are counted at claim.
+        """
+        key = (dispatched.task_id, dispatched.attempt)
+        if key in self.placed:
+            return self.placed[key]
+        if spec.max_concurrent is not None or spec.per_minute is not None:
+            here = False
+        elif durable != (self.orch.durable_dispatch or spec.side_effect):
+            return False  # not yet its moment: decided when it may start
+        else:
+            here = self.orch.local_room()
+        self.placed[key] = here
+        return here
 
     def ensure_pump(self) -> None:
         """Keep one reader of the pool's facts while anything is offered or to answer."""

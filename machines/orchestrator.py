@@ -123,8 +123,16 @@ class Orchestrator:
         #: Told of every durable batch of events (:mod:`ledgerflow.machines.observers`).
         self.observers: list[RunObserver] = list(observers)
         self.spread_tasks = spread_tasks
-        #: Called when a driver of this orchestrator offered attempts to the pool.
+        #: Called when a driver of this orchestrator offered attempts to the pool,
+        #: and when it answered facts the pool posted (a worker wakes its executor).
         self.on_offer: Callable[[], None] | None = None
+        self.on_answer: Callable[[], None] | None = None
+        #: Attempts this orchestrator runs itself at most (None: no bound); with
+        #: ``spread_tasks`` the rest are offered to the pool (by default, all of
+        #: them; a Worker keeps its ``task_concurrency`` for its own runs first).
+        self.local_capacity: int | None = 0 if spread_tasks else None
+        self.local_running = 0
+        self.local_total = 0
         #: ``max_concurrent`` of each agent within this orchestrator, by (workflow, agent).
         self._agent_slots: dict[tuple[str, str], asyncio.Semaphore] = {}
         self.clock = clock
@@ -295,6 +303,26 @@ class Orchestrator:
         if slot is None:
             slot = self._agent_slots[key] = asyncio.Semaphore(spec.max_concurrent)
         return slot
+
+    def local_room(self) -> bool:
+        """Whether one more attempt may run in this process now."""
+        return self.local_capacity is None or self.local_running < self.local_capacity
+
+    def count_local(self, call: asyncio.Task[Any]) -> None:
+        """An attempt runs in this process until ``call`` is done (cancelled included)."""
+        self.local_running += 1
+        self.local_total += 1
+
+        def done(_: asyncio.Task[Any]) -> None:
+            self.local_running -= 1
+
+        call.add_done_callback(done)
+
+    def wake_exchange(self, run_id: str) -> None:
+        """A fact was posted for ``run_id``: if this orchestrator drives it, look now."""
+        slot = self._live.get(run_id)
+        if slot is not None and slot.driver is not None and slot.driver.exchange is not None:
+            slot.driver.exchange.wake.set()
 
     # -- the one prelude ----------------------------------------------------
 

@@ -68,9 +68,12 @@ class OwnerExchange:
     """One driven run's offers, outstanding remote attempts and answers to send."""
 
     def __init__(self, store: EventStore, run_id: str, *,
-                 on_offer: Callable[[], None] | None = None) -> None:
+                 on_offer: Callable[[], None] | None = None,
+                 on_answer: Callable[[], None] | None = None) -> None:
         self.store = store
+        #: Tell this process's executor at once (others find out by polling).
         self.on_offer = on_offer
+        self.on_answer = on_answer
         self.run_id = run_id
         #: Offers decided durable, not yet written, with the log position they refer to.
         self.to_offer: list[TaskOffer] = []
@@ -109,6 +112,8 @@ class OwnerExchange:
         if self.answers:
             answers, self.answers = self.answers, {}
             await self.store.answer_task_facts(self.run_id, answers, fence=fence)
+            if self.on_answer is not None:
+                self.on_answer()
 
     async def next_facts(self, fence: int | None) -> list[tuple[TaskFact, ev.Event | None]]:
         """Send what is pending, then wait for the next facts the pool posted."""

@@ -104,9 +104,13 @@ class TaskExecutor:
 
     def __init__(
         self, store: EventStore, workflows: dict[str, Workflow], *, owner: str, ttl_s: float,
-        clock: Callable[[], datetime],
+        clock: Callable[[], datetime], wake_owner: Callable[[str], None] | None = None,
     ) -> None:
         self.store = store
+        #: Tells an owner in this process that a fact of its run was posted.
+        self.wake_owner = wake_owner
+        #: Executors waiting for an answer, woken when this process's owners answer.
+        self.waiting: set[asyncio.Event] = set()
         self.workflows = workflows
         self.owner = owner
         self.ttl_s = ttl_s
@@ -126,6 +130,7 @@ class TaskExecutor:
             outcome = await self._outcome(claim)
             if outcome is not None:
                 await self.store.post_task_fact(claim, "outcome", ev.encode_event(outcome))
+                self.posted(claim.run_id)
         except TaskClaimLostError as exc:
             log.warning("Worker %s lost its claim on task %s attempt %d of run %s: %s",
                         self.owner, claim.task_id, claim.attempt, claim.run_id, exc)
@@ -176,6 +181,15 @@ class TaskExecutor:
             raise beat.exception()  # type: ignore[misc]
         return call.result()  # re-raises what ended the call
 
+    def posted(self, run_id: str) -> None:
+        if self.wake_owner is not None:
+            self.wake_owner(run_id)
+
+    def answered(self) -> None:
+        """Owners in this process answered facts: waiting steps look again now."""
+        for waiter in self.waiting:
+            waiter.set()
+
     async def _renew(self, claim: TaskClaim) -> None:
         while True:
             await asyncio.sleep(self.ttl_s / 3)
@@ -195,16 +209,26 @@ class _StepPoster:
 
     async def _posted(self, fact: ev.StepStarted | ev.StepRecorded) -> None:
         store, claim = self.executor.store, self.claim
+        nudged = asyncio.Event()
+        self.executor.waiting.add(nudged)
         try:
             fact_id = await store.post_task_fact(claim, "step", ev.encode_event(fact))
+            self.executor.posted(claim.run_id)
             delay = _FIRST_POLL_S
-            while (answer := await store.task_fact_answer(fact_id, claim)) is None:
-                await asyncio.sleep(delay)
+            while True:
+                nudged.clear()
+                answer = await store.task_fact_answer(fact_id, claim)
+                if answer is not None:
+                    break
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(nudged.wait(), delay)
                 delay = min(delay * 2, _MAX_POLL_S)
         except TaskClaimLostError as exc:
             raise AttemptClosedError(
                 f"Attempt {claim.attempt} of task '{claim.task_id}' is no longer this worker's "
                 f"({exc}); its step was not recorded.") from exc
+        finally:
+            self.executor.waiting.discard(nudged)
         if not answer:
             raise AttemptClosedError(
                 f"The owner of run '{claim.run_id}' refused step {fact.index} '{fact.name}' of "

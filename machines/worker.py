@@ -82,8 +82,10 @@ class WorkerStats:
     waiting: int = 0
     lost: int = 0
     failed: int = 0
-    #: Attempts this worker ran for the pool (of its own runs or others'), and claims lost.
+    #: Attempts this worker ran: of its own runs in its own process, or claimed from the
+    #: pool (of any run); and claims it lost.
     tasks: int = 0
+    tasks_claimed: int = 0
     tasks_lost: int = 0
 
 
@@ -129,7 +131,11 @@ class Worker:
         self.orch = Orchestrator(store, owner=self.worker_id, lease_ttl_s=lease_ttl_s,
                                  clock=clock, spread_tasks=spread_tasks, observers=observers)
         self.executor = TaskExecutor(store, self.workflows, owner=self.worker_id,
-                                     ttl_s=lease_ttl_s, clock=clock)
+                                     ttl_s=lease_ttl_s, clock=clock,
+                                     wake_owner=self.orch.wake_exchange)
+        self.orch.on_answer = self.executor.answered
+        # One budget of attempts per worker: its own runs' first, the pool's in what is left.
+        self.orch.local_capacity = task_concurrency
         #: Set when this worker's own drivers offer attempts: no need to wait for a poll.
         self._offered = asyncio.Event()
         self.orch.on_offer = self._offered.set
@@ -181,6 +187,7 @@ class Worker:
                 await beat
             with contextlib.suppress(Exception):
                 await self.store.unregister_worker(self.worker_id)
+            self.stats.tasks = self.stats.tasks_claimed + self.orch.local_total
         return self.stats
 
     async def _serve(self, *, until_idle: bool) -> None:
@@ -226,8 +233,8 @@ class Worker:
 
     async def _claim_tasks_that_fit(self, *, draining: bool = False) -> bool:
         """Claim offered attempts while there is room; whether none was left to claim."""
-        while len(self._running) < self.task_concurrency and (
-                draining or not self._stopping.is_set()):
+        while (len(self._running) + self.orch.local_running < self.task_concurrency
+               and (draining or not self._stopping.is_set())):
             claim = await self.executor.claim()
             if claim is None:
                 return True
@@ -250,7 +257,7 @@ class Worker:
                           self.worker_id, claim.task_id, claim.attempt, claim.run_id)
             kept = False
         if kept:
-            self.stats.tasks += 1
+            self.stats.tasks_claimed += 1
         else:
             self.stats.tasks_lost += 1
 

@@ -158,7 +158,8 @@ def stats_line(worker_id: str, stats: WorkerStats) -> str:
     """
     return (f"worker {worker_id} stopped: claimed {stats.claimed}, finished {stats.finished}, "
             f"waiting {stats.waiting}, lost {stats.lost}, failed {stats.failed}; "
-            f"tasks run {stats.tasks}, lost {stats.tasks_lost}")
+            f"tasks run {stats.tasks} ({stats.tasks_claimed} claimed from the pool), "
+            f"lost {stats.tasks_lost}")
 
 
 @click.command()

@@ -37,7 +37,7 @@ async def until(condition: Callable[[], Awaitable[bool]], what: str) -> None:
 async def test_tasks_of_one_run_run_on_two_workers_and_the_log_stays_one_chain(
     tmp_path: Path,
 ) -> None:
-    wf = workflow(wide(40), name="spread-wide")
+    wf = workflow(wide(40), name="spread-wide", max_concurrency=16)
 
     @wf.agent(input=SearchIn, output=SearchOut, name="search")
     async def search(inp: SearchIn, ctx: AgentContext) -> SearchOut:

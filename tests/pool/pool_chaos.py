@@ -88,12 +88,17 @@ class ChaosOutcome:
 
 async def run_chaos(
     url: str, sink: Sink, *, runs: int, base: Path, spawned: list[WorkerProcess],
+    options: tuple[str, ...] = (),
 ) -> ChaosOutcome:
-    """Submit ``runs`` runs, start three workers, kill one and pause another mid-way."""
+    """Submit ``runs`` runs, start three workers, kill one and pause another mid-way.
+
+    ``options`` go to every worker after the common ones (``--task-concurrency
+    1``: most attempts spill over the pool, so kills land in claimed attempts).
+    """
     await sink.create()
     workers = []
     for name in ("killed", "paused", "survivor"):
-        workers.append(await WorkerProcess.start(url, base / name, *WORKER_OPTIONS))
+        workers.append(await WorkerProcess.start(url, base / name, *WORKER_OPTIONS, *options))
         spawned.append(workers[-1])
     killed, paused, survivor = workers
     goal = PoolGoal(sink=sink.location, sink_schema=sink.schema, nap_s=0.03)

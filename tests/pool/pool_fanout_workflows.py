@@ -47,7 +47,8 @@ class Ran(BaseModel):
     pid: int
 
 
-fanout = Workflow("pool-fanout", goal=FanGoal)
+# Wider than one worker's task_concurrency, so the run spills over the pool.
+fanout = Workflow("pool-fanout", goal=FanGoal, max_concurrency=48)
 limited = Workflow("pool-limited", goal=FanGoal)
 _INPUTS = {"nap_s": "$goal.nap_s", "sink": "$goal.sink"}
 

@@ -70,3 +70,17 @@ async def test_pool_survives_a_kill_and_a_pause_on_one_sqlite_file(
                               spawned=spawned)
     print(report_numbers(outcome))
     assert_story_held(outcome, 30)
+
+
+async def test_pool_survives_a_kill_and_a_pause_with_attempts_spread_over_it_on_postgres(
+    pg: PgPlace, tmp_path: Path, spawned: list[WorkerProcess],
+) -> None:
+    # One attempt at a time per worker in its own process: the other attempts of the
+    # runs it drives are claimed by the other workers, and the kill and the pause land
+    # in claimed attempts too.
+    sink = Sink(pg.dsn, pg.sink_schema)
+    outcome = await run_chaos(pg.url, sink, runs=60, base=tmp_path, spawned=spawned,
+                              options=("--task-concurrency", "1"))
+    print(report_numbers(outcome))
+    assert_story_held(outcome, 60)
+    assert sum(s["tasks_claimed"] for s in outcome.stats) > 0
