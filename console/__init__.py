@@ -4,3 +4,9 @@
 self-contained file with no extra installed; ``ledgerflow ui`` serves the
 console (Starlette + uvicorn) from the same assets.
 """
+
+from ledgerflow.console.page import render_console, render_run_page
+from ledgerflow.console.page_data import page_document
+from ledgerflow.console.redaction import redact, redact_run_document
+
+__all__ = ["page_document", "redact", "redact_run_document", "render_console", "render_run_page"]

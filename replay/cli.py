@@ -16,7 +16,6 @@ from typing import Any
 
 import click
 
-from ledgerflow.console import ui_cli, view_cli
 from ledgerflow.machines import (
     Orchestrator,
     RunStatus,
@@ -58,7 +57,10 @@ def main() -> None:
     commands (runs, show, log, replay, verify, diff, workers) open the store
     read-only and never create one. The worker pool: submit queues a run,
     worker processes claim and drive queued runs, workers lists them, and
-    db upgrade migrates a store written by an older ledgerflow.
+    db upgrade migrates a store written by an older ledgerflow. To look at a
+    run: view writes its page as one HTML file, ui serves the web console
+    (runs, run pages, the escalation inbox), diagram draws the state machines
+    and a workflow's agents.
 
     \b
     Exit codes, one rule for every command:
@@ -203,8 +205,6 @@ audit.register(main)
 commands.register(main)
 rerun.register(main)
 pool_cli.register(main)
-ui_cli.register(main)
-view_cli.register(main)
 diagram.register(main)
 if __name__ == "__main__":
     main()

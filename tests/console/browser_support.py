@@ -30,7 +30,7 @@ import pytest
 from click.testing import CliRunner
 from playwright.sync_api import Browser, ConsoleMessage, Page, Request, sync_playwright
 
-from ledgerflow.replay.cli import main
+from ledgerflow.console.cli import main
 
 __all__ = ["ARGS", "SCREENSHOTS", "Watched", "artefact_dir", "browser", "chromium_path",
            "in_thread", "replay_states", "set_seq", "shown_states"]

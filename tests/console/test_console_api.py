@@ -22,10 +22,10 @@ import pytest
 from click.testing import CliRunner
 from console_server import DemoRuns, call, last_seq, make_demo, serving
 
+from ledgerflow.console.cli import main
 from ledgerflow.eventstore import open_store
 from ledgerflow.examples import travel, travel_unreviewed
 from ledgerflow.machines import Orchestrator, Worker, idempotency_key
-from ledgerflow.replay.cli import main
 
 PG_DSN = os.environ.get("LEDGERFLOW_TEST_PG_DSN", "")
 

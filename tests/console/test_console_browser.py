@@ -29,10 +29,10 @@ from click.testing import CliRunner
 from console_server import DemoRuns, last_seq, make_demo, serving
 from playwright.sync_api import Browser
 
+from ledgerflow.console.cli import main
 from ledgerflow.eventstore import Envelope, open_store
 from ledgerflow.examples import travel
 from ledgerflow.machines import idempotency_key
-from ledgerflow.replay.cli import main
 from ledgerflow.replay.timeline import decision_log
 
 

@@ -20,6 +20,7 @@ from click.testing import CliRunner
 from console_server import DemoRuns, make_demo
 from pydantic import BaseModel, Field, SecretStr
 
+from ledgerflow.console.cli import main
 from ledgerflow.console.page import SCRIPTS, render_console, render_run_page, script_json
 from ledgerflow.console.page_data import build_page_document, page_document, task_depths
 from ledgerflow.console.redaction import (
@@ -32,7 +33,6 @@ from ledgerflow.console.redaction import (
 from ledgerflow.eventstore import Envelope, open_store
 from ledgerflow.examples import travel
 from ledgerflow.machines import AgentContext, Workflow
-from ledgerflow.replay.cli import main
 from ledgerflow.replay.timeline import decision_log, rebuild
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -326,7 +326,7 @@ def test_view_needs_no_ui_extra(demo: tuple[Path, DemoRuns], tmp_path: Path) -> 
     out = tmp_path / "run.html"
     # starlette and uvicorn made unimportable, as without the [ui] extra.
     code = ("import sys; sys.modules['starlette'] = None; sys.modules['uvicorn'] = None\n"
-            "from ledgerflow.replay.cli import main\n"
+            "from ledgerflow.console.cli import main\n"
             f"main(['view', {runs.completed!r}, '--out', {str(out)!r}, '--db', {str(db)!r}])")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120, check=False)

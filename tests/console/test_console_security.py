@@ -29,11 +29,11 @@ from console_server import (
 from pydantic import BaseModel, Field, SecretStr
 
 from ledgerflow.console import ui_cli
+from ledgerflow.console.cli import main
 from ledgerflow.console.security import CSP, allowed_hosts, check_bind, is_loopback
 from ledgerflow.contracts import Plan, Task
 from ledgerflow.eventstore import open_store
 from ledgerflow.machines import AgentContext, Orchestrator, Workflow
-from ledgerflow.replay.cli import main
 
 TOKEN = "t0k3n-for-tests"
 
@@ -238,7 +238,7 @@ def test_without_the_extra_ui_says_what_to_install(
 
 
 def test_the_cli_never_imports_the_asgi_stack_until_ui_runs() -> None:
-    code = ("import sys, ledgerflow, ledgerflow.replay.cli; "
+    code = ("import sys, ledgerflow, ledgerflow.console.cli; "
             "bad = [m for m in ('starlette', 'uvicorn') if m in sys.modules]; "
             "sys.exit(f'imported {bad}' if bad else 0)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -279,7 +279,7 @@ def test_ledgerflow_ui_prints_its_url_takes_the_env_token_and_stops_on_ctrl_c(
         db: Path, demo: DemoRuns) -> None:
     env = {**os.environ, "LEDGERFLOW_UI_TOKEN": TOKEN}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ledgerflow.replay.cli", "ui", "--port", "0", "--db", str(db)],
+        [sys.executable, "-m", "ledgerflow.console.cli", "ui", "--port", "0", "--db", str(db)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         line = _read_line(proc, time.monotonic() + 60)

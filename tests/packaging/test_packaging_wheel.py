@@ -80,6 +80,6 @@ def test_wheel_declares_the_console_script_and_the_workflow_entry_points(
 ) -> None:
     entry_points = configparser.ConfigParser()
     entry_points.read_string(dist_info_text(built_wheel, "entry_points.txt"))
-    assert dict(entry_points["console_scripts"]) == {"ledgerflow": "ledgerflow.replay.cli:main"}
+    assert dict(entry_points["console_scripts"]) == {"ledgerflow": "ledgerflow.console.cli:main"}
     # The bundled examples claim no workflow name in a user's installation.
     assert not entry_points.has_section("ledgerflow.workflows")
