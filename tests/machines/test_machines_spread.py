@@ -236,3 +236,32 @@ async def test_attempts_beyond_an_agents_rate_wait_offered_not_failed(tmp_path: 
     assert all(row.claimed_by is None for row in waiting)
     assert "AgentFailed" not in types
     assert "TaskEscalated" not in types
+
+
+async def test_the_fanout_example_spreads_over_two_workers_within_its_limit(
+    tmp_path: Path,
+) -> None:
+    from ledgerflow.examples.fanout import Corpus  # noqa: PLC0415
+    from ledgerflow.examples.fanout import wf as fanout  # noqa: PLC0415
+
+    db = tmp_path / "runs.db"
+    async with open_store(db) as one, open_store(db) as two:
+        run_id = await Orchestrator(one).submit(fanout, Corpus(documents=30, nap_s=0.01))
+        workers = [Worker(one, [fanout], poll_s=0.02, task_concurrency=4),
+                   Worker(two, [fanout], poll_s=0.02, task_concurrency=4)]
+        serving = [asyncio.create_task(w.run()) for w in workers]
+
+        async def completed() -> bool:
+            summary = await one.run(run_id)
+            return summary is not None and summary.status == "completed"
+
+        await until(completed, "the fan-out to complete")
+        for worker in workers:
+            worker.stop()
+        await asyncio.gather(*serving)
+        state = await load_run_state(one, run_id)
+    scores = {t.id: t.output for t in state.tasks.values() if t.id.startswith("score_")}
+    assert len(scores) == 30
+    best = sorted(range(30), key=lambda i: -((i * 7919) % 101 / 100))[:5]
+    assert state.tasks["rank"].output == {"best": best}
+    assert all(w.stats.tasks_claimed > 0 for w in workers)  # every score was offered
