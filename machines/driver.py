@@ -366,7 +366,7 @@ class Driver:
             return await calls.call_agent(
                 self.wf, self.state, dispatched,
                 journal=self.journal(dispatched.task_id, dispatched.attempt),
-                max_event_bytes=self.orch.store.max_event_bytes)
+                max_event_bytes=self.orch.store.max_event_bytes, slots=self.orch.slots)
 
     def call_planner(self) -> Coroutine[Any, Any, ev.Event]:
         return calls.call_planner(self.wf, self.state, journal=self.journal(PLANNER, 1),

@@ -39,6 +39,7 @@ from ledgerflow.machines.errors import (
     WorkflowDefinitionError,
 )
 from ledgerflow.machines.evolve import evolve
+from ledgerflow.machines.flow_slots import PoolSlots
 from ledgerflow.machines.fsm import RunStatus
 from ledgerflow.machines.leasing import hold_lease, new_owner
 from ledgerflow.machines.loader import load_workflow
@@ -133,6 +134,8 @@ class Orchestrator:
         self.local_capacity: int | None = 0 if spread_tasks else None
         self.local_running = 0
         self.local_total = 0
+        #: The pool's slots (set by a Worker): limits inside agents hold pool-wide.
+        self.slots: PoolSlots | None = None
         #: ``max_concurrent`` of each agent within this orchestrator, by (workflow, agent).
         self._agent_slots: dict[tuple[str, str], asyncio.Semaphore] = {}
         self.clock = clock

@@ -136,6 +136,7 @@ class Worker:
         self.orch.on_answer = self.executor.answered
         # One budget of attempts per worker: its own runs' first, the pool's in what is left.
         self.orch.local_capacity = task_concurrency
+        self.orch.slots = self.executor.slots
         #: Set when this worker's own drivers offer attempts: no need to wait for a poll.
         self._offered = asyncio.Event()
         self.orch.on_offer = self._offered.set
