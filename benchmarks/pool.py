@@ -46,12 +46,13 @@ LABELS = {"ledgerflow-pg": "ledgerflow, PostgreSQL",
           "dbos-pg": "DBOS queues, PostgreSQL"}
 
 
-def measure(system: str, workers: int, workload: str, n: int, k: int,
+def measure(system: str, workers: int, workload: str, n: int, k: int, task_concurrency: int,
             args: argparse.Namespace) -> dict[str, Any]:
     """One measurement in a fresh subprocess; its JSON, or ``{"error": ...}``."""
     cmd = [sys.executable, "-m", "benchmarks.pool_measure", "--system", system,
            "--workers", str(workers), "--workload", workload, "--n", str(n), "--k", str(k),
-           "--concurrency", str(args.concurrency), "--dbos-poll", str(args.dbos_poll)]
+           "--concurrency", str(args.concurrency), "--dbos-poll", str(args.dbos_poll),
+           "--task-concurrency", str(task_concurrency)]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False, timeout=600)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     if proc.returncode != 0 or not lines:
@@ -120,10 +121,13 @@ def main() -> None:
     rounds = args.runs or (1 if args.quick else 3)
     sizes = {"noop": 40, "sleep": 20} if args.quick else {"noop": 200, "sleep": 100}
     # scenario -> (workload, runs, tasks per run): many small runs, then one wide run.
-    scenarios = {"noop": ("noop", sizes["noop"], args.k),
-                 "sleep": ("sleep", sizes["sleep"], args.k),
-                 "fan-out sleep": ("sleep", 1, args.fanout),
-                 "fan-out cpu": ("cpu", 1, args.fanout)}
+    # The last item is a ledgerflow worker's task_concurrency: room for I/O-bound
+    # agents, one at a time for CPU-bound ones (so the owner, its loop busy
+    # computing, leaves the rest to the pool), as a user would set it.
+    scenarios = {"noop": ("noop", sizes["noop"], args.k, 64),
+                 "sleep": ("sleep", sizes["sleep"], args.k, 64),
+                 "fan-out sleep": ("sleep", 1, args.fanout, 64),
+                 "fan-out cpu": ("cpu", 1, args.fanout, 1)}
     systems = [s for s in args.only.split(",") if s]
     unknown = set(systems) - set(SYSTEMS)
     if unknown:
@@ -143,8 +147,8 @@ def main() -> None:
     began = time.perf_counter()
     for rnd in range(rounds):
         for system, scenario, workers in keys:
-            workload, n, k = scenarios[scenario]
-            r = measure(system, workers, workload, n, k, args)
+            workload, n, k, task_concurrency = scenarios[scenario]
+            r = measure(system, workers, workload, n, k, task_concurrency, args)
             runs[(system, scenario, workers)].append(r)
             shown = r.get("error") or f"{r['runs_per_s']:,.0f} runs/s"
             print(f"round {rnd + 1}/{rounds}: {system} {scenario} x{workers}: {shown}",
@@ -159,7 +163,8 @@ def main() -> None:
             f"{args.concurrency} runs per worker (ledgerflow `Worker(concurrency=)`, DBOS "
             f"`worker_concurrency`); DBOS queue polling_interval_sec = {args.dbos_poll:g}; "
             f"ledgerflow worker poll_s = 1 (LISTEN/NOTIFY on PostgreSQL), task_concurrency "
-            f"16 attempts per worker, a run's max_concurrency 64; --no-spread: each "
+            f"64 attempts per worker (fan-out cpu: 1), a run's max_concurrency 64; "
+            f"--no-spread: each "
             f"run's attempts run in the worker that drives it. Timed from every "
             f"worker process ready to the last run terminal. "
             f"Took {time.perf_counter() - began:.0f} s.")

@@ -119,7 +119,7 @@ async def _drop_schema(schema: str) -> None:
 
 def run_ledgerflow(backend: str, workers: int, workload: str, n: int, k: int,
                    concurrency: int, directory: str | None = None, *,
-                   spread: bool = True) -> Result:
+                   spread: bool = True, task_concurrency: int = 32) -> Result:
     """Ledgerflow on ``backend`` (``pg`` or ``sqlite``) with ``workers`` worker processes.
 
     ``spread``: the workers offer the attempts of the runs they drive to the
@@ -131,7 +131,8 @@ def run_ledgerflow(backend: str, workers: int, workload: str, n: int, k: int,
         submit_s = asyncio.run(_submit(db, workload, n, k))
         procs = [_spawn("benchmarks.pool_worker", "--db", db, "--workload", workload,
                         "--concurrency", str(concurrency),
-                        "--spread" if spread else "--no-spread") for _ in range(workers)]
+                        "--spread" if spread else "--no-spread",
+                        "--task-concurrency", str(task_concurrency)) for _ in range(workers)]
         started = _start(procs)
         stats = [_finish(proc) for proc in procs]
         completed, events, last = asyncio.run(_ledgerflow_outcome(db, workload))
@@ -210,7 +211,8 @@ def _result(system: str, workload: str, workers: int, n: int, k: int, concurrenc
 
 
 def run(system: str, workers: int, workload: str, n: int, *, k: int = 4, concurrency: int = 8,
-        dbos_poll_s: float = 0.05, directory: str | None = None) -> Result:
+        dbos_poll_s: float = 0.05, directory: str | None = None,
+        task_concurrency: int = 32) -> Result:
     """One measurement of ``system`` (see :data:`SYSTEMS`); its result as a dict.
 
     Example::
@@ -223,7 +225,8 @@ def run(system: str, workers: int, workload: str, n: int, *, k: int = 4, concurr
     if system.startswith("ledgerflow-"):
         backend = system.removeprefix("ledgerflow-").removesuffix("-local")
         return run_ledgerflow(backend, workers, workload, n, k, concurrency, directory,
-                              spread=not system.endswith("-local"))
+                              spread=not system.endswith("-local"),
+                              task_concurrency=task_concurrency)
     raise SystemExit(f"Unknown system {system!r}; choose one of {', '.join(SYSTEMS)}.")
 
 
@@ -238,9 +241,12 @@ def main() -> None:
     parser.add_argument("--dbos-poll", type=float, default=0.05,
                         help="DBOS queue polling_interval_sec")
     parser.add_argument("--dir", default=None, help="folder for the SQLite file")
+    parser.add_argument("--task-concurrency", type=int, default=32,
+                        help="a ledgerflow worker's task_concurrency")
     args = parser.parse_args()
     out = run(args.system, args.workers, args.workload, args.n, k=args.k,
-              concurrency=args.concurrency, dbos_poll_s=args.dbos_poll, directory=args.dir)
+              concurrency=args.concurrency, dbos_poll_s=args.dbos_poll, directory=args.dir,
+              task_concurrency=args.task_concurrency)
     print(json.dumps(out))
 
 

@@ -55,7 +55,7 @@ def main() -> None:
     parser.add_argument("--poll", type=float, default=1.0, help="the worker's poll_s")
     parser.add_argument("--spread", action=argparse.BooleanOptionalAction, default=True,
                         help="offer attempts to the pool (--no-spread: run them in the owner)")
-    parser.add_argument("--task-concurrency", type=int, default=16)
+    parser.add_argument("--task-concurrency", type=int, default=32)
     args = parser.parse_args()
     out = asyncio.run(serve(args.db, args.workload, args.concurrency, args.poll,
                             spread=args.spread, task_concurrency=args.task_concurrency))

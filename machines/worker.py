@@ -104,7 +104,7 @@ class Worker:
         worker_id: str | None = None,
         clock: Callable[[], datetime] = utcnow,
         spread_tasks: bool = True,
-        task_concurrency: int = 16,
+        task_concurrency: int = 32,
         observers: Sequence[RunObserver] = (),
     ) -> None:
         if not workflows:
