@@ -30,10 +30,11 @@ from ledgerflow.eventstore import NewEvent, TaskFact, TaskOffer
 from ledgerflow.machines import calls
 from ledgerflow.machines import events as ev
 from ledgerflow.machines.decide import advance
+from ledgerflow.machines.driver_forks import ForkRecovery
 from ledgerflow.machines.errors import AttemptClosedError, ResolutionError
 from ledgerflow.machines.fsm import RunStatus, TaskStatus
 from ledgerflow.machines.observers import tell_observers
-from ledgerflow.machines.origin import OriginIndex, index_origin, origin_of, reuse_for
+from ledgerflow.machines.origin import OriginIndex
 from ledgerflow.machines.results import RunResult
 from ledgerflow.machines.state import RunState
 from ledgerflow.machines.step_rules import PLANNER
@@ -53,7 +54,7 @@ async def _const(fact: ev.Event) -> ev.Event:
     return fact
 
 
-class Driver:
+class Driver(ForkRecovery):
     """One run being driven: its state, its log position, its in-flight work."""
 
     def __init__(self, orch: Orchestrator, wf: Workflow, state: RunState, seq: int) -> None:
@@ -103,6 +104,12 @@ class Driver:
         try:
             if resuming and self.state.forked_from is not None:
                 facts = await self.recovered_from_origin() + facts
+            if resuming and self.exchange is not None:
+                # An attempt a live worker of the pool may still be running (its owner
+                # died, not it) is offered again, never started here a second time:
+                # the re-offer keeps that worker's claim, and its facts come to us.
+                for row in await self.orch.store.task_exchange(self.state.run_id):
+                    self.placed[(row.task_id, row.attempt)] = False
             self.queue(self.decide(facts, strict=strict))
             if resuming:
                 self.rearm(logged_escalations, was_planning=was_planning)
@@ -417,71 +424,6 @@ class Driver:
             # A cancel of this task that landed during the clean-up above was
             # swallowed with the work's own: deliver it.
             raise asyncio.CancelledError
-
-    # -- forks: never repeat what the origin already did ---------------------
-
-    async def origin(self) -> OriginIndex:
-        """The fork's origin chain, read and indexed once per drive.
-
-        A fork of a fork shares its key base with every run up the chain, and
-        any of them may have performed a side effect this fork's copy does not
-        show: the direct origin after the fork point, its own origin after the
-        earlier of the two points, and so on up to a run that is no fork.
-        """
-        if self._origin is None:
-            assert self.state.forked_from is not None
-            origin_id, at_seq = self.state.forked_from
-            index = OriginIndex(origin_id, at_seq)
-            seen = {self.state.run_id}
-            cut: int = at_seq
-            next_: tuple[str, int] | None = (origin_id, at_seq)
-            while next_ is not None and next_[0] not in seen:
-                run_id, point = next_
-                seen.add(run_id)
-                # Only the first `cut` events of this run are in the fork's copy.
-                cut = min(cut, point)
-                log_ = [(env.seq, ev.decode_logged(env.data, env.seq, run_id))
-                        async for env in self.orch.store.read(run_id)]
-                index_origin(run_id, log_, after_seq=cut, into=index)
-                next_ = origin_of(log_)
-            self._origin = index
-        return self._origin
-
-    async def call_in_fork(self, dispatched: ev.TaskDispatched) -> ev.Event:
-        """A fork's side effect: the origin's outcome if it already acted, else the agent."""
-        spec = self.wf.spec(self.state.tasks[dispatched.task_id].agent)
-        fact = reuse_for(await self.origin(), dispatched,
-                         repeat=self.state.repeat_side_effects, idempotent=spec.idempotent)
-        if fact is not None:
-            return fact
-        return await calls.call_agent(self.wf, self.state, dispatched,
-                                      journal=self.journal(dispatched.task_id,
-                                                           dispatched.attempt),
-                                      max_event_bytes=self.orch.store.max_event_bytes)
-
-    async def recovered_from_origin(self) -> list[ev.Event]:
-        """Outcomes the origin recorded for a fork's copied, open side-effect attempts.
-
-        A fork made between a dispatch and its outcome copies an attempt with
-        no outcome; the origin knows it, so resuming the fork must not call it
-        "outcome unknown after crash" (nor perform it again).
-        """
-        open_attempts = [t for t in self.state.tasks.values() if t.outstanding
-                         and self.wf.agents[t.agent].side_effect and t.input is not None]
-        if not open_attempts:
-            return []
-        index = await self.origin()
-        facts: list[ev.Event] = []
-        for task in open_attempts:
-            dispatched = ev.TaskDispatched(
-                task_id=task.id, attempt=task.attempt, input=task.input or {},
-                idempotency_key=task.idempotency_key or "", timeout_s=0.0)
-            # An outcome unknown to the origin too is left to RunResumed, as after a crash.
-            fact = reuse_for(index, dispatched, repeat=self.state.repeat_side_effects,
-                             idempotent=True)
-            if fact is not None:
-                facts.append(fact)
-        return facts
 
     def result(self) -> RunResult:
         state = self.state
