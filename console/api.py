@@ -32,7 +32,7 @@ import msgspec
 
 from ledgerflow.errors import LedgerflowError
 from ledgerflow.eventstore import Envelope, EventStore
-from ledgerflow.machines import RunNotFoundError, RunState, RunStatus, Workflow, steps_of
+from ledgerflow.machines import RunNotFoundError, RunState, RunStatus, Workflow
 from ledgerflow.machines.events import PlanAccepted, RunStarted, RunSubmitted
 from ledgerflow.replay import audit, documents
 from ledgerflow.replay.errors import RunIdAmbiguousError
@@ -52,7 +52,6 @@ __all__ = [
     "output_schema",
     "page_document",
     "read_run",
-    "replay_json",
     "run_document",
     "runs_document",
 ]
@@ -177,19 +176,6 @@ async def runs_document(store: EventStore, *, status: str | None = None,
     return json_ready(documents.runs_document(found, reasons))  # type: ignore[no-any-return]
 
 
-def replay_json(run_id: str, envs: Sequence[Envelope], to: int | None = None) -> dict[str, Any]:
-    """The ``replay RUN [--to SEQ] --json`` document, built as that command builds it.
-
-    Example::
-
-        doc = replay_json(run_id, await store.read_all(run_id), to=12)
-    """
-    state = rebuild(run_id, envs, at=to)
-    steps = steps_of((env.seq, event) for env, event in decode_log(run_id, envs)
-                     if to is None or env.seq <= to)
-    return json_ready({**state.to_dict(), **documents.steps_documents(state, steps)})  # type: ignore[no-any-return]
-
-
 async def run_document(store: EventStore, run_id: str, book: WorkflowBook, *,
                        to: str | None = None) -> dict[str, Any]:
     """``GET /api/runs/{id}?to=SEQ``: the ``replay RUN --json`` document, secrets masked.
@@ -202,7 +188,7 @@ async def run_document(store: EventStore, run_id: str, book: WorkflowBook, *,
     rid, envs = await read_run(store, run_id)
     last = envs[-1].seq
     at = _int_param(to, "to", default=last, low=1, high=last) if to else None
-    doc = replay_json(rid, envs, at)
+    doc = documents.replay_document(rid, envs, at)
     state = rebuild(rid, envs[:1])  # the workflow's name and ref are in the first event
     return _redaction().redact_run_document(doc, book.for_state(state))  # type: ignore[no-any-return]
 

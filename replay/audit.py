@@ -9,8 +9,10 @@ or reasons. Registered on the ``ledgerflow`` group by
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 import click
@@ -18,7 +20,7 @@ import msgspec
 
 from ledgerflow.eventstore import EventStore, RunSummary
 from ledgerflow.machines import RunNotFoundError, RunStatus, decode_event, steps_of
-from ledgerflow.machines.events import RunResumed
+from ledgerflow.machines.events import RunResumed, StepRecorded, StepStarted
 from ledgerflow.replay import documents, render, step_view
 from ledgerflow.replay.cli_support import (
     db_option,
@@ -27,10 +29,12 @@ from ledgerflow.replay.cli_support import (
     open_for_reading,
     run_async,
 )
+from ledgerflow.replay.progress import EXIT_INTERRUPTED
 from ledgerflow.replay.runids import resolve_run_id
 from ledgerflow.replay.timeline import LogRow, decision_log, rebuild
 
-__all__ = ["CSV_COLUMNS", "register"]
+__all__ = ["CSV_COLUMNS", "FOLLOW_POLL_S", "LogFollower", "follow_log", "print_log",
+           "register"]
 
 #: The columns of ``log --format csv``: ``data`` is the event's stored JSON;
 #: ``step`` is a journaled step's one-line summary (empty on other events).
@@ -175,17 +179,22 @@ def show(*, run_id: str, as_json: bool, db: str) -> None:
     out.print(render.log_table(rows, title="timeline", notes=step_view.step_notes(rows, steps)))
 
 
-def print_log(rows: list[LogRow], fmt: str) -> None:
+def print_log(rows: list[LogRow], fmt: str, *, header: bool = True) -> None:
     """Print the decision log as a table, JSON lines (with hashes) or CSV (with data).
 
     A row that records a journaled step says what the step did: in the
     table's reason column, the csv's ``step`` column, and a ``step`` object
     (the keys of ``show --json``'s steps) beside the full event in jsonl.
+    ``header=False`` prints more rows of a log already begun (``--follow``):
+    no csv header, no table header.
     """
     steps = steps_of((row.seq, row.event) for row in rows)
     notes = step_view.step_notes(rows, steps)
     if fmt == "table":
-        render.console().print(render.log_table(rows, notes=notes))
+        table = render.log_table(rows, notes=notes)
+        if not header:
+            table.show_header = False
+        render.console().print(table)
     elif fmt == "jsonl":
         encode = msgspec.json.Encoder().encode
         views = step_view.views_by_row(rows, steps)
@@ -196,11 +205,100 @@ def print_log(rows: list[LogRow], fmt: str) -> None:
             click.echo(encode(doc).decode())
     else:
         writer = csv.writer(sys.stdout, lineterminator="\n")
-        writer.writerow(CSV_COLUMNS)
+        if header:
+            writer.writerow(CSV_COLUMNS)
         for row in rows:
             writer.writerow([row.seq, row.at.isoformat(), row.type, row.machine, row.trigger,
                              row.src, row.dst, row.reason, row.raw.decode(), row.prev_hash,
                              row.hash, notes.get(row.seq, "")])
+
+
+#: How often ``log --follow`` reads the store for new events.
+FOLLOW_POLL_S = 0.2
+#: Where a followed run stops changing: ``log --follow`` prints the rest and exits.
+_OVER = frozenset({RunStatus.COMPLETED.value, RunStatus.FAILED.value,
+                   RunStatus.CANCELLED.value})
+_SETTLED = _OVER | {RunStatus.WAITING.value}
+
+
+class LogFollower:
+    """The rows of a followed log, printed as they come, as ``log`` prints them afterwards.
+
+    A side effect's ``StepStarted`` row (and every row after it) is held
+    until the step's ``StepRecorded`` comes, so that each row is printed
+    once, as the whole log shows it (``log`` joins the two); rows held when
+    the run settles (waiting, or over: an outcome that is unknown stays so)
+    or the follow stops are printed as they stand.
+
+    Example::
+
+        follower = LogFollower("jsonl")
+        follower.add(decision_log(new_envelopes))
+    """
+
+    def __init__(self, fmt: str) -> None:
+        self.fmt = fmt
+        #: The run's status, from the last run move seen ("" before any).
+        self.status = ""
+        self._held: list[LogRow] = []
+        self._open: set[tuple[str, int, int]] = set()
+        self._printed = False
+
+    @property
+    def over(self) -> bool:
+        """Whether the run is completed, failed or cancelled."""
+        return self.status in _OVER
+
+    def add(self, rows: Sequence[LogRow]) -> None:
+        """Take new rows (in seq order); print those no later row can change."""
+        for row in rows:
+            event = row.event
+            if isinstance(event, StepStarted):
+                self._open.add((event.task_id, event.attempt, event.index))
+            elif isinstance(event, StepRecorded):
+                self._open.discard((event.task_id, event.attempt, event.index))
+            if row.machine == "run" and row.dst:
+                self.status = row.dst
+            self._held.append(row)
+        if not self._open or self.status in _SETTLED:
+            self.flush()
+
+    def flush(self) -> None:
+        """Print every row held, as it stands."""
+        if self._held:
+            rows, self._held = self._held, []
+            self._open.clear()
+            print_log(rows, self.fmt, header=not self._printed)
+            self._printed = True
+            sys.stdout.flush()  # a pipe (| jq) sees each batch as it comes
+
+
+async def follow_log(store: EventStore, run_id: str, fmt: str, *,
+                     poll_s: float = FOLLOW_POLL_S) -> None:
+    """Print ``run_id``'s log, then its new events as they are appended, until it is over.
+
+    A waiting run is followed on (a resolution continues it). Cancelled (Ctrl-C), it
+    prints what it holds and returns quietly.
+
+    Example::
+
+        await follow_log(store, "7b749a99864c", "jsonl")
+    """
+    follower = LogFollower(fmt)
+    last = 0
+    try:
+        while True:
+            envs = [env async for env in store.read(run_id, after=last)]
+            if envs:
+                last = envs[-1].seq
+                follower.add(decision_log(envs))
+            elif not last:
+                raise RunNotFoundError(run_id)
+            if follower.over:
+                return
+            await asyncio.sleep(poll_s)
+    finally:
+        follower.flush()
 
 
 @click.command("log")
@@ -212,14 +310,19 @@ def print_log(rows: list[LogRow], fmt: str) -> None:
                    "journaled step a step object (its kind, model or tool, tokens, cost, "
                    "outcome); csv: the same columns, data as JSON text, then step (a one-line "
                    "summary of a journaled step).")
+@click.option("--follow", "-f", "follow", is_flag=True,
+              help="Print the events so far, then each new one as it is appended (the store "
+                   f"is read every {FOLLOW_POLL_S:g}s), until the run is completed, failed or "
+                   "cancelled; a waiting run is followed on. Ctrl-C stops (exit 130).")
 @db_option
 @friendly
-def log_cmd(*, run_id: str, fmt: str, db: str) -> None:
+def log_cmd(*, run_id: str, fmt: str, follow: bool, db: str) -> None:
     """The decision log of a run: every event, its move and its reason.
 
     A journaled step's event (StepStarted, StepRecorded) comes under its
     task's TaskDispatched and shows the step's attempt, index, name, kind,
     model or tool, usage and outcome, its request and result cut short.
+    With --follow the lines printed are the ones `log` prints afterwards.
     """
 
     async def go() -> list[LogRow]:
@@ -230,4 +333,14 @@ def log_cmd(*, run_id: str, fmt: str, db: str) -> None:
                 raise RunNotFoundError(rid)
             return decision_log(envs)
 
-    print_log(run_async(go()), fmt)
+    async def tail() -> None:
+        async with open_for_reading(db) as store:
+            await follow_log(store, await resolve_run_id(store, run_id), fmt)
+
+    if not follow:
+        print_log(run_async(go()), fmt)
+        return
+    try:
+        run_async(tail())
+    except KeyboardInterrupt:
+        sys.exit(EXIT_INTERRUPTED)

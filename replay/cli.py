@@ -37,6 +37,7 @@ from ledgerflow.replay.cli_support import (
     workflow_ref,
 )
 from ledgerflow.replay.jsonargs import parse_json_arg
+from ledgerflow.replay.progress import RunProgress, drive_or_hint, run_progress
 from ledgerflow.replay.runids import resolve_run_id
 from ledgerflow.replay.timeline import decision_log
 
@@ -124,11 +125,14 @@ def run_cmd(*, workflow: str, goal: str, db: str) -> None:
     if not isinstance(goal_doc, dict):
         raise click.BadParameter("must be a JSON object.", param_hint="--goal")
 
-    async def go() -> Any:
+    async def go(progress: RunProgress) -> Any:
         async with open_or_create(db) as store:
-            return await Orchestrator(store).start(wf, goal_doc)
+            return await Orchestrator(store, observers=[progress]).start(wf, goal_doc)
 
-    run = run_async(go())
+    # The run's id is on stderr as soon as its first event is durable (before
+    # planning); stdout keeps its status line and hints, for scripts.
+    with run_progress(None) as progress:
+        run = drive_or_hint(progress, go(progress), db)
     click.echo(status_line(run.run_id, run.status,
                            run.reason or f"see {with_db(f'ledgerflow show {run.run_id}', db)}"))
     if run.status == RunStatus.WAITING:

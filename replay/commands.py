@@ -21,8 +21,8 @@ from ledgerflow.machines import (
     RunNotFoundError,
     Workflow,
     WorkflowDefinitionError,
+    load_run_state,
     load_workflow,
-    steps_of,
 )
 from ledgerflow.machines.events import RunStarted, RunSubmitted
 from ledgerflow.replay import documents, render, step_view
@@ -43,6 +43,7 @@ from ledgerflow.replay.cli_support import (
 from ledgerflow.replay.diff import diff_runs
 from ledgerflow.replay.errors import SeqPastEndError
 from ledgerflow.replay.fork import fork_run
+from ledgerflow.replay.progress import RunProgress, drive_or_hint, run_progress
 from ledgerflow.replay.runids import resolve_run_id
 from ledgerflow.replay.stepper import step_through
 from ledgerflow.replay.timeline import decode_log, rebuild
@@ -93,13 +94,10 @@ def replay(*, run_id: str, to: int | None, step: bool, as_json: bool, db: str) -
     if step:
         step_through(rid, envs, start=to or 1, as_json=as_json)
         return
-    state = rebuild(rid, envs, at=to)
-    steps = steps_of((env.seq, event) for env, event in decode_log(rid, envs)
-                     if to is None or env.seq <= to)
     if as_json:
-        doc = {**state.to_dict(), **documents.steps_documents(state, steps)}
-        click.echo(json.dumps(doc, indent=2, default=str))
+        click.echo(json.dumps(documents.replay_document(rid, envs, to), indent=2))
         return
+    state, steps = documents.replay_view(rid, envs, to)
     click.echo(f"run {rid} after seq {state.seq} of {last}: {state.status.value}"
                + (f" — {one_line(state.reason)}" if state.reason else ""))
     click.echo(f"budget: retries {state.retries_used}/{state.max_retries}, tokens {state.tokens}, "
@@ -207,13 +205,17 @@ def resume(*, run_id: str, workflow: str | None, wait: float | None, db: str) ->
     """Continue RUN after a crash, a kill or an escalation, doing nothing twice."""
     wf = load_workflow(workflow) if workflow else None
 
-    async def go() -> Any:
+    async def go(progress: RunProgress) -> Any:
         async with open_existing(db) as store:
             rid = await resolve_run_id(store, run_id)
             async with naming_bad_events(store, rid):
-                return await Orchestrator(store, lease_wait_s=wait or 0.0).resume(rid, wf)
+                # Loaded first, to name the run and count from where it stands.
+                progress.resuming(await load_run_state(store, rid))
+                return await Orchestrator(store, lease_wait_s=wait or 0.0,
+                                          observers=[progress]).resume(rid, wf)
 
-    run = run_async(go())
+    with run_progress(None) as progress:
+        run = drive_or_hint(progress, go(progress), db)
     click.echo(status_line(run.run_id, run.status, run.reason))
     for hint in waiting_hints(run.run_id, run.escalations, db):
         click.echo(hint)

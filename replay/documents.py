@@ -23,6 +23,11 @@ null when no worker drives it.
                 "seq", "request_summary", "result_summary"}, ...],
      "step_totals": {"steps", "llm_calls", "tool_calls", "tokens", "cost"}}
 
+``replay RUN [--to SEQ] --json`` prints the run's state after that seq (the
+keys of :meth:`RunState.to_dict`) with its ``steps`` and ``step_totals`` up to
+it: :func:`replay_document`, which the console's ``GET /api/runs/{id}``
+answers too.
+
 ``workers --json`` prints ``{"workers": [WORKER, ...]}`` where each WORKER is::
 
     {"worker_id", "alive", "host", "pid", "workflows", "concurrency", "started_at",
@@ -45,16 +50,19 @@ Example::
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from ledgerflow.eventstore import RunSummary, WorkerInfo
-from ledgerflow.machines import RunState, StepView, step_totals
+from ledgerflow.eventstore import Envelope, RunSummary, WorkerInfo
+from ledgerflow.machines import RunState, StepView, step_totals, steps_of
 from ledgerflow.replay.step_view import by_attempt, step_document
+from ledgerflow.replay.timeline import decode_log, rebuild
 
-__all__ = ["RUN_KEYS", "SHOW_KEYS", "TASK_KEYS", "WORKER_KEYS", "run_document", "runs_document",
-           "show_document", "steps_documents", "worker_document", "workers_document"]
+__all__ = ["RUN_KEYS", "SHOW_KEYS", "TASK_KEYS", "WORKER_KEYS", "replay_document", "replay_view",
+           "run_document", "runs_document", "show_document", "steps_documents",
+           "worker_document", "workers_document"]
 
 RUN_KEYS = ("run_id", "workflow", "status", "events", "created_at", "updated_at", "reason",
             "owner")
@@ -169,3 +177,37 @@ def show_document(state: RunState, steps: Sequence[StepView] = ()) -> dict[str, 
         ),
         **steps_documents(state, steps),
     }
+
+
+def replay_view(run_id: str, envelopes: Sequence[Envelope],
+                to: int | None = None) -> tuple[RunState, list[StepView]]:
+    """The run's state after seq ``to`` (default: the last) and its steps up to it.
+
+    Both folded from the log alone: what ``replay`` shows, as text or JSON.
+
+    Example::
+
+        state, steps = replay_view(run_id, await store.read_all(run_id), to=12)
+    """
+    state = rebuild(run_id, envelopes, at=to)
+    steps = steps_of((env.seq, event) for env, event in decode_log(run_id, envelopes)
+                     if to is None or env.seq <= to)
+    return state, steps
+
+
+def replay_document(run_id: str, envelopes: Sequence[Envelope],
+                    to: int | None = None) -> dict[str, Any]:
+    """The ``replay RUN [--to SEQ] --json`` document, as JSON data.
+
+    Values JSON has no type for (a datetime) are their ``str``, as
+    ``json.dumps(..., default=str)`` writes them; ``GET /api/runs/{id}``
+    answers the same document.
+
+    Example::
+
+        doc = replay_document(run_id, await store.read_all(run_id), to=12)
+        doc["seq"]          # 12
+    """
+    state, steps = replay_view(run_id, envelopes, to)
+    doc = {**state.to_dict(), **steps_documents(state, steps)}
+    return json.loads(json.dumps(doc, default=str))  # type: ignore[no-any-return]

@@ -51,6 +51,7 @@ from ledgerflow.replay.cli_support import (
     workflow_ref,
 )
 from ledgerflow.replay.jsonargs import parse_json_arg
+from ledgerflow.replay.progress import WorkerProgress, worker_progress
 
 __all__ = ["LOG_FORMAT", "register", "stats_line"]
 
@@ -169,7 +170,7 @@ def stats_line(worker_id: str, stats: WorkerStats) -> str:
                    "claimed.")
 @click.option("--concurrency", type=click.IntRange(min=1), default=4, show_default=True,
               help="Runs driven at once by this worker.")
-@click.option("--task-concurrency", "task_concurrency", type=click.IntRange(min=1), default=16,
+@click.option("--task-concurrency", "task_concurrency", type=click.IntRange(min=1), default=32,
               show_default=True,
               help="Task attempts run at once by this worker, for any run of the pool.")
 @click.option("--spread/--no-spread", "spread", default=True, show_default=True,
@@ -208,22 +209,24 @@ def worker(*, workflow_refs: tuple[str, ...], concurrency: int, task_concurrency
     """
     wfs = [load_workflow(ref) for ref in workflow_refs]
 
-    async def go() -> tuple[str, WorkerStats]:
+    async def go(progress: WorkerProgress) -> tuple[str, WorkerStats]:
         async with open_existing(db) as store:
             version = getattr(store, "schema_version", SCHEMA_VERSION)
             if version < SCHEMA_VERSION:  # before the first line says it serves
                 raise StoreUpgradeRequiredError(mask_password(db), version, SCHEMA_VERSION)
             pool = Worker(store, wfs, concurrency=concurrency, lease_ttl_s=lease_ttl,
                           poll_s=poll, drain_s=drain, spread_tasks=spread,
-                          task_concurrency=task_concurrency)
+                          task_concurrency=task_concurrency, observers=[progress])
+            progress.watch(pool)
             pool.stop_on_signals()
             log.info("worker %s serving %s on %s (concurrency %d, lease ttl %gs)",
                      pool.worker_id, ", ".join(sorted(wf.name for wf in wfs)),
                      mask_password(db), concurrency, lease_ttl)
             return pool.worker_id, await pool.run(until_idle=until_idle)
 
-    with _logging_to_stderr():
-        worker_id, stats = run_async(go())
+    # The live line (a terminal only) first: the log lines then go above it.
+    with worker_progress() as progress, _logging_to_stderr():
+        worker_id, stats = run_async(go(progress))
     click.echo(stats_line(worker_id, stats))
 
 
