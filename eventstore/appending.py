@@ -21,6 +21,15 @@ __all__ = ["check_append", "is_count"]
 _json_object = msgspec.json.Decoder(dict[str, Any])
 
 
+def encodes_as_text(text: str) -> bool:
+    """True when ``text`` is valid Unicode (no lone surrogate): what both databases store."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def must_not_hold_nul(text: str) -> bool:
     """True when ``text`` holds a NUL character, which PostgreSQL text cannot store."""
     return "\x00" in text
@@ -55,6 +64,10 @@ def check_append(
     """
     if not isinstance(run_id, str) or not run_id:
         raise InvalidAppendError(str(run_id), "the run id must be a non-empty string")
+    if not encodes_as_text(run_id):
+        raise InvalidAppendError(
+            run_id.encode("utf-8", "backslashreplace").decode("ascii", "backslashreplace"),
+            "the run id holds a lone surrogate, which is not text a store can hold")
     if must_not_hold_nul(run_id):
         raise InvalidAppendError(
             run_id,

@@ -17,6 +17,7 @@ from ledgerflow.machines.decide import advance, decide
 from ledgerflow.machines.errors import (
     BudgetExhaustedError,
     IllegalTransitionError,
+    InvalidRunIdError,
     PermanentError,
     RecordedStepError,
     RecordingMissError,
@@ -62,6 +63,7 @@ __all__ = [
     "Event",
     "EventTooNewError",
     "IllegalTransitionError",
+    "InvalidRunIdError",
     "Metered",
     "Orchestrator",
     "PermanentError",

@@ -150,6 +150,30 @@ class UnloggableValueError(LedgerflowError):
         super().__init__(f"{what[:1].upper()}{what[1:]} cannot be recorded: {problem}; {fix}.")
 
 
+class InvalidRunIdError(LedgerflowError, ValueError):
+    """A run id given to ``start``/``submit`` that a run may not have.
+
+    A run id names files (``ledgerflow view``'s ``run-<id>.html``), URLs
+    (``/runs/<id>`` in the console) and shell arguments, so it is 1 to 128
+    letters, digits, ``_``, ``-`` and ``.``, starting with a letter or digit.
+
+    Example::
+
+        try:
+            await orch.start(wf, goal, run_id="../etc")
+        except InvalidRunIdError as exc:
+            print(exc)   # The run id '../etc' is not allowed: ...
+    """
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        shown = run_id.encode("utf-8", "backslashreplace").decode("ascii", "backslashreplace")
+        super().__init__(
+            f"The run id {shown[:80]!r} is not allowed: a run id is 1 to 128 letters, digits, "
+            "'_', '-' and '.', starting with a letter or digit (it names files and URLs); "
+            "leave it out to get a generated one.")
+
+
 class ResolutionError(LedgerflowError):
     """A resolution that cannot be applied; nothing was appended."""
 

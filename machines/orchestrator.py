@@ -20,17 +20,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 from pydantic import BaseModel, ValidationError
 
 from ledgerflow.eventstore import EventStore
 from ledgerflow.machines import events as ev
 from ledgerflow.machines.driver import Driver
 from ledgerflow.machines.errors import (
+    InvalidRunIdError,
     ResolutionError,
     RunBusyError,
     RunExistsError,
@@ -47,7 +50,7 @@ from ledgerflow.machines.observers import RunObserver
 from ledgerflow.machines.recording import Recording
 from ledgerflow.machines.results import RunResult
 from ledgerflow.machines.state import RunState
-from ledgerflow.machines.values import as_logged
+from ledgerflow.machines.values import ENVELOPE_ROOM, as_logged
 from ledgerflow.machines.workflow import AgentSpec, Workflow
 
 __all__ = ["Orchestrator", "RunResult", "load_run_state"]
@@ -162,8 +165,8 @@ class Orchestrator:
         surrogate, an int over 4,300 digits) raises
         :class:`UnloggableValueError` and nothing is recorded.
         """
-        goal_doc = _checked_goal(workflow, goal)
-        run_id = run_id or uuid.uuid4().hex[:12]
+        goal_doc = self._checked_goal(workflow, goal)
+        run_id = new_run_id(run_id)
         fact = self._started(workflow, goal_doc)
         return await self._drive(run_id, workflow, lambda state: [fact],
                                  new_state=RunState(run_id=run_id), operation="start")
@@ -181,13 +184,22 @@ class Orchestrator:
 
             run_id = await Orchestrator(store).submit(wf, TripGoal(destination="Lisbon"))
         """
-        goal_doc = _checked_goal(workflow, goal)
-        run_id = run_id or uuid.uuid4().hex[:12]
+        goal_doc = self._checked_goal(workflow, goal)
+        run_id = new_run_id(run_id)
         fact = ev.RunSubmitted(workflow=workflow.name, workflow_ref=workflow.ref, goal=goal_doc,
                                submitted_at=self.clock().isoformat())
         await self._drive(run_id, workflow, lambda state: [fact],
                           new_state=RunState(run_id=run_id), operation="submit")
         return run_id
+
+    def _checked_goal(self, workflow: Workflow, goal: BaseModel | dict[str, Any]
+                      ) -> dict[str, Any]:
+        """The goal as the log will hold it: valid for the workflow, and small enough."""
+        goal_doc = _checked_goal(workflow, goal)
+        must_fit_one_event(goal_doc, self.store.max_event_bytes, what="the goal",
+                           fix="send a smaller goal (or open the store with a larger "
+                               "max_event_bytes)")
+        return goal_doc
 
     def _started(self, workflow: Workflow, goal_doc: dict[str, Any]) -> ev.RunStarted:
         return ev.RunStarted(
@@ -252,6 +264,9 @@ class Orchestrator:
         try:
             if output is not None:
                 logged = as_logged(output, what=f"the output given for task '{task_id}'")
+                must_fit_one_event(logged, self.store.max_event_bytes,
+                                   what=f"the output given for task '{task_id}'",
+                                   fix="give a smaller output")
             as_logged([by, note], what="the resolution's by= and note=")
         except UnloggableValueError as exc:
             raise ResolutionError(str(exc)) from exc
@@ -375,6 +390,29 @@ class Orchestrator:
             slot.settled.set()
             if self._live.get(run_id) is slot:
                 del self._live[run_id]
+
+
+#: What a run id given to start/submit may be (see InvalidRunIdError).
+_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+
+
+def new_run_id(given: str | None) -> str:
+    """The id of a new run: ``given`` if it is one a run may have, else a fresh one if None."""
+    if given is None:
+        return uuid.uuid4().hex[:12]
+    if not isinstance(given, str) or _RUN_ID.fullmatch(given) is None:
+        raise InvalidRunIdError(str(given))
+    return given
+
+
+def must_fit_one_event(value: Any, max_event_bytes: int, *, what: str, fix: str) -> None:
+    """Refuse a value too large for the one event that will carry it, naming it."""
+    size = len(msgspec.json.encode(value))
+    limit = max_event_bytes - ENVELOPE_ROOM
+    if size > limit:
+        raise UnloggableValueError(
+            what, f"it is {size:,} bytes as JSON, over the store's limit of {limit:,} bytes "
+            "for one event", fix)
 
 
 def _checked_goal(workflow: Workflow, goal: BaseModel | dict[str, Any]) -> dict[str, Any]:

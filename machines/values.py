@@ -71,9 +71,10 @@ def encode_loggable(value: Any, *, what: str = "the value") -> bytes:
     try:
         encoded = _encode(value)
     except RecursionError:
+        deep_at = _too_deep_in(value)
         raise UnloggableValueError(
-            what, f"it is nested more than {MAX_DEPTH} levels deep",
-            "flatten it") from None
+            what, f"it is nested more than {MAX_DEPTH} levels deep"
+            + (f" (at {deep_at})" if deep_at else ""), "flatten it") from None
     except UnicodeEncodeError as exc:
         raise UnloggableValueError(
             what, f"it holds a string with a lone surrogate ({exc.object[exc.start:exc.end]!r})",
@@ -183,6 +184,19 @@ def describe_exception(exc: BaseException) -> str:
 
 def _name(number: float) -> str:
     return "NaN" if math.isnan(number) else "Infinity" if number > 0 else "-Infinity"
+
+
+def _too_deep_in(value: Any) -> str | None:
+    """Where data too deep to encode first nests past :data:`MAX_DEPTH` (walked, never recursed)."""
+    stack: list[tuple[Any, int, Any]] = [(value, 1, None)]
+    while stack:
+        node, depth, link = stack.pop()
+        if depth > MAX_DEPTH:
+            return value_path(link)
+        for key, child in children(node):
+            if isinstance(child, dict | list):
+                stack.append((child, depth + 1, (key, link)))
+    return None
 
 
 def _too_deep_at(encoded: bytes) -> str | None:

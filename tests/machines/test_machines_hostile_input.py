@@ -143,8 +143,6 @@ async def test_hostile_goal_is_refused_naming_the_goal(store: EventStore, case: 
     assert await store.runs() == []
 
 
-@pytest.mark.xfail(strict=True, reason="machines/values.py: a RecursionError of the encoder "
-                   "is reported without the path; walk the source value for it")
 async def test_goal_nested_10_5_deep_names_the_field_it_is_in(store: EventStore) -> None:
     with pytest.raises(UnloggableValueError, match=r"\$\.data"):
         await Orchestrator(store).start(_goal_workflow(), {"data": HOSTILE["nested 10^5 deep"][0]})
@@ -158,8 +156,6 @@ async def test_goal_of_50_mb_is_refused_and_nothing_is_recorded(store: EventStor
     assert await store.runs() == []
 
 
-@pytest.mark.xfail(strict=True, reason="machines/orchestrator.py _checked_goal does not "
-                   "measure the goal: the store's EventTooLargeError names event 'RunStarted'")
 async def test_goal_of_50_mb_is_refused_as_the_goal(store: EventStore) -> None:
     with pytest.raises(UnloggableValueError) as caught:
         await Orchestrator(store).start(_goal_workflow(), {"data": HUGE})
@@ -331,8 +327,6 @@ async def test_resolution_of_50_mb_appends_nothing(store: EventStore) -> None:
     assert (await Orchestrator(store).state(run.run_id)).status.value == "waiting"
 
 
-@pytest.mark.xfail(strict=True, reason="machines/orchestrator.py resolve checks loggability but "
-                   "not size: the store's EventTooLargeError escapes, not ResolutionError")
 async def test_resolution_of_50_mb_is_a_resolution_error(store: EventStore) -> None:
     wf, run = await _waiting_run(store)
     with pytest.raises(ResolutionError, match="task 'a'"):
@@ -352,8 +346,6 @@ async def test_resolution_of_a_hostile_task_id_is_refused(store: EventStore, tas
 # -- run ids -------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="machines/orchestrator.py start/submit take any "
-                   "non-empty run id without NUL: path separators and SQL text are accepted")
 @pytest.mark.parametrize("run_id", ["../x", "a'; DROP TABLE events;--", "a/b"], ids=repr)
 async def test_hostile_run_id_is_refused_naming_the_run_id(
     store: EventStore, run_id: str
@@ -363,8 +355,6 @@ async def test_hostile_run_id_is_refused_naming_the_run_id(
     assert await store.runs() == []
 
 
-@pytest.mark.xfail(strict=True, reason="eventstore/appending.py check_append (and take_lease) "
-                   "refuse NUL but not lone surrogates: SQLite raises a raw UnicodeEncodeError")
 async def test_run_id_with_a_lone_surrogate_is_a_typed_refusal(store: EventStore) -> None:
     with pytest.raises(LedgerflowError, match="run id"):
         await Orchestrator(store).start(_goal_workflow(), {"data": 1}, run_id="r\ud800")

@@ -26,7 +26,8 @@ from ledgerflow.machines import fsm
 
 PUBLIC_API = [
     "AgentContext", "AgentSpec", "Budget", "BudgetExhaustedError", "Escalation",
-    "EscalationRequest", "Event", "EventTooNewError", "IllegalTransitionError", "Metered",
+    "EscalationRequest", "Event", "EventTooNewError", "IllegalTransitionError",
+    "InvalidRunIdError", "Metered",
     "Orchestrator", "PermanentError", "RecordedStepError", "Recording", "RecordingMissError",
     "Resolution", "ResolutionError", "RetryPolicy", "RunBusyError", "RunExistsError",
     "RunNotFoundError", "RunObserver", "RunResult", "RunState", "RunStatus", "StepMismatchError",
