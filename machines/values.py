@@ -205,12 +205,4 @@ def _too_deep_at(encoded: bytes) -> str | None:
         value = _decode(encoded)
     except RecursionError:
         return "$"
-    stack: list[tuple[Any, int, Any]] = [(value, 1, None)]
-    while stack:
-        node, depth, link = stack.pop()
-        if depth > MAX_DEPTH:
-            return value_path(link)
-        for key, child in children(node):
-            if isinstance(child, dict | list):
-                stack.append((child, depth + 1, (key, link)))
-    return None
+    return _too_deep_in(value)

@@ -15,7 +15,15 @@ from machines_helpers import FAST, Goal, SearchIn, SearchOut, workflow
 
 from ledgerflow.contracts import Task
 from ledgerflow.eventstore import open_store
-from ledgerflow.machines import AgentContext, Orchestrator, Worker, Workflow, load_run_state
+from ledgerflow.machines import (
+    AgentContext,
+    Orchestrator,
+    RunResult,
+    RunState,
+    Worker,
+    Workflow,
+    load_run_state,
+)
 from ledgerflow.machines.orchestrator import utcnow
 from ledgerflow.machines.task_executor import TaskExecutor
 from ledgerflow.replay import verify_run
@@ -113,6 +121,23 @@ async def _abandoned_claim(store_path: Path, wf: Workflow, run_id: str,
         await asyncio.gather(running, return_exceptions=True)
 
 
+async def _rescued(db: Path, wf: Workflow, reached: asyncio.Event
+                   ) -> tuple[RunResult, RunState, Worker]:
+    """A run whose one attempt's worker died mid-way; another worker takes the attempt up."""
+    async with open_store(db) as store:
+        run_id = await Orchestrator(store).submit(wf, Goal())
+        owner = Orchestrator(store, spread_tasks=True)
+        driving = asyncio.create_task(owner.resume(run_id, wf))
+        await _abandoned_claim(db, wf, run_id, reached)
+        # Another worker finds the lapsed claim and continues the same attempt.
+        rescuer = Worker(store, [wf], lease_ttl_s=0.4, poll_s=0.02)
+        rescuing = asyncio.create_task(rescuer.run())
+        result = await driving
+        rescuer.stop()
+        await rescuing
+        return result, await load_run_state(store, run_id), rescuer
+
+
 async def test_an_attempt_whose_worker_died_is_continued_by_another_with_its_steps_served(
     tmp_path: Path,
 ) -> None:
@@ -133,23 +158,13 @@ async def test_an_attempt_whose_worker_died_is_continued_by_another_with_its_ste
             await asyncio.sleep(3600)  # the first worker dies here
         return SearchOut(price=fare["price"])
 
+    result, state, rescuer = await _rescued(db, wf, reached)
+    assert result.status == "completed"
+    assert quotes == ["Lisbon"]  # the journaled step was served, not called again
+    assert state.tasks["t00"].attempt == 1  # the same attempt, continued
+    assert rescuer.stats.tasks == 1
     async with open_store(db) as store:
-        run_id = await Orchestrator(store).submit(wf, Goal())
-        owner = Orchestrator(store, spread_tasks=True)
-        driving = asyncio.create_task(owner.resume(run_id, wf))
-        await _abandoned_claim(db, wf, run_id, reached)
-        # Another worker finds the lapsed claim and continues the same attempt.
-        rescuer = Worker(store, [wf], lease_ttl_s=0.4, poll_s=0.02)
-        rescuing = asyncio.create_task(rescuer.run())
-        result = await driving
-        rescuer.stop()
-        await rescuing
-        state = await load_run_state(store, run_id)
-        assert result.status == "completed"
-        assert quotes == ["Lisbon"]  # the journaled step was served, not called again
-        assert state.tasks["t00"].attempt == 1  # the same attempt, continued
-        assert rescuer.stats.tasks == 1
-        assert (await verify_run(store, run_id, workflow=wf)).ok
+        assert (await verify_run(store, state.run_id, workflow=wf)).ok
 
 
 async def test_a_non_idempotent_side_effect_whose_worker_died_escalates_not_repeats(
@@ -167,17 +182,7 @@ async def test_a_non_idempotent_side_effect_whose_worker_died_escalates_not_repe
         await asyncio.sleep(3600)  # dies before answering
         return SearchOut(price=1.0)
 
-    async with open_store(db) as store:
-        run_id = await Orchestrator(store).submit(wf, Goal())
-        owner = Orchestrator(store, spread_tasks=True)
-        driving = asyncio.create_task(owner.resume(run_id, wf))
-        await _abandoned_claim(db, wf, run_id, reached)
-        rescuer = Worker(store, [wf], lease_ttl_s=0.4, poll_s=0.02)
-        rescuing = asyncio.create_task(rescuer.run())
-        result = await driving
-        rescuer.stop()
-        await rescuing
-        state = await load_run_state(store, run_id)
+    result, state, _rescuer = await _rescued(db, wf, reached)
     assert result.status == "waiting"
     assert len(bookings) == 1  # never performed again
     escalation = state.escalations["t00"]
