@@ -119,7 +119,14 @@ def demo(db: str) -> None:
 @db_option
 @friendly
 def run_cmd(*, workflow: str, goal: str, db: str) -> None:
-    """Start a run of MODULE:WORKFLOW and drive it as far as it goes."""
+    """Start a run of MODULE:WORKFLOW and drive it as far as it goes.
+
+    Progress is on stderr: the run's id as soon as it is recorded, then a live
+    line on a terminal (tasks done/total, retries, escalations, cost), or at
+    most one line a second elsewhere. stdout has the status line and hints.
+    Ctrl-C stops the run (what was recorded is kept), says how to resume it
+    and exits 130.
+    """
     wf = load_workflow(workflow)
     goal_doc = parse_json_arg(goal, "--goal")
     if not isinstance(goal_doc, dict):

@@ -202,7 +202,10 @@ def _event_doc(event: Any) -> dict[str, Any]:
 @db_option
 @friendly
 def resume(*, run_id: str, workflow: str | None, wait: float | None, db: str) -> None:
-    """Continue RUN after a crash, a kill or an escalation, doing nothing twice."""
+    """Continue RUN after a crash, a kill or an escalation, doing nothing twice.
+
+    Progress is on stderr as for `ledgerflow run`; Ctrl-C stops it again (exit 130).
+    """
     wf = load_workflow(workflow) if workflow else None
 
     async def go(progress: RunProgress) -> Any:

@@ -199,8 +199,9 @@ def worker(*, workflow_refs: tuple[str, ...], concurrency: int, task_concurrency
 
     Runs until stopped: SIGTERM or Ctrl-C stops claiming and lets the runs in
     hand finish within --drain seconds; a second one stops at once. Logs one
-    line per run claimed, finished or lost to stderr, and prints what it did
-    when it stops. The store must exist and be at the current schema
+    line per run claimed, finished or lost to stderr (on a terminal, a live
+    line below them counts runs claimed and finished, attempts run and tasks
+    done), and prints what it did when it stops. The store must exist and be at the current schema
     (ledgerflow db upgrade).
 
     \b
