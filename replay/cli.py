@@ -76,6 +76,8 @@ def main() -> None:
          workflow that is not MODULE:WORKFLOW), --goal/--output that is
          not strict JSON a log can hold (NaN, Infinity, nested too deep,
          an integer over 4,300 digits, a lone surrogate, a key given twice)
+      130  stopped by Ctrl-C (run, resume: what was recorded is kept, and a
+         line says how to resume; log --follow)
     """
 
 
