@@ -114,7 +114,7 @@ def test_a_multi_line_planner_error_is_one_status_line(
     monkeypatch.chdir(tmp_path)
     result = invoke("run", "cli_messages_bad_planner:wf", "--goal", '{"n": 1}', "--db", "b.db")
     assert result.exit_code == 1, result.output
-    (line,) = result.output.splitlines()
+    (line,) = result.stdout.splitlines()
     assert "ValidationError: 2 validation errors for Strict; a; Input should be" in line
     run_id = line.split()[1].rstrip(":")
     for command in (["show", run_id], ["replay", run_id], ["resume", run_id]):
