@@ -44,6 +44,7 @@ POSTGRES_TASK_TABLES = (
         label            text        NOT NULL,
         agent            text        NOT NULL,
         seq              bigint      NOT NULL,
+        fence            bigint      NOT NULL DEFAULT 0,
         offered_order    bigint      GENERATED ALWAYS AS IDENTITY,
         claimed_by       text,
         claim_expires_at timestamptz,
@@ -99,15 +100,16 @@ _CLAIM_TRIES = 5
 
 _SQL = {
     "offer": """
-        INSERT INTO {s}.task_offers (run_id, task_id, attempt, label, agent, seq)
-        SELECT $1::text, u.task_id, u.attempt, u.label, u.agent, $6::bigint
+        INSERT INTO {s}.task_offers (run_id, task_id, attempt, label, agent, seq, fence)
+        SELECT $1::text, u.task_id, u.attempt, u.label, u.agent, $6::bigint, $7::bigint
         FROM unnest($2::text[], $3::bigint[], $4::text[], $5::text[]) WITH ORDINALITY
             AS u(task_id, attempt, label, agent, n)
         ORDER BY u.n
-        ON CONFLICT (run_id, task_id, attempt) DO UPDATE SET seq = excluded.seq
+        ON CONFLICT (run_id, task_id, attempt) DO UPDATE SET seq = excluded.seq,
+            fence = excluded.fence
     """,
     "pick": """
-        SELECT run_id, task_id, attempt, label, agent, seq FROM {s}.task_offers o
+        SELECT run_id, task_id, attempt, label, agent, seq, fence FROM {s}.task_offers o
         WHERE o.label = ANY($1::text[])
           AND (o.claimed_by IS NULL OR o.claim_expires_at <= clock_timestamp())
           AND NOT EXISTS (SELECT 1 FROM unnest($2::text[], $3::text[]) AS b(label, agent)
@@ -274,7 +276,7 @@ class PostgresTasks:
             await conn.execute(
                 self._task_sql["offer"], run_id, [o.task_id for o in offers],
                 [o.attempt for o in offers], [o.label for o in offers],
-                [o.agent for o in offers], seq,
+                [o.agent for o in offers], seq, fence or 0,
             )
 
         await self._fenced(run_id, fence, body)
@@ -295,7 +297,7 @@ class PostgresTasks:
                 sql["pick"], labels, [b[0] for b in blocked], [b[1] for b in blocked])
             if row is None:
                 return None
-            run_id, task_id, attempt, label, agent, seq = row
+            run_id, task_id, attempt, label, agent, seq, fence = row
             limit = limits.get((label, agent))
             if limit is not None:
                 await conn.execute(sql["lock"], _LIMIT_LOCK, self._lock_name(label, agent))
@@ -305,7 +307,8 @@ class PostgresTasks:
             token = await conn.fetchval(sql["take"], run_id, task_id, attempt, owner, ttl_s)
             await conn.execute(sql["start"], label, agent)
             await conn.execute(sql["prune"])
-        return TaskClaim(run_id, task_id, int(attempt), label, agent, owner, int(token), int(seq))
+        return TaskClaim(run_id, task_id, int(attempt), label, agent, owner, int(token), int(seq),
+                         int(fence))
 
     async def _claim_task(
         self,

@@ -52,6 +52,7 @@ SQLITE_TASK_TABLES = (
         label            TEXT    NOT NULL,
         agent            TEXT    NOT NULL,
         seq              INTEGER NOT NULL,
+        fence            INTEGER NOT NULL DEFAULT 0,
         offered_order    INTEGER NOT NULL,
         claimed_by       TEXT,
         claim_expires_at REAL,
@@ -93,12 +94,12 @@ SQLITE_TASK_TABLES = (
 _T = TypeVar("_T")
 
 _UPSERT_OFFER_SQL = """
-INSERT INTO task_offers (run_id, task_id, attempt, label, agent, seq, offered_order)
-VALUES (?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT (run_id, task_id, attempt) DO UPDATE SET seq = excluded.seq
+INSERT INTO task_offers (run_id, task_id, attempt, label, agent, seq, fence, offered_order)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (run_id, task_id, attempt) DO UPDATE SET seq = excluded.seq, fence = excluded.fence
 """
 _CANDIDATES_SQL = """
-SELECT run_id, task_id, attempt, label, agent, seq, token FROM task_offers
+SELECT run_id, task_id, attempt, label, agent, seq, token, fence FROM task_offers
 WHERE label IN (SELECT value FROM json_each(:labels))
   AND (claimed_by IS NULL OR claim_expires_at <= :now)
 ORDER BY offered_order
@@ -173,7 +174,7 @@ def offer_tx(
             must_hold_the_fence(conn, run_id, fence)
         base = conn.execute("SELECT coalesce(max(offered_order), 0) FROM task_offers").fetchone()
         conn.executemany(_UPSERT_OFFER_SQL, [
-            (run_id, o.task_id, o.attempt, o.label, o.agent, seq, int(base[0]) + i)
+            (run_id, o.task_id, o.attempt, o.label, o.agent, seq, fence or 0, int(base[0]) + i)
             for i, o in enumerate(offers, 1)
         ])
 
@@ -217,14 +218,15 @@ def claim_task_tx(
                 break
         if picked is None:
             return None
-        run_id, task_id, attempt, label, agent, seq, token = picked
+        run_id, task_id, attempt, label, agent, seq, token, fence = picked
         conn.execute(
             _TAKE_SQL,
             (owner, now + ttl_s, token + 1, run_id, task_id, attempt),
         )
         conn.execute("INSERT INTO task_starts (label, agent, at) VALUES (?, ?, ?)",
                      (label, agent, now))
-        return TaskClaim(run_id, task_id, int(attempt), label, agent, owner, token + 1, int(seq))
+        return TaskClaim(run_id, task_id, int(attempt), label, agent, owner, token + 1, int(seq),
+                         int(fence))
 
     return _tx(conn, body)
 

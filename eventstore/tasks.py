@@ -102,6 +102,8 @@ class TaskClaim:
     owner: str
     token: int
     seq: int
+    fence: int = 0
+    """The fence of the run lease the offer was (last) made under (0: unfenced)."""
 
 
 @dataclass(frozen=True, slots=True)

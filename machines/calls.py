@@ -70,6 +70,7 @@ def cancelled_from_outside() -> bool:
 async def call_agent(
     wf: Workflow, state: RunState, dispatched: ev.TaskDispatched, *, max_event_bytes: int,
     journal: StepJournal | None = None, slots: PoolSlots | None = None,
+    fencing_token: int | None = None,
 ) -> ev.Event:
     """Call the task's agent on exactly the dispatched input; the outcome as a fact."""
     task_id, attempt = dispatched.task_id, dispatched.attempt
@@ -77,6 +78,7 @@ async def call_agent(
     ctx = AgentContext(
         run_id=state.run_id, task_id=task_id, attempt=attempt,
         idempotency_key=dispatched.idempotency_key, journal=journal, slots=slots,
+        fencing_token=fencing_token,
     )
 
     def failed(names: list[str], message: str, *, error_type: str | None = None,

@@ -33,6 +33,7 @@ from ledgerflow.machines.decide import advance
 from ledgerflow.machines.driver_forks import ForkRecovery
 from ledgerflow.machines.errors import AttemptClosedError, ResolutionError
 from ledgerflow.machines.fsm import RunStatus, TaskStatus
+from ledgerflow.machines.lease_guard import HeldLease, fencing_token_of
 from ledgerflow.machines.observers import tell_observers
 from ledgerflow.machines.origin import OriginIndex
 from ledgerflow.machines.results import RunResult
@@ -79,6 +80,9 @@ class Driver(ForkRecovery):
         self.step_waiters: dict[tuple[str, int, int], asyncio.Future[None]] = {}
         #: The fence of the run's lease (set when bound to it): appends carry it.
         self.fence: int | None = None
+        #: The lease itself (set when bound): a side effect starts only while it
+        #: is certainly held (:mod:`ledgerflow.machines.lease_guard`).
+        self.lease: HeldLease | None = None
         #: Attempts run by the pool instead of this process (a worker's runs).
         self.exchange: OwnerExchange | None = None
         if orch.spread_tasks and state.forked_from is None and orch.recording is None:
@@ -201,7 +205,8 @@ class Driver(ForkRecovery):
         return StepJournal(
             state=self.state, task_id=task_id, attempt=attempt,
             submit=self.submit_step, clock=self.orch.clock,
-            max_event_bytes=self.orch.store.max_event_bytes, recording=self.orch.recording)
+            max_event_bytes=self.orch.store.max_event_bytes, recording=self.orch.recording,
+            before_side_effect=None if self.lease is None else self.lease.confirm_for_side_effect)
 
     def submit_step(self, fact: ev.StepStarted | ev.StepRecorded) -> asyncio.Future[None]:
         """Take a step fact like any other; the future is done once its event is durable.
@@ -370,10 +375,14 @@ class Driver(ForkRecovery):
                          slot: asyncio.Semaphore | None) -> ev.Event:
         """Call the attempt's agent here, once its ``max_concurrent`` leaves room."""
         async with slot if slot is not None else contextlib.nullcontext():
+            spec = self.wf.spec(self.state.tasks[dispatched.task_id].agent)
+            if spec.side_effect and self.lease is not None:
+                await self.lease.confirm_for_side_effect()
             return await calls.call_agent(
                 self.wf, self.state, dispatched,
                 journal=self.journal(dispatched.task_id, dispatched.attempt),
-                max_event_bytes=self.orch.store.max_event_bytes, slots=self.orch.slots)
+                max_event_bytes=self.orch.store.max_event_bytes, slots=self.orch.slots,
+                fencing_token=fencing_token_of(run_fence=self.fence))
 
     def call_planner(self) -> Coroutine[Any, Any, ev.Event]:
         return calls.call_planner(self.wf, self.state, journal=self.journal(PLANNER, 1),

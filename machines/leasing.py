@@ -32,6 +32,7 @@ from typing import Any
 from ledgerflow.eventstore import EventStore
 from ledgerflow.machines.calls import cancelled_from_outside
 from ledgerflow.machines.errors import RunBusyError
+from ledgerflow.machines.lease_guard import HeldLease
 
 __all__ = ["LeaseHolder", "hold_lease", "lease_owner_is_gone", "new_owner", "read_lease"]
 
@@ -172,8 +173,8 @@ async def _release(store: EventStore, run_id: str, owner: str) -> None:
 async def hold_lease(
     store: EventStore, run_id: str, owner: str, *, ttl_s: float, wait_s: float,
     take_over: bool = True, operation: str = "resume",
-) -> AsyncIterator[int]:
-    """Hold the run's lease (renewed) for the body, which gets its fence; released at the end.
+) -> AsyncIterator[HeldLease]:
+    """Hold the run's lease (renewed) for the body, which gets it; released at the end.
 
     Every append made under the lease carries the fence, so the store refuses
     it once another process holds the run (:class:`~ledgerflow.eventstore.LeaseLostError`),
@@ -181,15 +182,16 @@ async def hold_lease(
     lease is lost while held (a renewal finds it gone), the body's task is
     cancelled and :class:`RunBusyError` raised: two processes never drive one run.
     """
+    asked_at = asyncio.get_running_loop().time()
     fence = await _acquire(store, run_id, owner, ttl_s=ttl_s, wait_s=wait_s,
                            take_over=take_over, operation=operation)
+    held = HeldLease(store, run_id, owner, ttl_s, fence, held_until=asked_at + ttl_s)
     _HELD_HERE.add((owner, run_id))
     current = asyncio.current_task()
     lost = asyncio.Event()
-    renewer = asyncio.create_task(_renew(store, run_id, owner, ttl_s, fence=fence, lost=lost,
-                                         holder=current))
+    renewer = asyncio.create_task(_renew(held, lost=lost, holder=current))
     try:
-        yield fence
+        yield held
     except asyncio.CancelledError:
         if lost.is_set():
             if current is not None:
@@ -219,23 +221,22 @@ async def _holder_after_loss(store: EventStore, run_id: str) -> LeaseHolder | No
         return None
 
 
-async def _renew(
-    store: EventStore, run_id: str, owner: str, ttl_s: float, *, fence: int,
-    lost: asyncio.Event, holder: asyncio.Task[Any] | None,
-) -> None:
+async def _renew(held: HeldLease, *, lost: asyncio.Event,
+                 holder: asyncio.Task[Any] | None) -> None:
     loop = asyncio.get_running_loop()
-    held_until = loop.time() + ttl_s
+    store, run_id, owner, ttl_s = held.store, held.run_id, held.owner, held.ttl_s
     while True:
         await asyncio.sleep(ttl_s / 3)
+        sent_at = loop.time()
         try:
             # Another fence means the run passed to another owner meanwhile.
-            renewed = await store.take_lease(run_id, owner, ttl_s) == fence
+            renewed = await store.take_lease(run_id, owner, ttl_s) == held.fence
         except Exception:  # a busy or dropped store: try again until the ttl runs out
             log.warning("Could not renew the lease on run %s; retrying.", run_id, exc_info=True)
-            renewed = loop.time() < held_until
+            renewed = loop.time() < held.held_until
         else:
             if renewed:
-                held_until = loop.time() + ttl_s
+                held.renewed(sent_at=sent_at)
         if not renewed:
             log.error("Lost the lease on run %s; stopping so that only one process drives it.",
                       run_id)

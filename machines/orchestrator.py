@@ -44,6 +44,7 @@ from ledgerflow.machines.errors import (
 from ledgerflow.machines.evolve import evolve
 from ledgerflow.machines.flow_slots import PoolSlots
 from ledgerflow.machines.fsm import RunStatus
+from ledgerflow.machines.lease_guard import HeldLease
 from ledgerflow.machines.leasing import hold_lease, new_owner
 from ledgerflow.machines.loader import load_workflow
 from ledgerflow.machines.observers import RunObserver
@@ -383,8 +384,9 @@ class Orchestrator:
             async with hold_lease(self.store, run_id, self.owner, ttl_s=self.lease_ttl_s,
                                   wait_s=self.lease_wait_s,
                                   take_over=self.take_over_dead_owners,
-                                  operation=operation) as fence:
-                slot.fence = fence
+                                  operation=operation) as held:
+                slot.fence = held.fence
+                slot.lease = held
                 yield slot
         finally:
             slot.settled.set()
@@ -443,11 +445,14 @@ class _Slot:
         self.driver: Driver | None = None
         #: The fence of the lease held for the run: every append carries it.
         self.fence: int | None = None
+        #: The lease itself: side effects confirm it is certainly held first.
+        self.lease: HeldLease | None = None
         #: Set once a driver is bound, or the call gave up before binding one.
         self.settled = asyncio.Event()
 
     def bind(self, driver: Driver) -> Driver:
         driver.fence = self.fence
+        driver.lease = self.lease
         self.driver = driver
         self.settled.set()
         return driver

@@ -143,8 +143,12 @@ class StepJournal:
         clock: Callable[[], datetime],
         max_event_bytes: int,
         recording: Recording | None = None,
+        before_side_effect: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.state = state
+        #: Called after a side effect's start is durable, before it is called: the
+        #: lease (or pool claim) must still be certainly held.
+        self.before_side_effect = before_side_effect
         self.task_id = task_id
         self.attempt = attempt
         planner = task_id == PLANNER
@@ -212,6 +216,10 @@ class StepJournal:
             await self.record(StepStarted(
                 task_id=self.task_id, attempt=self.attempt, index=index, name=name,
                 request=request, request_hash=digest))
+            if self.before_side_effect is not None:
+                # Its start is in the log either way: if the lease is gone now, the
+                # step's outcome stays unknown (it escalates), and it never acts.
+                await self.before_side_effect()
         return await self._call(name, fn, args, kwargs, index=index, digest=digest,
                                 request=None if side_effect else request,
                                 side_effect=side_effect)

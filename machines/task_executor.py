@@ -39,6 +39,11 @@ from ledgerflow.machines import events as ev
 from ledgerflow.machines.errors import AttemptClosedError, PermanentError
 from ledgerflow.machines.evolve import evolve
 from ledgerflow.machines.flow_slots import PoolSlots
+from ledgerflow.machines.lease_guard import (
+    fencing_token_of,
+    lease_certainly_held,
+    side_effect_margin_s,
+)
 from ledgerflow.machines.origin import agent_failed
 from ledgerflow.machines.stable_names import EXECUTOR_LOST, exception_names
 from ledgerflow.machines.state import RunState
@@ -118,16 +123,31 @@ class TaskExecutor:
         self.limits = agent_limits(workflows)
         self.slots = PoolSlots(store, owner=owner, ttl_s=ttl_s)
         self.views = _RunViews(store)
+        #: The claims this executor holds, each with until when it is certainly held.
+        self.held: dict[TaskClaim, _ClaimLease] = {}
 
     async def claim(self) -> TaskClaim | None:
         """Claim the oldest offered attempt within its agent's limits, or None."""
-        return await self.store.claim_task(self.owner, self.ttl_s,
-                                           workflows=list(self.workflows), limits=self.limits)
+        asked_at = asyncio.get_running_loop().time()
+        claim = await self.store.claim_task(self.owner, self.ttl_s,
+                                            workflows=list(self.workflows), limits=self.limits)
+        if claim is not None:
+            self.held[claim] = _ClaimLease(self.store, claim, self.ttl_s,
+                                           held_until=asked_at + self.ttl_s)
+        return claim
 
     async def execute(self, claim: TaskClaim) -> bool:
         """Run the claimed attempt and post its outcome; False if the claim was lost."""
+        lease = self.held.setdefault(claim, _ClaimLease(
+            self.store, claim, self.ttl_s, held_until=asyncio.get_running_loop().time()))
         try:
-            outcome = await self._outcome(claim)
+            return await self._execute(claim, lease)
+        finally:
+            self.held.pop(claim, None)
+
+    async def _execute(self, claim: TaskClaim, lease: _ClaimLease) -> bool:
+        try:
+            outcome = await self._outcome(claim, lease)
             if outcome is not None:
                 await self.store.post_task_fact(claim, "outcome", ev.encode_event(outcome))
                 self.posted(claim.run_id)
@@ -137,7 +157,7 @@ class TaskExecutor:
             return False
         return True
 
-    async def _outcome(self, claim: TaskClaim) -> ev.Event | None:
+    async def _outcome(self, claim: TaskClaim, lease: _ClaimLease) -> ev.Event | None:
         wf = self.workflows[claim.label]
         view = await self.views.caught_up(claim.run_id)
         state = view.state
@@ -160,14 +180,18 @@ class TaskExecutor:
             return agent_failed(dispatched, _LOST_NAMES, (
                 f"the worker running attempt {claim.attempt} stopped renewing its claim before "
                 "recording an outcome"))
+        if spec.side_effect:
+            await lease.confirm_for_side_effect()
         journal = StepJournal(
             state=state, task_id=claim.task_id, attempt=claim.attempt,
             submit=_StepPoster(self, claim, view), clock=self.clock,
-            max_event_bytes=self.store.max_event_bytes)
+            max_event_bytes=self.store.max_event_bytes,
+            before_side_effect=lease.confirm_for_side_effect)
         call = asyncio.create_task(calls.call_agent(
             wf, state, dispatched, journal=journal,
-            max_event_bytes=self.store.max_event_bytes, slots=self.slots))
-        beat = asyncio.create_task(self._renew(claim))
+            max_event_bytes=self.store.max_event_bytes, slots=self.slots,
+            fencing_token=fencing_token_of(run_fence=claim.fence, claim_token=claim.token)))
+        beat = asyncio.create_task(self._renew(lease))
         try:
             await asyncio.wait({call, beat}, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -190,10 +214,32 @@ class TaskExecutor:
         for waiter in self.waiting:
             waiter.set()
 
-    async def _renew(self, claim: TaskClaim) -> None:
+    async def _renew(self, lease: _ClaimLease) -> None:
         while True:
             await asyncio.sleep(self.ttl_s / 3)
-            await self.store.renew_task_claim(claim, self.ttl_s)
+            await lease.renew()
+
+
+@dataclass(slots=True)
+class _ClaimLease:
+    """A pool claim held here, and until when it is certainly held (as a run's HeldLease)."""
+
+    store: EventStore
+    claim: TaskClaim
+    ttl_s: float
+    held_until: float
+
+    async def renew(self) -> None:
+        sent_at = asyncio.get_running_loop().time()
+        await self.store.renew_task_claim(self.claim, self.ttl_s)  # TaskClaimLostError if not
+        self.held_until = max(self.held_until, sent_at + self.ttl_s)
+
+    async def confirm_for_side_effect(self) -> None:
+        """Return once the claim is certainly held; :class:`TaskClaimLostError` if it is not."""
+        now = asyncio.get_running_loop().time()
+        if not lease_certainly_held(held_until=self.held_until, now=now,
+                                    margin_s=side_effect_margin_s(self.ttl_s)):
+            await self.renew()
 
 
 class _StepPoster:

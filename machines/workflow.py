@@ -88,6 +88,12 @@ class AgentContext:
     journal: StepJournal | None = field(default=None, repr=False)
     #: The pool's slots when a worker runs the attempt; ``None`` in one process.
     slots: PoolSlots | None = field(default=None, repr=False)
+    #: Grows with every takeover of this attempt (another process drove the run
+    #: on, or another worker claimed the attempt): pass it to an API that keeps
+    #: the highest it has seen per key and refuses lower ones, so a process
+    #: paused past its lease cannot act late (:mod:`ledgerflow.machines.lease_guard`).
+    #: ``None`` for a context built by hand.
+    fencing_token: int | None = None
 
     def pool_slot(self, key: str, limit: int) -> contextlib.AbstractAsyncContextManager[None]:
         """Hold one of ``limit`` slots named ``key`` across the worker pool for a block.
