@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 import msgspec
 
 __all__ = [
+    "ChainCursor",
     "ChainProblem",
     "Envelope",
     "GENESIS_HASH",
@@ -162,12 +163,93 @@ def chain_hash(  # noqa: PLR0917 - positional in the order the hash frames the f
     return _hash_text(prev_hash, run_id, seq, type, format_at(at), data)
 
 
+class ChainCursor:
+    """Checks a run's chain one envelope at a time, as a stream of them is read.
+
+    :func:`check_chain` over a list, without holding the list: a caller that
+    folds a streamed log checks its chain in the same pass. ``feed`` returns
+    the first break (and keeps returning it), ``seq`` is the last seq fed.
+
+    Example::
+
+        cursor = ChainCursor("r1")
+        async for env in store.read("r1"):
+            if (problem := cursor.feed(env)) is not None:
+                raise SystemExit(problem.message)
+    """
+
+    __slots__ = ("hash", "problem", "run_id", "seq")
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        self.seq = 0
+        self.hash = GENESIS_HASH
+        self.problem: ChainProblem | None = None
+
+    def feed(self, env: Envelope) -> ChainProblem | None:
+        """Check the next envelope; the first break found so far, or None."""
+        if self.problem is None:
+            self.problem = _next_problem(self.run_id, self.seq, self.hash, env)
+            if self.problem is None:
+                self.seq = env.seq
+                self.hash = env.hash
+        return self.problem
+
+
+def _next_problem(run_id: str, prev_seq: int, prev_hash: str, env: Envelope
+                  ) -> ChainProblem | None:
+    seq = env.seq
+    if env.run_id != run_id:
+        return ChainProblem(
+            seq,
+            "run_id",
+            f"Event seq {seq} belongs to run {env.run_id!r}, not to run {run_id!r}: "
+            "the log mixes runs.",
+        )
+    if seq == prev_seq:
+        return ChainProblem(
+            seq, "duplicate", f"Event seq {seq} of run {run_id!r} appears twice in the log."
+        )
+    if seq < prev_seq or seq < 1:
+        return ChainProblem(
+            seq,
+            "out_of_order",
+            f"Event seq {seq} of run {run_id!r} comes after seq {prev_seq}: "
+            "the log is out of order.",
+        )
+    if seq != prev_seq + 1:
+        missing = prev_seq + 1
+        return ChainProblem(
+            missing,
+            "gap",
+            f"Event seq {missing} of run {run_id!r} is missing: the log jumps from "
+            f"seq {prev_seq} to seq {seq}, so an event was deleted.",
+        )
+    if env.prev_hash != prev_hash:
+        return ChainProblem(
+            seq,
+            "prev_hash",
+            f"Event seq {seq} of run {run_id!r} does not link to the event before it: "
+            "an earlier event was altered, removed or reordered.",
+        )
+    if _hash_text(prev_hash, run_id, seq, env.type, format_at(env.at), env.data) != env.hash:
+        return ChainProblem(
+            seq,
+            "hash",
+            f"Event seq {seq} of run {run_id!r} does not match its hash: its type, time "
+            "or data was altered after it was written.",
+        )
+    return None
+
+
 def check_chain(run_id: str, envelopes: Iterable[Envelope]) -> ChainProblem | None:
     """Return the first break in a run's chain from seq 1, or None when it holds.
 
     The envelopes must be the whole run in seq order, as ``read_all`` returns
     it. A deleted last event cannot be seen from the chain alone; compare with
-    the run's ``last_seq`` for that.
+    the run's ``last_seq`` for that. Nor can a chain recomputed after an edit:
+    only a head kept outside the store (``ledgerflow log RUN --head``, see
+    :mod:`ledgerflow.replay.anchors`) tells that log from the one written.
 
     Example::
 
@@ -175,50 +257,8 @@ def check_chain(run_id: str, envelopes: Iterable[Envelope]) -> ChainProblem | No
         if problem is not None:
             print(problem.message)   # "Event seq 7 of run 'r1' does not match its hash: ..."
     """
-    prev_seq = 0
-    prev_hash = GENESIS_HASH
+    cursor = ChainCursor(run_id)
     for env in envelopes:
-        seq = env.seq
-        if env.run_id != run_id:
-            return ChainProblem(
-                seq,
-                "run_id",
-                f"Event seq {seq} belongs to run {env.run_id!r}, not to run {run_id!r}: "
-                "the log mixes runs.",
-            )
-        if seq == prev_seq:
-            return ChainProblem(
-                seq, "duplicate", f"Event seq {seq} of run {run_id!r} appears twice in the log."
-            )
-        if seq < prev_seq or seq < 1:
-            return ChainProblem(
-                seq,
-                "out_of_order",
-                f"Event seq {seq} of run {run_id!r} comes after seq {prev_seq}: "
-                "the log is out of order.",
-            )
-        if seq != prev_seq + 1:
-            missing = prev_seq + 1
-            return ChainProblem(
-                missing,
-                "gap",
-                f"Event seq {missing} of run {run_id!r} is missing: the log jumps from "
-                f"seq {prev_seq} to seq {seq}, so an event was deleted.",
-            )
-        if env.prev_hash != prev_hash:
-            return ChainProblem(
-                seq,
-                "prev_hash",
-                f"Event seq {seq} of run {run_id!r} does not link to the event before it: "
-                "an earlier event was altered, removed or reordered.",
-            )
-        if _hash_text(prev_hash, run_id, seq, env.type, format_at(env.at), env.data) != env.hash:
-            return ChainProblem(
-                seq,
-                "hash",
-                f"Event seq {seq} of run {run_id!r} does not match its hash: its type, time "
-                "or data was altered after it was written.",
-            )
-        prev_seq = seq
-        prev_hash = env.hash
-    return None
+        if cursor.feed(env) is not None:
+            break
+    return cursor.problem

@@ -7,6 +7,7 @@
     ├── WorkflowDefinitionError     a workflow declared wrongly (caught at decoration time)
     ├── RunNotFoundError            no run with that id in the store
     ├── RunBusyError                another live process drives the run
+    ├── ChainBrokenError            an operation that appends met a run whose hash chain is broken
     ├── UnloggableValueError        a goal or resolution the log cannot hold as JSON
     ├── ResolutionError             a resolve that cannot apply (task not escalated, bad output)
     └── PermanentError              raised BY an agent: do not retry, escalate at once
@@ -21,6 +22,7 @@ from ledgerflow.errors import LedgerflowError
 __all__ = [
     "AttemptClosedError",
     "BudgetExhaustedError",
+    "ChainBrokenError",
     "IllegalTransitionError",
     "PermanentError",
     "RecordedStepError",
@@ -107,6 +109,34 @@ class RunBusyError(LedgerflowError):
         super().__init__(
             f"Run '{run_id}' is being driven by another live process{who}; {left}"
             f"wait for it to finish or its lease to expire, or {operation} with {how}."
+        )
+
+
+class ChainBrokenError(LedgerflowError):
+    """A run's stored log fails its hash chain, so nothing is appended to it.
+
+    Raised by every operation that appends to an existing run (resume,
+    resolve, cancel, a worker's claim) before it appends anything: an event
+    chained onto an edited log would make the edit look legitimate to every
+    later reader. ``seq`` is the first bad seq, ``problem`` the chain's own
+    sentence about it.
+
+    Example::
+
+        try:
+            await orch.resume(run_id, wf)
+        except ChainBrokenError as exc:
+            alert(exc.run_id, exc.seq)     # investigate with `ledgerflow verify RUN`
+    """
+
+    def __init__(self, run_id: str, seq: int, problem: str) -> None:
+        self.run_id = run_id
+        self.seq = seq
+        self.problem = problem
+        super().__init__(
+            f"Run '{run_id}' has a broken hash chain at seq {seq}, so nothing was appended to "
+            f"it: {problem.rstrip('.')}. Inspect it with `ledgerflow verify {run_id}`; a run "
+            "whose log was altered is not continued."
         )
 
 

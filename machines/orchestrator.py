@@ -30,9 +30,11 @@ import msgspec
 from pydantic import BaseModel, ValidationError
 
 from ledgerflow.eventstore import EventStore
+from ledgerflow.eventstore.chain_keys import stored_chain_problem
 from ledgerflow.machines import events as ev
 from ledgerflow.machines.driver import Driver
 from ledgerflow.machines.errors import (
+    ChainBrokenError,
     InvalidRunIdError,
     ResolutionError,
     RunBusyError,
@@ -361,6 +363,11 @@ class Orchestrator:
         async with self._lease(run_id, operation) as slot:
             if new_state is not None and await self.store.last_seq(run_id):
                 raise RunExistsError(run_id)
+            # Chaining onto an edited log would vouch for the edit: refuse it before
+            # folding it (an edited event may not even fold), so the refusal is typed.
+            if new_state is None and (broken := await stored_chain_problem(
+                    self.store, run_id)) is not None:
+                raise ChainBrokenError(run_id, broken.seq, broken.message)
             state = new_state or await load_run_state(self.store, run_id)
             wf = workflow or load_workflow(
                 state.workflow_ref, state.workflow, required=workflow_required)

@@ -19,9 +19,11 @@ import click
 import msgspec
 
 from ledgerflow.eventstore import EventStore, RunSummary
+from ledgerflow.eventstore.chain_keys import KEY_ENV
 from ledgerflow.machines import RunNotFoundError, RunStatus, decode_event, steps_of
 from ledgerflow.machines.events import RunResumed, StepRecorded, StepStarted
 from ledgerflow.replay import documents, render, step_view
+from ledgerflow.replay.anchors import Anchor, head_anchor, keys_from_files
 from ledgerflow.replay.cli_support import (
     db_option,
     friendly,
@@ -33,8 +35,8 @@ from ledgerflow.replay.progress import EXIT_INTERRUPTED
 from ledgerflow.replay.runids import resolve_run_id
 from ledgerflow.replay.timeline import LogRow, decision_log, rebuild
 
-__all__ = ["CSV_COLUMNS", "FOLLOW_POLL_S", "LogFollower", "follow_log", "print_log",
-           "register"]
+__all__ = ["CSV_COLUMNS", "FOLLOW_POLL_S", "LogFollower", "follow_log", "print_head",
+           "print_log", "register"]
 
 #: The columns of ``log --format csv``: ``data`` is the event's stored JSON;
 #: ``step`` is a journaled step's one-line summary (empty on other events).
@@ -314,16 +316,36 @@ async def follow_log(store: EventStore, run_id: str, fmt: str, *,
               help="Print the events so far, then each new one as it is appended (the store "
                    f"is read every {FOLLOW_POLL_S:g}s), until the run is completed, failed or "
                    "cancelled; a waiting run is followed on. Ctrl-C stops (exit 130).")
+@click.option("--head", "head", is_flag=True,
+              help="Print only the chain head, SEQ:HASH, on one line: keep it outside the "
+                   "store, and `ledgerflow verify RUN --head SEQ:HASH` later finds a log "
+                   "rewritten (even with its chain recomputed) or truncated since. With "
+                   "--key-file or --sign-key, SEQ:HASH:MAC or SEQ:HASH:SIG.")
+@click.option("--key-file", default=None, metavar="PATH",
+              help=f"With --head: seal it with the HMAC-SHA256 key in PATH (default: "
+                   f"${KEY_ENV}).")
+@click.option("--sign-key", default=None, metavar="PEM",
+              help="With --head: sign it with this Ed25519 private key (PEM; needs the "
+                   "cryptography package).")
 @db_option
 @friendly
-def log_cmd(*, run_id: str, fmt: str, follow: bool, db: str) -> None:
+def log_cmd(*, run_id: str, fmt: str, follow: bool, head: bool, key_file: str | None,
+            sign_key: str | None, db: str) -> None:
     """The decision log of a run: every event, its move and its reason.
 
     A journaled step's event (StepStarted, StepRecorded) comes under its
     task's TaskDispatched and shows the step's attempt, index, name, kind,
     model or tool, usage and outcome, its request and result cut short.
     With --follow the lines printed are the ones `log` prints afterwards.
+    With --head only the chain head is printed, to anchor the log.
     """
+    if head:
+        if follow:
+            raise click.UsageError("--head prints one line; it cannot be used with --follow.")
+        print_head(run_id, db, key_file=key_file, sign_key=sign_key)
+        return
+    if key_file or sign_key:
+        raise click.UsageError("--key-file and --sign-key seal a --head; give --head too.")
 
     async def go() -> list[LogRow]:
         async with open_for_reading(db) as store:
@@ -344,3 +366,15 @@ def log_cmd(*, run_id: str, fmt: str, follow: bool, db: str) -> None:
         run_async(tail())
     except KeyboardInterrupt:
         sys.exit(EXIT_INTERRUPTED)
+
+
+def print_head(run_id: str, db: str, *, key_file: str | None = None,
+               sign_key: str | None = None) -> None:
+    """Print ``SEQ:HASH`` (sealed with the keys given) of the run's last event, alone."""
+    keys = keys_from_files(key_file, sign_key=sign_key)
+
+    async def go() -> Anchor:
+        async with open_for_reading(db) as store:
+            return await head_anchor(store, await resolve_run_id(store, run_id), keys=keys)
+
+    click.echo(run_async(go()).text())

@@ -15,17 +15,21 @@ import click
 import msgspec
 
 from ledgerflow.errors import LedgerflowError
-from ledgerflow.eventstore import Envelope
+from ledgerflow.eventstore import Envelope, EventStore
+from ledgerflow.eventstore.chain_keys import KEY_ENV, stored_chain_problem
 from ledgerflow.machines import (
     Orchestrator,
     RunNotFoundError,
+    RunState,
     Workflow,
     WorkflowDefinitionError,
     load_run_state,
     load_workflow,
 )
+from ledgerflow.machines.errors import ChainBrokenError
 from ledgerflow.machines.events import RunStarted, RunSubmitted
 from ledgerflow.replay import documents, render, step_view
+from ledgerflow.replay.anchors import Anchor, AnchorFormatError, keys_from_files
 from ledgerflow.replay.cli_support import (
     EXIT_REFUSED,
     db_option,
@@ -137,21 +141,50 @@ def recorded_workflow(run_id: str, envelopes: list[Envelope]) -> tuple[Workflow 
     return None, f"the workflow '{started.workflow}' the run recorded is not found here: {why}"
 
 
+def _anchor_arg(_ctx: click.Context, _param: click.Parameter, value: str | None
+                ) -> Anchor | None:
+    """Click callback: a --head that is not SEQ:HASH[:SEAL] is a usage error (exit 2)."""
+    if value is None:
+        return None
+    try:
+        return Anchor.parse(value)
+    except AnchorFormatError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 @click.command()
 @click.argument("run_id", metavar="RUN")
 @click.option("--workflow", default=None, callback=workflow_ref,
               help="MODULE:WORKFLOW to check determinism with (default: the workflow the run "
                    "recorded, found by its name, when it can be).")
+@click.option("--head", "head", default=None, callback=_anchor_arg, metavar="SEQ:HASH",
+              help="Also check the log against a chain head kept outside the store (as "
+                   "`ledgerflow log RUN --head` printed it): the event at SEQ must exist with "
+                   "exactly that hash, so a log rewritten with its chain recomputed, or "
+                   "truncated with its runs row edited, is found. SEQ:HASH:MAC or "
+                   "SEQ:HASH:SIG is checked with --key-file or --verify-key.")
+@click.option("--key-file", default=None, metavar="PATH",
+              help=f"With --head: the HMAC-SHA256 key its MAC was made with (default: "
+                   f"${KEY_ENV}).")
+@click.option("--verify-key", default=None, metavar="PEM",
+              help="With --head: the Ed25519 public key (PEM) its signature was made for.")
 @db_option
 @friendly
-def verify(*, run_id: str, workflow: str | None, db: str) -> None:
+def verify(*, run_id: str, workflow: str | None, head: Anchor | None, key_file: str | None,
+           verify_key: str | None, db: str) -> None:
     """Check RUN's hash chain, its transitions, and that the current code decides the same.
 
     The determinism check needs the workflow's code: given with --workflow,
     or else the one the run recorded (by its registered name, an installed
     entry point, or the module it recorded). When neither can be found it is
-    SKIPPED, said so, and not counted as a pass.
+    SKIPPED, said so, and not counted as a pass. With --head, a fourth check:
+    the log still holds the anchored head.
     """
+    if head is None and (key_file or verify_key):
+        raise click.UsageError("--key-file and --verify-key check a sealed --head; give "
+                               "--head too.")
+    # The key is read only for an anchor: a verify without one never needs it.
+    keys = keys_from_files(key_file, verify_key=verify_key) if head is not None else None
     chosen = load_workflow(workflow) if workflow else None
 
     async def go() -> Any:
@@ -160,7 +193,8 @@ def verify(*, run_id: str, workflow: str | None, db: str) -> None:
             wf, why = chosen, ""
             if wf is None:
                 wf, why = recorded_workflow(rid, [e async for e in store.read(rid, until=1)])
-            return wf, await verify_run(store, rid, workflow=wf, why_skipped=why)
+            return wf, await verify_run(store, rid, workflow=wf, why_skipped=why,
+                                        head=head, keys=keys)
 
     wf, report = run_async(go())
     if wf is not None:
@@ -213,7 +247,7 @@ def resume(*, run_id: str, workflow: str | None, wait: float | None, db: str) ->
             rid = await resolve_run_id(store, run_id)
             async with naming_bad_events(store, rid):
                 # Loaded first, to name the run and count from where it stands.
-                progress.resuming(await load_run_state(store, rid))
+                progress.resuming(await _loaded_unless_broken(store, rid))
                 return await Orchestrator(store, lease_wait_s=wait or 0.0,
                                           observers=[progress]).resume(rid, wf)
 
@@ -224,6 +258,18 @@ def resume(*, run_id: str, workflow: str | None, wait: float | None, db: str) ->
         click.echo(hint)
     if run.status == "failed":
         sys.exit(EXIT_REFUSED)
+
+
+async def _loaded_unless_broken(store: EventStore, run_id: str) -> RunState:
+    """The run's state; a log that does not fold because its chain is broken says that."""
+    try:
+        return await load_run_state(store, run_id)
+    except Exception:
+        # Only when the fold fails: the common path checks the chain once, in resume.
+        broken = await stored_chain_problem(store, run_id)
+        if broken is not None:
+            raise ChainBrokenError(run_id, broken.seq, broken.message) from None
+        raise
 
 
 @click.command()

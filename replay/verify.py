@@ -9,6 +9,11 @@ Three checks, each a :class:`Check` with a pass/fail line:
    order, makes the recorded decisions; the first divergence is shown with
    both versions. It needs the workflow's code: without one this check is
    SKIPPED (said so plainly, never counted as a pass).
+4. **anchor** (only with ``head=``) — the log holds the chain head taken
+   earlier and kept outside the store (:mod:`ledgerflow.replay.anchors`),
+   with its seal checked when keys are given: the one check a log rewritten
+   with its chain recomputed, or truncated with its ``runs`` row edited to
+   match, cannot pass.
 
 Example::
 
@@ -35,6 +40,7 @@ from ledgerflow.machines import (
     evolve,
 )
 from ledgerflow.machines.events import ForkedFrom
+from ledgerflow.replay.anchors import Anchor, AnchorKeys, anchor_problem
 from ledgerflow.replay.batches import comparable, split_batches
 from ledgerflow.replay.errors import LogDecodeError, ReplayDivergenceError
 from ledgerflow.replay.timeline import decode_log
@@ -186,17 +192,26 @@ SKIP_HINT = ("run `ledgerflow verify RUN --workflow MODULE:WORKFLOW` to check th
 
 
 async def verify_run(
-    store: EventStore, run_id: str, *, workflow: Workflow | None = None, why_skipped: str = ""
+    store: EventStore,
+    run_id: str,
+    *,
+    workflow: Workflow | None = None,
+    why_skipped: str = "",
+    head: Anchor | tuple[int, str] | None = None,
+    keys: AnchorKeys | None = None,
 ) -> VerifyReport:
     """Run the checks on one run; determinism only when ``workflow`` is given.
 
     Without a workflow the determinism check is reported as skipped, with
     ``why_skipped`` (e.g. why the recorded workflow could not be found).
+    With ``head`` (an :class:`Anchor` or ``(seq, hash)``, kept outside the
+    store) an ``anchor`` check is added; ``keys`` check its seal.
 
     Example::
 
         report = await verify_run(store, run_id)          # chain and transitions
         assert report.skipped == ["determinism"]
+        report = await verify_run(store, run_id, head=(14, kept_hash))
     """
     envelopes = await store.read_all(run_id)
     if not envelopes:
@@ -224,4 +239,21 @@ async def verify_run(
         why = why_skipped or "no workflow was given"
         checks.append(Check("determinism", True, f"not checked: {why}; {SKIP_HINT}.",
                             skipped=True))
+    if head is not None:
+        anchor = head if isinstance(head, Anchor) else Anchor(head[0], head[1])
+        checks.append(_anchor_check(run_id, envelopes, anchor, keys))
     return VerifyReport(run_id, checks)
+
+
+def _anchor_check(run_id: str, envelopes: Sequence[Envelope], anchor: Anchor,
+                  keys: AnchorKeys | None) -> Check:
+    problem = anchor_problem(run_id, envelopes, anchor, keys)
+    if problem is not None:
+        return Check("anchor", False, problem[1], seq=problem[0])
+    kind = anchor.seal_kind
+    sealed = f"; its {'MAC' if kind == 'mac' else 'signature'} matches the key" if kind else ""
+    after = len(envelopes) - anchor.seq
+    later = (f"; the {after} event{'s' if after != 1 else ''} after it "
+             f"{'are' if after != 1 else 'is'} covered by the chain alone" if after else "")
+    return Check("anchor", True, f"the log holds the anchored head {anchor.seq}:"
+                 f"{anchor.hash[:12]}… and the chain up to it{sealed}{later}", seq=anchor.seq)
