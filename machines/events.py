@@ -17,9 +17,9 @@ Decoding goes through one typed decoder::
     ('price', 'make_ready')
 
 It also upgrades what earlier versions recorded under older names (the
-tables of :mod:`ledgerflow.machines.upcasting`; the stored bytes, which the
-hash chain covers, are never touched) and refuses, with
-:class:`EventTooNewError`, an event only a newer version can read.
+tables of :mod:`ledgerflow.machines.upcasting`, which says how to evolve an
+event; the stored bytes, which the hash chain covers, are never touched) and
+refuses, with :class:`EventTooNewError`, an event only a newer version can read.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from typing import Any, ClassVar, Final
 
 import msgspec
 
+from ledgerflow.machines import upcasting
 from ledgerflow.machines.event_base import Event, RunEvent, TaskEvent
 from ledgerflow.machines.step_events import StepRecorded, StepStarted
 from ledgerflow.machines.upcasting import upcast_failure_names, upcast_workflow_ref
@@ -51,6 +52,7 @@ __all__ = [
     "PlannedTask",
     "Problem",
     "ResolutionRequested",
+    "RetryDue",
     "RetryScheduled",
     "RunCancelled",
     "RunCompleted",
@@ -243,6 +245,8 @@ class OutputReceived(TaskEvent, frozen=True, kw_only=True):
     output: Any
     tokens: int = 0
     cost: float = 0.0
+    #: The attempt's duration (log format 2); None: not measured, as in format 1.
+    duration_ms: float | None = None
 
 
 class AgentFailed(TaskEvent, frozen=True, kw_only=True):
@@ -286,10 +290,17 @@ class RetryScheduled(TaskEvent, frozen=True, kw_only=True):
     delay_s: float
 
 
-class TimerFired(TaskEvent, frozen=True, kw_only=True):
-    """A retry's backoff elapsed (a timer fact)."""
+class RetryDue(TaskEvent, frozen=True, kw_only=True, dict=True):
+    """A retry's backoff elapsed (a timer fact); log format 1 recorded ``TimerFired``."""
 
     FACT: ClassVar[bool] = True
+
+    @property
+    def type(self) -> str:  # the recorded name, as the hash-chained type column holds it
+        return str(self.__dict__.get("recorded_type", "RetryDue"))
+
+
+TimerFired = RetryDue  # format 1's name, kept for code written against it
 
 
 class TaskEscalated(TaskEvent, frozen=True, kw_only=True):
@@ -437,8 +448,8 @@ def decode_event(data: bytes | str) -> Event:
     Raises :class:`EventTooNewError` for an event only a newer version can
     read (:meth:`EventTooNewError.at` adds where it was found), and
     ``msgspec.ValidationError`` naming the bad field for any other bad data.
-    This is the replay path: it takes no options, which cost on every call,
-    and the upcasts run in the two events' ``__post_init__``.
+    The replay path: no options (they cost on every call), upcasts in two events'
+    ``__post_init__``, a renamed type looked up only once today's types failed.
 
     Example::
 
@@ -450,11 +461,15 @@ def decode_event(data: bytes | str) -> Event:
         return _DECODER.decode(data)
     except msgspec.ValidationError:
         tag = _unknown_tag(data)
-        if tag is not None:
+        if tag is None:
+            raise
+        if tag not in upcasting.RENAMED_EVENTS:
             raise EventTooNewError(tag) from None
-        raise
     except NewerLogFormat as exc:
         raise EventTooNewError("RunStarted", log_format=exc.log_format) from None
+    event = _DECODER.decode(upcasting.renamed_event_data(data, upcasting.RENAMED_EVENTS[tag]))
+    event.__dict__["recorded_type"] = tag  # read by the class's ``type`` (dict=True)
+    return event
 
 
 def decode_logged(data: bytes | str, seq: int, run_id: str) -> Event:

@@ -15,19 +15,34 @@ Example::
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Final
 
 import msgspec
 
 from ledgerflow.errors import LedgerflowError
 
-__all__ = ["LOG_FORMAT", "EventTooNewError", "NewerLogFormat"]
+__all__ = ["LOG_FORMAT", "LOG_FORMATS", "EventTooNewError", "NewerLogFormat"]
 
-#: The log format this version writes and reads. It changes only when what
-#: recorded events mean changes in a way an older version must not guess at:
-#: a run started by a newer version records a higher ``RunStarted.log_format``
-#: and this version refuses it instead of misreading it.
-LOG_FORMAT: Final = 1
+#: The log format this version writes and reads (every earlier one too). It
+#: changes when what the log holds changes: an event gains a field, an event
+#: is renamed. A run started by a newer version records a higher
+#: ``RunStarted.log_format`` and this version refuses it instead of misreading
+#: it; how to evolve the format is in :mod:`ledgerflow.machines.upcasting`.
+LOG_FORMAT: Final = 2
+
+#: What each log format changed, oldest first. A format is never edited once
+#: released: logs written in it exist, and their bytes are hash-chained.
+LOG_FORMATS: Final[Mapping[int, str]] = MappingProxyType({
+    1: "ledgerflow 0.1 (runledger) up to 0.2 commit 7338ceb: RunStarted omits log_format; "
+       "a retry's elapsed backoff is TimerFired; OutputReceived has no duration_ms. "
+       "Fixtures: tests/replay/logs/v0_1/, tests/replay/logs/travel_demo.jsonl, "
+       "tests/replay/fixtures/evolution/.",
+    2: "TimerFired renamed RetryDue (it pairs with RetryScheduled; decoded from format 1 "
+       "by upcasting.RENAMED_EVENTS); OutputReceived gains duration_ms, how long the "
+       "agent's attempt took (None: not measured, as in every format-1 log).",
+})
 
 
 class NewerLogFormat(Exception):  # noqa: N818 - internal signal, decode_event translates it
