@@ -219,6 +219,22 @@ class StoreReadOnlyError(EventStoreError):
         )
 
 
+class StoreFileSystemReadOnlyError(StoreReadOnlyError):
+    """A write found the file system holding a SQLite store read-only (e.g. remounted
+    read-only after a disk error); it was rolled back, nothing was acknowledged."""
+
+    def __init__(self, location: str, run_id: str | None) -> None:
+        self.run_id = run_id
+        what = f"the write to run {run_id!r}" if run_id is not None else "the write"
+        EventStoreError.__init__(
+            self,
+            f"The file system holding the store {location!r} is read-only, so {what} was "
+            "rolled back and nothing was acknowledged; make it writable again (check the "
+            "disk), then resume the run.")
+        self.location = location
+        self.operation = "write"
+
+
 class StoreFullError(EventStoreError):
     """The database could not grow: the disk, quota or size limit is full.
 

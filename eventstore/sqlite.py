@@ -34,7 +34,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import functools
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
@@ -51,6 +53,7 @@ from .errors import (
     NotAStoreError,
     StoreBusyError,
     StoreClosedError,
+    StoreFileSystemReadOnlyError,
     StoreFullError,
     StoreOpenError,
     StoreUrlError,
@@ -130,6 +133,25 @@ def _read_only_cannot_start(exc: BaseException, path: str) -> bool:
     name = getattr(exc, "sqlite_errorname", "")
     unopenable = name.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN"))
     return unopenable and not Path(f"{path}-wal").exists()
+
+
+def _file_system_is_read_only(path: str) -> bool:
+    """Whether the file system holding ``path`` refuses writes now (what an I/O error on a
+    write often means: the kernel remounted it, or aborted its journal, after a disk error).
+
+    Asked only on the error path: the mount flags first, then a probe file, whose
+    creation fails with EROFS on a file system that no longer takes writes.
+    """
+    folder = os.path.dirname(os.path.abspath(path)) or "."
+    try:
+        if os.statvfs(folder).f_flag & os.ST_RDONLY:
+            return True
+        probe = os.path.join(folder, f".ledgerflow-probe-{os.getpid()}")
+        os.close(os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        os.unlink(probe)
+    except OSError as exc:
+        return exc.errno == errno.EROFS
+    return False
 
 
 class SQLiteEventStore(SQLiteTasks, StoreCore):
@@ -318,6 +340,8 @@ class SQLiteEventStore(SQLiteTasks, StoreCore):
             return StoreOpenError(
                 path, "the file or its folder is read-only for this user",
                 read_only_would_work=True)
+        if name.startswith(("SQLITE_READONLY", "SQLITE_IOERR")) and _file_system_is_read_only(path):
+            return StoreFileSystemReadOnlyError(path, run_id)
         return EventStoreError(
             f"SQLite failed on the store {path!r} ({name or type(exc).__name__}: {text}); "
             "check the disk and the file, then retry."

@@ -8,10 +8,13 @@ and every log verifies (also after reopening).
 kernel remounts read-only on a disk error (a tmpfs cannot be remounted
 read-only under an open writer: "mount point is busy"): a one-line error, no
 false acknowledgement while read-only, and the run resumes once writes are
-allowed again (unmount, e2fsck, mount) and verifies. Both strict xfails:
-the error is the generic EventStoreError, and acknowledged events were lost
-across the remount. PostgreSQL (a revoked INSERT, default_transaction_read_only)
-is not written yet.
+allowed again (unmount, e2fsck, mount) and verifies. The append fails with
+``StoreFileSystemReadOnlyError`` (a ``StoreReadOnlyError``), one line. One
+finding is open (a non-strict xfail): acknowledged events were lost across
+the remount in 5 of 5 trials, though readable right after the error; the
+suspect is the harness (e2fsck clearing an aborted ext4 journal), not yet
+shown. PostgreSQL (a revoked INSERT, default_transaction_read_only) is not
+written yet.
 """
 
 from __future__ import annotations
@@ -133,9 +136,11 @@ async def _drive_until_read_only(store: EventStore, fs_break: object, run_id: st
     return info.value
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "acknowledged events are lost: after the kernel remounts the ext4 read-only while a "
-    "commit is in flight (SQLITE_IOERR_WRITE/FSYNC), then unmount, e2fsck and mount, the "
+@pytest.mark.xfail(strict=False, reason=(
+    "under investigation, so not strict (the cause may be the harness: e2fsck clearing an "
+    "aborted journal): acknowledged events are lost: after the kernel remounts the ext4 "
+    "read-only while a commit is in flight (SQLITE_IOERR_WRITE/FSYNC), then unmount, "
+    "e2fsck and mount, the "
     "run's appends acknowledged before the error are gone from the log (5 of 5 trials), "
     "though they were readable right after the error; the same with an idle writer "
     "(store.append x10, then the error) keeps all of them. Cause not found yet: SQLite "
@@ -168,12 +173,6 @@ async def test_sqlite_on_a_file_system_gone_read_only_mid_run_fails_typed_and_re
         print(f"acknowledged events checked: {after.acknowledged_events}")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "eventstore/sqlite.py SQLiteEventStore._translate maps SQLITE_READONLY only while "
-    "opening, and SQLITE_IOERR_WRITE (what a file system remounted read-only gives) to the "
-    "generic EventStoreError 'check the disk and the file': the caller cannot tell it from "
-    "corruption. Proposed: on SQLITE_READONLY* or SQLITE_IOERR* check "
-    "os.statvfs(dirname(path)).f_flag & os.ST_RDONLY and return StoreReadOnlyError"))
 async def test_sqlite_append_on_a_read_only_file_system_is_a_store_read_only_error(
     tmp_path: Path,
 ) -> None:
