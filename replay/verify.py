@@ -152,6 +152,12 @@ def _transition_check(run_id: str, envelopes: Sequence[Envelope]) -> tuple[Check
             evolve(state, event)
         except IllegalTransitionError as exc:
             return Check("transitions", False, f"seq {env.seq}: {exc}", seq=env.seq), []
+        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            # The fold trusts a log it wrote (an edited plan can name a task that is
+            # not there): here that is a finding about the log, not a crash of verify.
+            return Check("transitions", False, f"seq {env.seq}: the event cannot be applied "
+                         f"to the state before it ({type(exc).__name__}: {exc}); the log was "
+                         "altered or is corrupt.", seq=env.seq), []
     return (Check("transitions", True, f"every event is a legal move; the run ends "
                   f"{state.status.value}"), [e for _, e in decoded])
 
