@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 import msgspec
 from pydantic import ValidationError
@@ -96,6 +97,7 @@ async def call_agent(
                       f"the dispatched input does not satisfy {spec.input.__name__}: {exc}",
                       error_type=INPUT_CONTRACT_ERROR)
     timeout = asyncio.timeout(dispatched.timeout_s)
+    started = time.perf_counter()
     try:
         async with timeout:
             result = await spec.fn(inp, ctx)
@@ -130,7 +132,8 @@ async def call_agent(
     # Decide on exactly what the log will hold.
     return ev.OutputReceived(
         task_id=task_id, attempt=attempt, output=msgspec.json.decode(encoded),
-        tokens=ctx.tokens, cost=ctx.cost)
+        tokens=ctx.tokens, cost=ctx.cost,
+        duration_ms=round((time.perf_counter() - started) * 1000, 3))
 
 
 async def call_planner(wf: Workflow, state: RunState, *, max_event_bytes: int,

@@ -208,7 +208,7 @@ class Orchestrator:
         return ev.RunStarted(
             workflow=workflow.name, workflow_ref=workflow.ref, goal=goal_doc,
             started_at=self.clock().isoformat(), max_concurrency=workflow.max_concurrency,
-            max_event_bytes=self.store.max_event_bytes,
+            max_event_bytes=self.store.max_event_bytes, log_format=ev.LOG_FORMAT,
         )
 
     async def resume(self, run_id: str, workflow: Workflow | None = None) -> RunResult:

@@ -38,6 +38,7 @@ from ledgerflow.examples import travel
 from ledgerflow.machines import RunState, Workflow, load_run_state
 from ledgerflow.machines.events import AgentFailed, EventTooNewError, decode_event, decode_logged
 from ledgerflow.machines.loader import find_workflow
+from ledgerflow.machines.versions import LOG_FORMAT
 from ledgerflow.replay import fork_run, verify_run
 from ledgerflow.replay.cli import main
 
@@ -261,10 +262,12 @@ def test_decoding_names_where_the_newer_event_was_found() -> None:
 
 
 async def test_run_started_by_a_newer_log_format_is_refused(db: Path) -> None:
+    newer = LOG_FORMAT + 1
     data = (b'{"type":"RunStarted","workflow":"travel","goal":{},"started_at":'
-            b'"2027-01-01T00:00:00+00:00","max_concurrency":1,"log_format":2}')
+            b'"2027-01-01T00:00:00+00:00","max_concurrency":1,"log_format":'
+            + str(newer).encode() + b"}")
     await _append_raw(db, "from-the-future", "RunStarted", data)
-    with pytest.raises(EventTooNewError, match=r"log format 2.*upgrade ledgerflow"):
+    with pytest.raises(EventTooNewError, match=rf"log format {newer}.*upgrade ledgerflow"):
         await _state(db, "from-the-future")
 
 
