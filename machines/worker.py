@@ -55,7 +55,7 @@ from ledgerflow.eventstore import (
     LeaseLostError,
     TaskClaim,
 )
-from ledgerflow.machines.errors import RunBusyError, WorkflowDefinitionError
+from ledgerflow.machines.errors import ChainBrokenError, RunBusyError, WorkflowDefinitionError
 from ledgerflow.machines.leasing import new_owner
 from ledgerflow.machines.observers import RunObserver
 from ledgerflow.machines.orchestrator import Orchestrator, utcnow
@@ -146,6 +146,8 @@ class Worker:
         self._failures: dict[str, int] = {}
         self._active: dict[asyncio.Task[None], Claim] = {}
         self._running: dict[asyncio.Task[None], TaskClaim] = {}
+        #: Runs whose log is broken: their leases are held, never driven.
+        self._quarantined: set[str] = set()
 
     @property
     def info(self) -> dict[str, Any]:
@@ -277,6 +279,15 @@ class Worker:
             log.warning("Worker %s stopped driving run %s (stopping); another worker "
                         "continues it.", self.worker_id, claim.run_id)
             raise
+        except ChainBrokenError as exc:
+            # Final: no worker may append to an edited log. Hold its lease (renewed with
+            # the heartbeat) so that it is not claimed again and again, here or elsewhere,
+            # starving the runs queued behind it; `ledgerflow runs` shows who holds it.
+            self.stats.failed += 1
+            self._failures[claim.run_id] = _MAX_FAILURES
+            log.warning("Worker %s leaves run %s alone: %s", self.worker_id, claim.run_id, exc)
+            if await self.store.take_lease(claim.run_id, self.worker_id, self.lease_ttl_s):
+                self._quarantined.add(claim.run_id)
         except Exception:
             self.stats.failed += 1
             self._failures[claim.run_id] = self._failures.get(claim.run_id, 0) + 1
@@ -320,6 +331,8 @@ class Worker:
             await asyncio.sleep(self.lease_ttl_s / 3)
             try:
                 await self.store.worker_heartbeat(self.worker_id, self.lease_ttl_s)
+                for run_id in list(self._quarantined):
+                    await self.store.take_lease(run_id, self.worker_id, self.lease_ttl_s)
             except Exception:  # the store is busy or gone: the next beat tries again
                 log.warning("Worker %s could not send its heartbeat.", self.worker_id,
                             exc_info=True)

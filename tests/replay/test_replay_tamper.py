@@ -451,10 +451,6 @@ def test_the_benchmark_prints_the_table(tmp_path: Path) -> None:
     assert json.loads(out.splitlines()[-1])["head"] == [44, 44]
 
 
-@pytest.mark.xfail(strict=True, reason="worker.py: a run refused with ChainBrokenError is "
-                   "claimed again and again (oldest update first) and, with concurrency=1, "
-                   "no other queued run is ever claimed; needs the worker to give such a run "
-                   "up at once and claim_run to skip it")
 def test_a_worker_of_concurrency_one_is_not_starved_by_a_broken_run(tmp_path: Path) -> None:
     db = tmp_path / "runs.db"
 
