@@ -16,6 +16,7 @@ if not __name__.startswith("ledgerflow."):
 from ledgerflow.machines.decide import advance, decide
 from ledgerflow.machines.errors import (
     BudgetExhaustedError,
+    ChainBrokenError,
     IllegalTransitionError,
     InvalidRunIdError,
     PermanentError,
@@ -58,6 +59,7 @@ __all__ = [
     "AgentSpec",
     "Budget",
     "BudgetExhaustedError",
+    "ChainBrokenError",
     "Escalation",
     "EscalationRequest",
     "Event",

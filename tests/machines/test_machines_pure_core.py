@@ -25,7 +25,8 @@ from ledgerflow.machines import events as ev
 from ledgerflow.machines import fsm
 
 PUBLIC_API = [
-    "AgentContext", "AgentSpec", "Budget", "BudgetExhaustedError", "Escalation",
+    "AgentContext", "AgentSpec", "Budget", "BudgetExhaustedError", "ChainBrokenError",
+    "Escalation",
     "EscalationRequest", "Event", "EventTooNewError", "IllegalTransitionError",
     "InvalidRunIdError", "Metered",
     "Orchestrator", "PermanentError", "RecordedStepError", "Recording", "RecordingMissError",
