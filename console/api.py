@@ -313,7 +313,8 @@ async def escalations_document(store: EventStore, book: WorkflowBook) -> dict[st
                 "kind": esc.kind,
                 "reason": esc.reason,
                 "candidate": red.redact(json_ready(esc.candidate), schema),
-                "schema": schema,
+                # Without a secret field's default or examples: the form shows none.
+                "schema": None if schema is None else red.redact_schema(schema),
                 "since": summary.updated_at.isoformat(),
             })
     return {"escalations": entries}
