@@ -378,7 +378,7 @@ class SQLiteEventStore(SQLiteTasks, StoreCore):
         )
 
     async def _take_lease(self, run_id: str, owner: str, ttl_s: float) -> int | None:
-        return await self._write(lease_tx, run_id, owner, ttl_s)
+        return await self._write(lease_tx, run_id, owner, ttl_s, run_id=run_id)
 
     async def _claim_run(
         self, owner: str, ttl_s: float, statuses: list[str], workflows: list[str] | None
@@ -411,7 +411,7 @@ class SQLiteEventStore(SQLiteTasks, StoreCore):
         return versions
 
     async def _release_lease(self, run_id: str, owner: str) -> None:
-        await self._write(query, RELEASE_SQL, (time.time(), run_id, owner))
+        await self._write(query, RELEASE_SQL, (time.time(), run_id, owner), run_id=run_id)
 
     async def _lease_of(self, run_id: str) -> tuple[str, float] | None:
         return await self._call(self._reader, lease_of, run_id)
