@@ -57,6 +57,7 @@ __all__ = [
     "KEY_ENV",
     "MIN_KEY_BYTES",
     "ChainKeyError",
+    "StoredChainCheck",
     "anchor_mac",
     "anchor_message",
     "chain_key_path",
@@ -94,6 +95,49 @@ class ChainKeyError(LedgerflowError):
         super().__init__(f"Cannot use the key file '{path}': {problem}.")
 
 
+class StoredChainCheck:
+    """Checks a run's stored chain while the log is streamed for another purpose (a fold).
+
+    ``feed`` each envelope before using it (the first break, or None), or
+    ``unreadable`` when a row could not be parsed; then ``finish`` compares
+    the ``runs`` row, which remembers how far the log went (a deleted tail).
+
+    Example::
+
+        check = StoredChainCheck("r1")
+        async for env in store.read("r1"):
+            if (problem := check.feed(env)) is not None:
+                raise SystemExit(problem.message)
+        problem = await check.finish(store)
+    """
+
+    __slots__ = ("cursor", "run_id")
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        self.cursor = ChainCursor(run_id)
+
+    def feed(self, env: Envelope) -> ChainProblem | None:
+        problem = self.cursor.feed(env)
+        return None if problem is None else _with_decoding(problem, env)
+
+    def unreadable(self, exc: EventUnreadableError) -> ChainProblem:
+        """A row no reader can parse is a break too."""
+        seq = exc.seq if exc.seq is not None else self.cursor.seq + 1
+        return ChainProblem(seq, "unreadable", f"Event seq {seq} of run {self.run_id!r} cannot "
+                            f"be read: {exc.problem}.")
+
+    async def finish(self, store: EventStore) -> ChainProblem | None:
+        summary = await store.run(self.run_id)
+        seen = self.cursor.seq
+        if summary is not None and summary.last_seq != seen:
+            missing = min(summary.last_seq, seen) + 1
+            return ChainProblem(missing, "gap", f"Event seq {missing} of run {self.run_id!r} is "
+                                f"missing: the runs table records {summary.last_seq} events but "
+                                f"the log holds {seen}.")
+        return None
+
+
 async def stored_chain_problem(store: EventStore, run_id: str) -> ChainProblem | None:
     """The first break of ``run_id``'s stored chain, or None when it holds (or has no events).
 
@@ -107,23 +151,15 @@ async def stored_chain_problem(store: EventStore, run_id: str) -> ChainProblem |
         if problem is not None:
             raise ChainBrokenError("r1", problem.seq, problem.message)
     """
-    cursor = ChainCursor(run_id)
+    check = StoredChainCheck(run_id)
     try:
         async for env in store.read(run_id):
-            problem = cursor.feed(env)
+            problem = check.feed(env)
             if problem is not None:
-                return _with_decoding(problem, env)
-    except EventUnreadableError as exc:  # a row no reader can parse is a break too
-        seq = exc.seq if exc.seq is not None else cursor.seq + 1
-        return ChainProblem(seq, "unreadable", f"Event seq {seq} of run {run_id!r} cannot be "
-                            f"read: {exc.problem}.")
-    summary = await store.run(run_id)
-    if summary is not None and summary.last_seq != cursor.seq:
-        missing = min(summary.last_seq, cursor.seq) + 1
-        return ChainProblem(missing, "gap", f"Event seq {missing} of run {run_id!r} is "
-                            f"missing: the runs table records {summary.last_seq} events but "
-                            f"the log holds {cursor.seq}.")
-    return None
+                return problem
+    except EventUnreadableError as exc:
+        return check.unreadable(exc)
+    return await check.finish(store)
 
 
 def _with_decoding(problem: ChainProblem, env: Envelope) -> ChainProblem:

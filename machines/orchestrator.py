@@ -30,7 +30,8 @@ import msgspec
 from pydantic import BaseModel, ValidationError
 
 from ledgerflow.eventstore import EventStore
-from ledgerflow.eventstore.chain_keys import stored_chain_problem
+from ledgerflow.eventstore.chain_keys import StoredChainCheck
+from ledgerflow.eventstore.errors import EventUnreadableError
 from ledgerflow.machines import events as ev
 from ledgerflow.machines.driver import Driver
 from ledgerflow.machines.errors import (
@@ -66,8 +67,14 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-async def load_run_state(store: EventStore, run_id: str, at: int | None = None) -> RunState:
+async def load_run_state(store: EventStore, run_id: str, at: int | None = None, *,
+                         check_chain: bool = False) -> RunState:
     """Rebuild a run's state by folding its log (up to seq ``at``).
+
+    With ``check_chain`` the hash chain (and the ``runs`` row's last seq) is
+    checked in the same pass, each event before it is folded:
+    :class:`ChainBrokenError` at the first break (what every operation that
+    appends asks: nothing chains onto an edited log).
 
     Example::
 
@@ -75,11 +82,22 @@ async def load_run_state(store: EventStore, run_id: str, at: int | None = None) 
     """
     state = RunState(run_id=run_id)
     decoder = ev.decode_logged
+    check = StoredChainCheck(run_id) if check_chain else None
     # Streamed in chunks: a million-event log folds in constant memory.
-    async for envelope in store.read(run_id, until=at):
-        evolve(state, decoder(envelope.data, envelope.seq, run_id))
+    try:
+        async for envelope in store.read(run_id, until=at):
+            if check is not None and (broken := check.feed(envelope)) is not None:
+                raise ChainBrokenError(run_id, broken.seq, broken.message)
+            evolve(state, decoder(envelope.data, envelope.seq, run_id))
+    except EventUnreadableError as exc:
+        if check is None:
+            raise
+        broken = check.unreadable(exc)
+        raise ChainBrokenError(run_id, broken.seq, broken.message) from exc
     if state.seq == 0:
         raise RunNotFoundError(run_id)
+    if check is not None and at is None and (broken := await check.finish(store)) is not None:
+        raise ChainBrokenError(run_id, broken.seq, broken.message)
     return state
 
 
@@ -363,12 +381,10 @@ class Orchestrator:
         async with self._lease(run_id, operation) as slot:
             if new_state is not None and await self.store.last_seq(run_id):
                 raise RunExistsError(run_id)
-            # Chaining onto an edited log would vouch for the edit: refuse it before
-            # folding it (an edited event may not even fold), so the refusal is typed.
-            if new_state is None and (broken := await stored_chain_problem(
-                    self.store, run_id)) is not None:
-                raise ChainBrokenError(run_id, broken.seq, broken.message)
-            state = new_state or await load_run_state(self.store, run_id)
+            # Chaining onto an edited log would vouch for the edit: each event's link is
+            # checked before it is folded (an edited event may not even fold), so the
+            # refusal is typed, in the one read of the log.
+            state = new_state or await load_run_state(self.store, run_id, check_chain=True)
             wf = workflow or load_workflow(
                 state.workflow_ref, state.workflow, required=workflow_required)
             driver = slot.bind(Driver(self, wf, state, seq=state.seq))
