@@ -235,6 +235,22 @@ class StoreFileSystemReadOnlyError(StoreReadOnlyError):
         self.operation = "write"
 
 
+class StoreServerReadOnlyError(StoreReadOnlyError):
+    """The PostgreSQL server refused a write: the session is read-only, or the role may
+    no longer write the store's tables. The write was rolled back, nothing acknowledged."""
+
+    def __init__(self, location: str, run_id: str | None, why: str) -> None:
+        self.run_id = run_id
+        what = f"the write to run {run_id!r}" if run_id is not None else "the write"
+        EventStoreError.__init__(
+            self,
+            f"The PostgreSQL server refused {what} on the store {location!r} ({why}), so it "
+            "was rolled back and nothing was acknowledged; once the server takes writes "
+            "again, resume the run.")
+        self.location = location
+        self.operation = "write"
+
+
 class StoreFullError(EventStoreError):
     """The database could not grow: the disk, quota or size limit is full.
 

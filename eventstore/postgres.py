@@ -61,7 +61,7 @@ from .errors import (
     StoreBusyError,
     StoreClosedError,
     StoreFullError,
-    StoreReadOnlyError,
+    StoreServerReadOnlyError,
     StoreUrlError,
 )
 from .pool import Claim, WorkerInfo, notify_channel
@@ -298,7 +298,9 @@ class PostgresEventStore(PostgresTasks, StoreCore):
         if isinstance(exc, asyncpg.DiskFullError):
             return StoreFullError(location, run_id)
         if isinstance(exc, asyncpg.ReadOnlySQLTransactionError):
-            return StoreReadOnlyError(location, "write (the server refused: read-only)")
+            return StoreServerReadOnlyError(location, run_id, "the session is read-only")
+        if isinstance(exc, asyncpg.InsufficientPrivilegeError):
+            return StoreServerReadOnlyError(location, run_id, f"permission denied: {text}")
         if closed:
             return StoreClosedError(location)
         if isinstance(exc, asyncpg.InvalidCatalogNameError):

@@ -55,6 +55,7 @@ def test_public_names_are_pinned_and_sorted() -> None:
         "StoreOpenError",
         "StoreOpener",
         "StoreReadOnlyError",
+        "StoreServerReadOnlyError",
         "StoreUpgradeRequiredError",
         "StoreUrlError",
         "TaskClaim",

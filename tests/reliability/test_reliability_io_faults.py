@@ -13,8 +13,7 @@ allowed again (unmount, e2fsck, mount) and verifies. The append fails with
 finding is open (a non-strict xfail): acknowledged events were lost across
 the remount in 5 of 5 trials, though readable right after the error; the
 suspect is the harness (e2fsck clearing an aborted ext4 journal), not yet
-shown. PostgreSQL (a revoked INSERT, default_transaction_read_only) is not
-written yet.
+shown. PostgreSQL refusing writes is in test_reliability_pg_read_only.py.
 """
 
 from __future__ import annotations
