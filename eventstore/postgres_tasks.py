@@ -29,8 +29,18 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .errors import InvalidQueryError, LeaseLostError, TaskClaimLostError
-from .tasks import RECEIPT_TTL_S, AgentLimit, TaskClaim, TaskExchangeRow, TaskFact, TaskOffer
+from .errors import LeaseLostError
+from .tasks import (
+    RECEIPT_TTL_S,
+    AgentLimit,
+    TaskClaim,
+    TaskExchangeRow,
+    TaskFact,
+    TaskOffer,
+    answer_of,
+    claim_key,
+    claim_lost,
+)
 
 __all__ = ["POSTGRES_TASK_TABLES", "PostgresTasks", "hold_fence"]
 
@@ -222,12 +232,6 @@ async def hold_fence(conn: Any, fence_sql: str, run_id: str, fence: int) -> None
         raise LeaseLostError(run_id, fence, holder, None if row is None else int(row[2]))
 
 
-def _lost(claim: TaskClaim) -> TaskClaimLostError:
-    return TaskClaimLostError(claim.run_id, claim.task_id, claim.attempt, claim.token)
-
-
-def _key(claim: TaskClaim) -> tuple[Any, ...]:
-    return (claim.run_id, claim.task_id, claim.attempt, claim.token, claim.owner)
 
 
 def _over(limit: AgentLimit, live: int, started: int) -> bool:
@@ -327,18 +331,18 @@ class PostgresTasks:
 
     async def _renew_task_claim(self, claim: TaskClaim, ttl_s: float) -> None:
         async def run(conn: Any) -> Any:
-            return await conn.fetchval(self._task_sql["renew"], *_key(claim), ttl_s)
+            return await conn.fetchval(self._task_sql["renew"], *claim_key(claim), ttl_s)
 
         if await self._call(run) is None:
-            raise _lost(claim)
+            raise claim_lost(claim)
 
     async def _post_task_fact(self, claim: TaskClaim, kind: str, data: bytes) -> int:
         async def run(conn: Any) -> Any:
-            return await conn.fetchval(self._task_sql["post"], *_key(claim), kind, data)
+            return await conn.fetchval(self._task_sql["post"], *claim_key(claim), kind, data)
 
         fact_id = await self._call(run)
         if fact_id is None:
-            raise _lost(claim)
+            raise claim_lost(claim)
         return int(fact_id)
 
     async def _task_facts(self, run_id: str) -> list[TaskFact]:
@@ -369,19 +373,9 @@ class PostgresTasks:
 
     async def _task_fact_answer(self, fact_id: int, claim: TaskClaim) -> bool | None:
         async def run(conn: Any) -> Any:
-            return await conn.fetchrow(self._task_sql["fact_answer"], *_key(claim), fact_id)
+            return await conn.fetchrow(self._task_sql["fact_answer"], *claim_key(claim), fact_id)
 
-        answer, run_id, task_id, attempt, token, current = await self._call(run)
-        if run_id is not None and (run_id, task_id, attempt, token) != _key(claim)[:4]:
-            raise InvalidQueryError(
-                "poll a task fact's answer", "fact {fact_id} was not posted under this claim")
-        if answer is not None:
-            return bool(answer)
-        if not current:
-            raise _lost(claim)
-        if run_id is None:
-            raise InvalidQueryError("poll a task fact's answer", "there is no fact {fact_id}")
-        return None
+        return answer_of(await self._call(run), claim, fact_id)
 
     async def _withdraw_tasks(
         self, run_id: str, fence: int | None, keep: set[tuple[str, int]]

@@ -22,9 +22,18 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiosqlite
 
-from .errors import InvalidQueryError, TaskClaimLostError
 from .sqlite_rows import must_hold_the_fence, rollback
-from .tasks import RECEIPT_TTL_S, AgentLimit, TaskClaim, TaskExchangeRow, TaskFact, TaskOffer
+from .tasks import (
+    RECEIPT_TTL_S,
+    AgentLimit,
+    TaskClaim,
+    TaskExchangeRow,
+    TaskFact,
+    TaskOffer,
+    answer_of,
+    claim_key,
+    claim_lost,
+)
 
 __all__ = [
     "SQLITE_TASK_TABLES",
@@ -231,25 +240,19 @@ def claim_task_tx(
     return _tx(conn, body)
 
 
-def _lost(claim: TaskClaim) -> TaskClaimLostError:
-    return TaskClaimLostError(claim.run_id, claim.task_id, claim.attempt, claim.token)
-
-
-def _claim_key(claim: TaskClaim) -> tuple[Any, ...]:
-    return (claim.run_id, claim.task_id, claim.attempt, claim.token, claim.owner)
 
 
 def renew_task_tx(conn: sqlite3.Connection, claim: TaskClaim, ttl_s: float) -> None:
     """Extend the claim's expiry, or :class:`TaskClaimLostError` if it is not current."""
-    if conn.execute(_RENEW_SQL, (time.time() + ttl_s, *_claim_key(claim))).rowcount == 0:
-        raise _lost(claim)
+    if conn.execute(_RENEW_SQL, (time.time() + ttl_s, *claim_key(claim))).rowcount == 0:
+        raise claim_lost(claim)
 
 
 def post_fact_tx(conn: sqlite3.Connection, claim: TaskClaim, kind: str, data: bytes) -> int:
     """Insert the fact while the claim is current; its id."""
     def body(_now: float) -> int:
-        if conn.execute(_CURRENT_SQL, _claim_key(claim)).fetchone() is None:
-            raise _lost(claim)
+        if conn.execute(_CURRENT_SQL, claim_key(claim)).fetchone() is None:
+            raise claim_lost(claim)
         cursor = conn.execute(
             "INSERT INTO task_facts (run_id, task_id, attempt, token, kind, data) "
             "VALUES (?, ?, ?, ?, ?, ?)",
@@ -291,18 +294,8 @@ def answer_tx(
 
 def fact_answer(conn: sqlite3.Connection, fact_id: int, claim: TaskClaim) -> bool | None:
     """The fact's answer; None while unanswered; :class:`TaskClaimLostError` once lost."""
-    row = conn.execute(_FACT_ANSWER_SQL, (*_claim_key(claim), fact_id)).fetchone()
-    answer, run_id, task_id, attempt, token, current = row
-    if run_id is not None and (run_id, task_id, attempt, token) != _claim_key(claim)[:4]:
-        raise InvalidQueryError(
-            "poll a task fact's answer", "fact {fact_id} was not posted under this claim")
-    if answer is not None:
-        return bool(answer)
-    if not current:
-        raise _lost(claim)
-    if run_id is None:
-        raise InvalidQueryError("poll a task fact's answer", "there is no fact {fact_id}")
-    return None
+    row = conn.execute(_FACT_ANSWER_SQL, (*claim_key(claim), fact_id)).fetchone()
+    return answer_of(row, claim, fact_id)
 
 
 def withdraw_tx(

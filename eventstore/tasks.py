@@ -21,7 +21,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from .appending import is_count
-from .errors import EventTooLargeError, InvalidQueryError
+from .errors import EventTooLargeError, InvalidQueryError, TaskClaimLostError
 from .rules import MAX_SEQ
 
 __all__ = [
@@ -29,6 +29,9 @@ __all__ = [
     "RECEIPT_TTL_S",
     "AgentLimit",
     "TaskClaim",
+    "answer_of",
+    "claim_key",
+    "claim_lost",
     "TaskExchangeRow",
     "TaskFact",
     "TaskOffer",
@@ -272,3 +275,33 @@ def check_slot(key: object, limit: object) -> tuple[str, int]:
     """A slot's key and limit, or :class:`InvalidQueryError`."""
     operation = f"acquire slot {key!r}"
     return check_name(operation, "the key", key), _check_count(operation, "limit", limit, 1)
+
+
+def claim_key(claim: TaskClaim) -> tuple[str, str, int, int, str]:
+    """What identifies a claim in the SQL: run, task, attempt, token and owner."""
+    return (claim.run_id, claim.task_id, claim.attempt, claim.token, claim.owner)
+
+
+def claim_lost(claim: TaskClaim) -> TaskClaimLostError:
+    """The error for a claim that is no longer its offer's current one."""
+    return TaskClaimLostError(claim.run_id, claim.task_id, claim.attempt, claim.token)
+
+
+def answer_of(row: Sequence[object], claim: TaskClaim, fact_id: int) -> bool | None:
+    """A fact's answer from its row ``(answer, run_id, task_id, attempt, token, current)``.
+
+    True or False once answered; None while not; :class:`TaskClaimLostError`
+    when unanswered and the claim is no longer current. Both backends fetch
+    the row their own way and decide here.
+    """
+    answer, run_id, task_id, attempt, token, current = row
+    if run_id is not None and (run_id, task_id, attempt, token) != claim_key(claim)[:4]:
+        raise InvalidQueryError(
+            "poll a task fact's answer", f"fact {fact_id} was not posted under this claim")
+    if answer is not None:
+        return bool(answer)
+    if not current:
+        raise claim_lost(claim)
+    if run_id is None:
+        raise InvalidQueryError("poll a task fact's answer", f"there is no fact {fact_id}")
+    return None
