@@ -19,7 +19,6 @@ Example::
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime
 
 from ledgerflow.eventstore import EventStore, NewEvent
@@ -33,6 +32,7 @@ from ledgerflow.machines import (
     evolve,
 )
 from ledgerflow.machines.events import ForkedFrom
+from ledgerflow.machines.orchestrator import new_run_id as fresh_run_id
 from ledgerflow.replay.batches import comparable, split_batches
 from ledgerflow.replay.errors import ForkError
 from ledgerflow.replay.timeline import decode_log
@@ -68,7 +68,8 @@ async def fork_run(
     decoded = decode_log(run_id, envelopes)
     seqs = [env.seq for env, _ in decoded]
     events = [event for _, event in decoded]
-    new_id = new_run_id or uuid.uuid4().hex[:12]
+    # One rule for every new run's id (generated, or checked: it names files and URLs).
+    new_id = fresh_run_id(new_run_id or None)
     completion: list[Event] = []
     batch = next(
         (b for b in split_batches(seqs, events) if b.seqs[0] <= at_seq <= b.seqs[-1]), None)
