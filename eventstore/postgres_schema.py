@@ -19,6 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 from .errors import EventStoreError, NotAStoreError, SchemaVersionError, StoreNotFoundError
 from .errors import StoreOpenError as _StoreOpenError
 from .schema import POSTGRES_APPLICATION, POSTGRES_MIGRATIONS, SCHEMA_VERSION
+from .vault_tables import V4_TABLE_NAMES
 
 __all__ = [
     "APPEND_SQL",
@@ -129,6 +130,7 @@ _STORE_TABLES = {
     3: ("events", "flow_slots", "leases", "meta", "runs", "task_facts", "task_offers",
         "task_starts", "workers"),
 }
+_STORE_TABLES[4] = tuple(sorted(_STORE_TABLES[3] + V4_TABLE_NAMES))
 """The tables a ledgerflow schema holds at each version."""
 
 

@@ -47,6 +47,7 @@ from .errors import (
 )
 from .postgres_tasks import POSTGRES_TASK_TABLES
 from .sqlite_tasks import SQLITE_TASK_TABLES
+from .vault_tables import POSTGRES_V4_TABLES, SQLITE_V4_TABLES
 
 __all__ = [
     "APPLICATION_ID",
@@ -70,7 +71,7 @@ __all__ = [
 APPLICATION_ID = 0x524C4447
 """``PRAGMA application_id`` of every ledgerflow store: the ASCII bytes "RLDG"."""
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """The newest schema this version of ledgerflow reads and writes."""
 
 SYNCHRONOUS_MODES = ("FULL", "NORMAL")
@@ -175,6 +176,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         ),
     ),
     Migration(3, "task exchange: offers, facts, starts, flow slots", SQLITE_TASK_TABLES),
+    Migration(4, "secret vault, state snapshots", SQLITE_V4_TABLES),
 )
 
 # WIRE FORMAT, written into every existing PostgreSQL store since 0.1: it keeps
@@ -251,6 +253,7 @@ POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
         ),
     ),
     Migration(3, "task exchange: offers, facts, starts, flow slots", POSTGRES_TASK_TABLES),
+    Migration(4, "secret vault, state snapshots", POSTGRES_V4_TABLES),
 )
 
 for _migrations in (MIGRATIONS, POSTGRES_MIGRATIONS):  # pragma: no cover
@@ -353,6 +356,8 @@ def _lost_its_marks(found: _Header) -> bool:
 
 def _version_of_tables(found: _Header) -> int:
     """The schema version a store's tables show (for a copy that lost its header marks)."""
+    if "run_secrets" in found.tables:
+        return 4
     return 3 if "task_offers" in found.tables else 2 if "workers" in found.tables else 1
 
 

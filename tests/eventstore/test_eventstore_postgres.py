@@ -168,6 +168,8 @@ async def test_new_schema_gets_the_tables_and_the_marker(pg_schema: str) -> None
         "task_facts",
         "task_starts",
         "flow_slots",
+        "run_secrets",
+        "run_snapshots",
     }
     meta = await sql(pg_schema, "SELECT application, schema_version FROM meta")
     assert [tuple(r) for r in meta] == [(POSTGRES_APPLICATION, SCHEMA_VERSION)]
@@ -202,12 +204,12 @@ async def test_data_is_kept_byte_for_byte_and_queryable_as_json(pg_store: EventS
 @needs_pg
 async def test_newer_schema_version_is_refused_and_left_untouched(pg_schema: str) -> None:
     await make_store(pg_schema, events=2)
-    await sql(pg_schema, "UPDATE meta SET schema_version = 4")
+    await sql(pg_schema, "UPDATE meta SET schema_version = 5")
     before = await snapshot(pg_schema)
     with pytest.raises(SchemaVersionError) as info:
         await open_store(url(pg_schema))
-    assert (info.value.found, info.value.supported) == (4, SCHEMA_VERSION)
-    assert "newer ledgerflow (schema 4); this version reads schema 3. Upgrade" in str(info.value)
+    assert (info.value.found, info.value.supported) == (5, SCHEMA_VERSION)
+    assert "newer ledgerflow (schema 5); this version reads schema 4. Upgrade" in str(info.value)
     assert await snapshot(pg_schema) == before
     assert (await sql(pg_schema, "SELECT schema_version FROM meta"))[0][0] == 4
     assert (await sql(pg_schema, "SELECT count(*) FROM events"))[0][0] == 2
@@ -431,7 +433,7 @@ async def test_empty_schema_is_not_a_store_for_an_existing_only_open(
 @needs_pg
 async def test_newer_schema_version_is_refused_read_only_too(pg_schema: str) -> None:
     await make_store(pg_schema, events=1)
-    await sql(pg_schema, "UPDATE meta SET schema_version = 4")
+    await sql(pg_schema, "UPDATE meta SET schema_version = 5")
     before = await snapshot(pg_schema)
     with pytest.raises(SchemaVersionError, match="newer ledgerflow"):
         await open_store(url(pg_schema), read_only=True)

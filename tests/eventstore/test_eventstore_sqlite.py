@@ -106,12 +106,12 @@ async def test_data_is_queryable_with_json_extract(tmp_path: Path) -> None:
 async def test_newer_schema_file_is_refused_and_left_untouched(tmp_path: Path) -> None:
     path = tmp_path / "runs.db"
     await make_store_file(path, events=2)
-    tamper(path, "PRAGMA user_version = 4", "PRAGMA journal_mode = DELETE")
+    tamper(path, "PRAGMA user_version = 5", "PRAGMA journal_mode = DELETE")
     before = digest(path)
     with pytest.raises(SchemaVersionError) as info:
         await open_store(path)
-    assert (info.value.found, info.value.supported) == (4, SCHEMA_VERSION)
-    assert "newer ledgerflow (schema 4); this version reads schema 3. Upgrade" in str(info.value)
+    assert (info.value.found, info.value.supported) == (5, SCHEMA_VERSION)
+    assert "newer ledgerflow (schema 5); this version reads schema 4. Upgrade" in str(info.value)
     assert digest(path) == before
     conn = sqlite3.connect(path)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"

@@ -133,11 +133,11 @@ async def test_blank_sqlite_database_is_not_a_store_for_an_existing_only_open(
 async def test_newer_schema_is_refused_read_only_and_left_untouched(tmp_path: Path) -> None:
     path = tmp_path / "runs.db"
     await make_store_file(path, events=2)
-    tamper(path, "PRAGMA user_version = 4")
+    tamper(path, "PRAGMA user_version = 5")
     before = files_of(tmp_path)
     with pytest.raises(SchemaVersionError) as info:
         await open_store(path, read_only=True)
-    assert (info.value.found, info.value.supported) == (4, 3)
+    assert (info.value.found, info.value.supported) == (5, 4)
     assert "Upgrade ledgerflow" in str(info.value)
     after = files_of(tmp_path)
     assert after["runs.db"] == before["runs.db"]
@@ -332,7 +332,7 @@ async def test_a_dump_copy_is_recognised_refused_untouched_and_the_fix_works(
     assert "another application" not in message
     assert files_of(copy_dir) == before
     fix = message.split(f"sqlite3 {copy} '", 1)[1].split("'", 1)[0]
-    assert fix == "PRAGMA application_id = 1380729927; PRAGMA user_version = 3;"
+    assert fix == "PRAGMA application_id = 1380729927; PRAGMA user_version = 4;"
     tamper(copy, *fix.split(";")[:2])
     async with open_store(copy, read_only=True) as store:
         assert check_chain("r1", await store.read_all("r1")) is None

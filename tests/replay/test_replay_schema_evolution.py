@@ -25,7 +25,7 @@ import pytest
 from click.testing import CliRunner
 
 from ledgerflow import Orchestrator, open_store
-from ledgerflow.eventstore import NewEvent, check_chain
+from ledgerflow.eventstore import SCHEMA_VERSION, NewEvent, check_chain, upgrade_store
 from ledgerflow.examples import travel
 from ledgerflow.machines import load_run_state
 from ledgerflow.machines.events import (
@@ -50,10 +50,16 @@ STATUS = {"completed": "completed", "interrupted": "running"}
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Path:
-    """A private copy of the format-1 store (the committed file is never opened)."""
+async def db(tmp_path: Path) -> Path:
+    """A private copy of the format-1 store (the committed file is never opened).
+
+    The file is at store schema 3, so the copy gets ``ledgerflow db upgrade``
+    first, as a user's old store does: the schema gains tables, and not one
+    byte of the log changes (the chain test below checks the original bytes).
+    """
     copy = tmp_path / "format1.db"
     shutil.copyfile(FIXTURE / "format1.db", copy)
+    assert await upgrade_store(copy) == (3, SCHEMA_VERSION)
     return copy
 
 
