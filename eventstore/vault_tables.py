@@ -1,4 +1,4 @@
-"""The tables of schema 4, once per backend: the secret vault and the state snapshots.
+"""The tables of schema 4, once per backend: the secret vault, state snapshots, effect claims.
 
 Neither is part of a run's hash chain, on purpose:
 
@@ -14,6 +14,9 @@ Both are new in schema 4: a store at schema 3 reads as before and asks for
 """
 
 from __future__ import annotations
+
+from .effect_tables import EFFECT_TABLE_NAMES, POSTGRES_EFFECT_TABLES, SQLITE_EFFECT_TABLES
+from .snapshot_tables import POSTGRES_SNAPSHOT_TABLES, SNAPSHOT_TABLE_NAMES, SQLITE_SNAPSHOT_TABLES
 
 __all__ = [
     "POSTGRES_V4_TABLES",
@@ -47,35 +50,7 @@ POSTGRES_SECRET_TABLES: tuple[str, ...] = (
     "CREATE INDEX run_secrets_by_run ON {schema}.run_secrets (run_id)",
 )
 
-SQLITE_SNAPSHOT_TABLES: tuple[str, ...] = (
-    """
-    CREATE TABLE run_snapshots (
-        run_id     TEXT    NOT NULL,
-        seq        INTEGER NOT NULL CHECK (seq >= 1),
-        hash       TEXT    NOT NULL,
-        format     INTEGER NOT NULL,
-        state      BLOB    NOT NULL,
-        created_at REAL    NOT NULL,
-        PRIMARY KEY (run_id, seq)
-    ) WITHOUT ROWID
-    """,
-)
-
-POSTGRES_SNAPSHOT_TABLES: tuple[str, ...] = (
-    """
-    CREATE TABLE {schema}.run_snapshots (
-        run_id     text        NOT NULL,
-        seq        bigint      NOT NULL CHECK (seq >= 1),
-        hash       text        NOT NULL,
-        format     integer     NOT NULL,
-        state      bytea       NOT NULL,
-        created_at timestamptz NOT NULL DEFAULT now(),
-        PRIMARY KEY (run_id, seq)
-    )
-    """,
-)
-
-SQLITE_V4_TABLES = SQLITE_SECRET_TABLES + SQLITE_SNAPSHOT_TABLES
-POSTGRES_V4_TABLES = POSTGRES_SECRET_TABLES + POSTGRES_SNAPSHOT_TABLES
-V4_TABLE_NAMES = ("run_secrets", "run_snapshots")
+SQLITE_V4_TABLES = SQLITE_SECRET_TABLES + SQLITE_SNAPSHOT_TABLES + SQLITE_EFFECT_TABLES
+POSTGRES_V4_TABLES = POSTGRES_SECRET_TABLES + POSTGRES_SNAPSHOT_TABLES + POSTGRES_EFFECT_TABLES
+V4_TABLE_NAMES = ("run_secrets", *SNAPSHOT_TABLE_NAMES, *EFFECT_TABLE_NAMES)
 """The tables schema 4 adds (how an incomplete store is named)."""
