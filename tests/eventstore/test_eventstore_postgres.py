@@ -211,7 +211,7 @@ async def test_newer_schema_version_is_refused_and_left_untouched(pg_schema: str
     assert (info.value.found, info.value.supported) == (5, SCHEMA_VERSION)
     assert "newer ledgerflow (schema 5); this version reads schema 4. Upgrade" in str(info.value)
     assert await snapshot(pg_schema) == before
-    assert (await sql(pg_schema, "SELECT schema_version FROM meta"))[0][0] == 4
+    assert (await sql(pg_schema, "SELECT schema_version FROM meta"))[0][0] == 5
     assert (await sql(pg_schema, "SELECT count(*) FROM events"))[0][0] == 2
 
 
