@@ -24,6 +24,9 @@ from types import TracebackType
 from typing import Any, ClassVar, Self
 
 from .appending import check_append, is_count
+from .core_effects import EffectClaimCore
+from .core_secrets import SecretCore
+from .core_snapshots import SnapshotCore
 from .core_tasks import TaskExchangeCore
 from .envelope import Envelope, NewEvent, RunSummary, format_at
 from .errors import (
@@ -80,7 +83,7 @@ __all__ = [
     "summary_of",
 ]
 
-class StoreCore(TaskExchangeCore):
+class StoreCore(SnapshotCore, EffectClaimCore, SecretCore, TaskExchangeCore):
     """The public behaviour of every backend (the task exchange's in its base); round trips below.
 
     Example::

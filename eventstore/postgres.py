@@ -65,6 +65,7 @@ from .errors import (
     StoreUrlError,
 )
 from .pool import Claim, WorkerInfo, notify_channel
+from .postgres_effects import PostgresEffectClaims
 from .postgres_listener import WorkListener
 from .postgres_schema import (
     APPEND_SQL,
@@ -92,6 +93,8 @@ from .postgres_schema import (
     no_reset,
     prepare,
 )
+from .postgres_secrets import PostgresSecrets
+from .postgres_snapshots import PostgresSnapshots
 from .postgres_tasks import PostgresTasks, hold_fence
 from .schema import SCHEMA_VERSION, SYNCHRONOUS_MODES
 
@@ -117,7 +120,9 @@ DEFAULT_APPLICATION_NAME = "ledgerflow"
 """What ``pg_stat_activity`` shows for the store's connections unless the url names another."""
 
 
-class PostgresEventStore(PostgresTasks, StoreCore):
+class PostgresEventStore(
+    PostgresSnapshots, PostgresEffectClaims, PostgresSecrets, PostgresTasks, StoreCore
+):
     """An :class:`~ledgerflow.eventstore.EventStore` in one PostgreSQL schema, shared by workers.
 
     Prefer :func:`ledgerflow.eventstore.open_store`; this class is its PostgreSQL result.

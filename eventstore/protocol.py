@@ -48,13 +48,16 @@ from typing import Any, Protocol, Self, runtime_checkable
 
 from .envelope import Envelope, NewEvent, RunSummary
 from .pool import Claim, WorkerInfo
+from .protocol_effects import EffectClaimStore
+from .protocol_secrets import SecretStore
+from .protocol_snapshots import SnapshotStore
 from .tasks import AgentLimit, TaskClaim, TaskExchangeRow, TaskFact, TaskOffer
 
 __all__ = ["EventStore"]
 
 
 @runtime_checkable
-class EventStore(Protocol):
+class EventStore(SnapshotStore, EffectClaimStore, SecretStore, Protocol):
     """An append-only, hash-chained event log of many runs, with a runs projection."""
 
     max_event_bytes: int

@@ -69,6 +69,7 @@ from .schema import (
     prepare_reader,
     upgrade,
 )
+from .sqlite_effects import SQLiteEffectClaims
 from .sqlite_pool import (
     claim_tx,
     heartbeat_worker,
@@ -89,6 +90,8 @@ from .sqlite_rows import (
     lease_tx,
     query,
 )
+from .sqlite_secrets import SQLiteSecrets
+from .sqlite_snapshots import SQLiteSnapshots
 from .sqlite_tasks import SQLiteTasks
 
 __all__ = ["DEFAULT_BUSY_TIMEOUT_MS", "DEFAULT_MAX_EVENT_BYTES", "SQLiteEventStore"]
@@ -154,7 +157,7 @@ def _file_system_is_read_only(path: str) -> bool:
     return False
 
 
-class SQLiteEventStore(SQLiteTasks, StoreCore):
+class SQLiteEventStore(SQLiteSnapshots, SQLiteEffectClaims, SQLiteSecrets, SQLiteTasks, StoreCore):
     """An :class:`~ledgerflow.eventstore.EventStore` in one SQLite file (WAL, ``synchronous=FULL``).
 
     Prefer :func:`ledgerflow.eventstore.open_store`; this class is its SQLite result.
