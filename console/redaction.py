@@ -31,6 +31,8 @@ import re
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from ledgerflow.contracts.secrets import map_secrets, marks_secret
+
 if TYPE_CHECKING:
     from ledgerflow.machines import Workflow
 
@@ -67,50 +69,6 @@ def looks_secret(name: str) -> bool:
     return any(pair in _SECRET_PAIRS for pair in itertools.pairwise(words))
 
 
-def _marks_secret(node: Schema) -> bool:
-    return (node.get("redact") is True or node.get("writeOnly") is True
-            or node.get("format") == "password")
-
-
-def _resolve(ref: str, root: Schema) -> Schema | None:
-    # Only local refs ("#/$defs/Name", "#/definitions/Name", "#"): pydantic writes no other.
-    if not ref.startswith("#"):
-        return None
-    node: Any = root
-    for raw in ref[1:].split("/"):
-        if not raw:
-            continue
-        part = raw.replace("~1", "/").replace("~0", "~")
-        if not isinstance(node, Mapping) or part not in node:
-            return None
-        node = node[part]
-    return node if isinstance(node, Mapping) else None
-
-
-def _flatten(node: Any, root: Schema, out: list[Schema], seen: set[int]) -> bool:
-    """Collect ``node`` and every schema its ``$ref``/``anyOf``/``oneOf``/``allOf`` names.
-
-    Returns whether any of them marks the value secret (a union with one
-    secret branch is secret: the value might be that branch).
-    """
-    if not isinstance(node, Mapping) or id(node) in seen:
-        return False
-    seen.add(id(node))
-    secret = _marks_secret(node)
-    out.append(node)
-    ref = node.get("$ref")
-    if isinstance(ref, str):
-        target = _resolve(ref, root)
-        if target is not None:
-            secret = _flatten(target, root, out, seen) or secret
-    for key in ("anyOf", "oneOf", "allOf"):
-        branches = node.get(key)
-        if isinstance(branches, list):
-            for branch in branches:
-                secret = _flatten(branch, root, out, seen) or secret
-    return secret
-
-
 def _by_name(value: Any) -> Any:
     if isinstance(value, Mapping):
         return {k: REDACTED if looks_secret(str(k)) and v is not None else _by_name(v)
@@ -120,48 +78,13 @@ def _by_name(value: Any) -> Any:
     return value
 
 
-def _walk(value: Any, node: Any, root: Schema) -> Any:
-    nodes: list[Schema] = []
-    if _flatten(node, root, nodes, set()):
-        return None if value is None else REDACTED
-    if isinstance(value, Mapping):
-        return _walk_object(value, nodes, root)
-    if isinstance(value, list | tuple):
-        return _walk_array(list(value), nodes, root)
-    return value
+def _masked(value: Any) -> Any:
+    return None if value is None else REDACTED
 
 
-def _walk_object(value: Mapping[Any, Any], nodes: list[Schema], root: Schema) -> Any:
-    out: dict[Any, Any] = {}
-    for key, item in value.items():
-        subs: list[Any] = []
-        for node in nodes:
-            props = node.get("properties")
-            if isinstance(props, Mapping) and key in props:
-                subs.append(props[key])
-            else:
-                extra = node.get("additionalProperties")
-                if isinstance(extra, Mapping):
-                    subs.append(extra)
-        if not subs:  # the contract does not declare it: judge by its name
-            out[key] = REDACTED if looks_secret(str(key)) and item is not None else _by_name(item)
-            continue
-        out[key] = _walk(item, {"anyOf": subs}, root)
-    return out
-
-
-def _walk_array(items: list[Any], nodes: list[Schema], root: Schema) -> Any:
-    out: list[Any] = []
-    for at, item in enumerate(items):
-        subs: list[Any] = []
-        for node in nodes:
-            prefix = node.get("prefixItems")
-            if isinstance(prefix, list) and at < len(prefix):
-                subs.append(prefix[at])
-            elif isinstance(node.get("items"), Mapping):
-                subs.append(node["items"])
-        out.append(_walk(item, {"anyOf": subs}, root) if subs else _by_name(item))
-    return out
+def _undeclared(key: str, value: Any) -> Any:
+    """A key the contract does not declare: judged by its name."""
+    return REDACTED if looks_secret(key) and value is not None else _by_name(value)
 
 
 def redact(value: Any, schema: Schema | None) -> Any:
@@ -181,7 +104,7 @@ def redact(value: Any, schema: Schema | None) -> Any:
     """
     if schema is None:
         return _by_name(value)
-    return _walk(value, schema, schema)
+    return map_secrets(value, schema, _masked, undeclared=_undeclared)
 
 
 def redact_schema(schema: Schema) -> dict[str, Any]:
@@ -194,7 +117,7 @@ def redact_schema(schema: Schema) -> dict[str, Any]:
     """
     def clean(node: Any) -> Any:
         if isinstance(node, Mapping):
-            secret = _marks_secret(node)
+            secret = marks_secret(node)
             return {k: clean(v) for k, v in node.items()
                     if not (secret and k in ("default", "examples", "const", "enum"))}
         if isinstance(node, list):

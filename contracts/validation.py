@@ -18,6 +18,8 @@ import msgspec
 from pydantic import BaseModel, ValidationError
 
 from ledgerflow.contracts.errors import ConfidenceContractError, InputContractError
+from ledgerflow.contracts.hidden import HiddenSecrets, SecretsGoneError
+from ledgerflow.contracts.secrets import contract_has_secrets
 from ledgerflow.contracts.typecheck import is_number, type_name
 
 __all__ = [
@@ -140,15 +142,18 @@ def _got(value: Any) -> str:
     return text if len(text) <= _GOT_LIMIT else text[: _GOT_LIMIT - 3] + "..."
 
 
-def describe_errors(exc: ValidationError) -> tuple[str, ...]:
-    """One line per pydantic error, e.g. ``"total: Input should be a valid number (got 'x')"``."""
+def describe_errors(exc: ValidationError, *, show_input: bool = True) -> tuple[str, ...]:
+    """One line per pydantic error, e.g. ``"total: Input should be a valid number (got 'x')"``.
+
+    ``show_input=False`` leaves out what was got (an output holding secrets).
+    """
     lines = []
     for error in exc.errors(include_url=False):
         where = ".".join(str(part) for part in error["loc"])
         message = " ".join(str(error["msg"]).split())
         if error["type"] == "json_invalid":
             message = "Output is not JSON: " + message.removeprefix("Invalid JSON: ")
-        elif error["type"] != "missing":
+        elif error["type"] != "missing" and show_input:
             message += f" (got {_got(error['input'])})"
         lines.append(f"{where}: {message}" if where else message)
     return tuple(lines)
@@ -184,16 +189,27 @@ def _validate(model: type[BaseModel], raw: Any) -> BaseModel:
     return model.model_validate(raw)
 
 
+def _validate_hidden(model: type[BaseModel], hidden: HiddenSecrets) -> BaseModel:
+    if hidden.missing:
+        raise SecretsGoneError(hidden.missing)
+    return _validate(model, hidden.revealed)
+
+
 def validate_output(
     model: type[BaseModel],
     raw: Any,
     *,
     task_id: str,
     min_confidence: float | None = None,
+    secrets: Mapping[str, Any] | None = None,
 ) -> OutputVerdict:
     """Validate an agent's output against its contract; never raises for bad output.
 
     ``raw`` may be a dict, a model instance (re-validated), or a JSON string.
+    In a contract with secret fields (:mod:`ledgerflow.contracts.secrets`)
+    ``raw`` holds references where the secrets are: they are validated as
+    ``secrets`` (reference → value) reveals them, the verdict's value holds the
+    same references again, and no error line quotes a value.
     Raises :class:`ConfidenceContractError` only for a caller mistake:
     ``min_confidence`` on a model with no ``confidence`` field.
 
@@ -213,20 +229,25 @@ def validate_output(
     if min_confidence is not None and not has_confidence:
         raise ConfidenceContractError(task_id, model.__name__, min_confidence)
     non_finite: str | None = None  # where a NaN or infinity is, if the output holds one
+    hidden = HiddenSecrets.of(model, raw, secrets) if contract_has_secrets(model) else None
     try:
-        validated = _validate(model, raw)
+        validated = _validate(model, raw) if hidden is None else _validate_hidden(model, hidden)
         # A field parsed to NaN or Infinity ("nan", 1e400) would be dumped as null:
         # the decision would see one value and the log another.
-        value = validated.model_dump(mode="json")
+        value = validated.model_dump(mode="json") if hidden is None else hidden.masked(validated)
         # Only a dump holding a null can hide one: the walk is for those alone.
         if _may_hide_non_finite(value):
             non_finite, errors = _non_finite_error(validated)
         else:
             errors = ()
     except ValidationError as exc:
-        errors = describe_errors(exc)
+        errors = describe_errors(exc, show_input=hidden is None)
+    except SecretsGoneError as exc:
+        errors = (str(exc),)
     except Exception as exc:
         errors = (f"{model.__name__} could not validate the output: {type(exc).__name__}: {exc}",)
+    if hidden is not None:
+        errors = tuple(hidden.scrub(line) for line in errors)
     if not errors:
         confidence: float | None = None
         if has_confidence:

@@ -23,9 +23,10 @@ from pydantic import ValidationError
 
 from ledgerflow.contracts import validate_output
 from ledgerflow.machines import events as ev
-from ledgerflow.machines.errors import PermanentError, UnloggableValueError
+from ledgerflow.machines.errors import PermanentError, SecretErasedError, UnloggableValueError
 from ledgerflow.machines.flow_slots import PoolSlots
 from ledgerflow.machines.origin import agent_failed
+from ledgerflow.machines.secret_keeping import SecretKeeper, must_keep_secrets
 from ledgerflow.machines.stable_names import (
     INPUT_CONTRACT_ERROR,
     OUTPUT_TOO_LARGE,
@@ -71,9 +72,14 @@ def cancelled_from_outside() -> bool:
 async def call_agent(
     wf: Workflow, state: RunState, dispatched: ev.TaskDispatched, *, max_event_bytes: int,
     journal: StepJournal | None = None, slots: PoolSlots | None = None,
-    fencing_token: int | None = None,
+    fencing_token: int | None = None, secrets: SecretKeeper | None = None,
 ) -> ev.Event:
-    """Call the task's agent on exactly the dispatched input; the outcome as a fact."""
+    """Call the task's agent on exactly the dispatched input; the outcome as a fact.
+
+    With ``secrets`` the input's secret references are revealed for the agent,
+    its output's secret fields are kept in the vault (the fact holds their
+    references) and its error messages lose any secret they quote.
+    """
     task_id, attempt = dispatched.task_id, dispatched.attempt
     spec = wf.spec(state.tasks[task_id].agent)
     ctx = AgentContext(
@@ -85,12 +91,19 @@ async def call_agent(
     def failed(names: list[str], message: str, *, error_type: str | None = None,
                timed_out: bool = False) -> ev.AgentFailed:
         # tokens and cost as the agent reported them up to its failure.
+        if secrets is not None:
+            message = secrets.scrub(message, dispatched.input)
         return agent_failed(
             dispatched, names, loggable_text(message), error_type=error_type,
             timed_out=timed_out, tokens=ctx.tokens, cost=ctx.cost)
 
     try:
-        inp = spec.input.model_validate(dispatched.input)
+        given = dispatched.input if secrets is None else secrets.reveal(
+            dispatched.input, run_id=state.run_id, what=f"the input of task '{task_id}'")
+        inp = spec.input.model_validate(given)
+    except SecretErasedError as exc:
+        # Permanent: every retry would meet the same erased vault.
+        return failed(exception_names(SecretErasedError), str(exc))
     except ValidationError as exc:
         # Recorded as a PermanentError: a retry would dispatch the same input.
         return failed(_PERMANENT_NAMES,
@@ -120,6 +133,8 @@ async def call_agent(
     # encode_loggable turns every ValueError, TypeError and RecursionError of
     # encoding (a model's model_dump included) into UnloggableValueError.
     try:
+        if secrets is not None and must_keep_secrets(spec.output):
+            result = await secrets.keep(state.run_id, result, spec.output)
         encoded = encode_loggable(result, what=f"the output of task '{task_id}'")
     except UnloggableValueError as exc:
         return failed(_UNLOGGABLE, f"the output cannot be recorded: {exc.problem}")
@@ -137,7 +152,8 @@ async def call_agent(
 
 
 async def call_planner(wf: Workflow, state: RunState, *, max_event_bytes: int,
-                       journal: StepJournal | None = None) -> ev.Event:
+                       journal: StepJournal | None = None,
+                       secrets: SecretKeeper | None = None) -> ev.Event:
     """Ask the planner for a plan; the answer (or why there is none) as a fact."""
     planner = wf.planner_fn
     assert planner is not None
@@ -146,7 +162,8 @@ async def call_planner(wf: Workflow, state: RunState, *, max_event_bytes: int,
         idempotency_key=idempotency_key(state.run_id, PLANNER), journal=journal,
     )
     try:
-        goal = wf.goal.model_validate(state.goal)
+        goal = wf.goal.model_validate(state.goal if secrets is None else secrets.reveal(
+            state.goal, run_id=state.run_id, what="the goal"))
         async with asyncio.timeout(wf.planner_timeout_s):
             plan = await planner(goal, ctx)
     except TimeoutError:

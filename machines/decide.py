@@ -27,6 +27,7 @@ Example::
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from typing import Any
 
 import msgspec
@@ -59,18 +60,22 @@ from ledgerflow.machines.workflow import Workflow
 __all__ = ["advance", "decide"]
 
 
-def decide(state: RunState, fact: ev.Event, workflow: Workflow) -> list[ev.Event]:
+def decide(state: RunState, fact: ev.Event, workflow: Workflow, *,
+           secrets: Mapping[str, Any] | None = None) -> list[ev.Event]:
     """The events that follow from ``fact``; ``state`` is left as it was."""
-    return advance(copy.deepcopy(state), fact, workflow)
+    return advance(copy.deepcopy(state), fact, workflow, secrets=secrets)
 
 
-def advance(state: RunState, fact: ev.Event, workflow: Workflow) -> list[ev.Event]:
+def advance(state: RunState, fact: ev.Event, workflow: Workflow, *,
+            secrets: Mapping[str, Any] | None = None) -> list[ev.Event]:
     """Decide on ``fact`` and apply the resulting events to ``state``.
 
     Returns the events, the fact first. A fact that no longer applies (an
-    output for an attempt the log already closed) returns ``[]``.
+    output for an attempt the log already closed) returns ``[]``. ``secrets``
+    (reference → value, from the store's vault) lets an output whose secret
+    fields the log holds as references be validated on their real values.
     """
-    d = Decision(state, workflow)
+    d = Decision(state, workflow, secrets)
     handler = _FACT_HANDLERS.get(type(fact))
     if handler is None:
         raise TypeError(f"{type(fact).__name__} is not a fact the decider takes.")
@@ -168,7 +173,8 @@ def _output_received(d: Decision, fact: ev.OutputReceived) -> None:
         fact, reason=fact.reason or f"Agent '{spec.name}' returned attempt {fact.attempt}."))
     check_cost(d)
     verdict = validate_output(
-        spec.output, fact.output, task_id=task.id, min_confidence=spec.min_confidence)
+        spec.output, fact.output, task_id=task.id, min_confidence=spec.min_confidence,
+        secrets=d.secrets)
     if verdict.ok:
         assert verdict.value is not None
         d.emit(ev.OutputAccepted(
@@ -301,7 +307,7 @@ def _checked_resolution(
     output = fact.output
     if fact.action == "output":
         spec = d.spec(task)
-        verdict = validate_output(spec.output, fact.output, task_id=task.id)
+        verdict = validate_output(spec.output, fact.output, task_id=task.id, secrets=d.secrets)
         if not verdict.ok:
             raise ResolutionError(
                 f"The output given for task '{task.id}' does not satisfy "

@@ -13,6 +13,7 @@ Example::
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from itertools import islice
 from typing import Any
 
@@ -37,11 +38,14 @@ encode_json = msgspec.json.encode
 class Decision:
     """Accumulates the events of one decision, applying each as it goes."""
 
-    __slots__ = ("out", "state", "wf")
+    __slots__ = ("out", "secrets", "state", "wf")
 
-    def __init__(self, state: RunState, wf: Workflow) -> None:
+    def __init__(self, state: RunState, wf: Workflow,
+                 secrets: Mapping[str, Any] | None = None) -> None:
         self.state = state
         self.wf = wf
+        #: The vault's values by reference, for validating outputs that hold references.
+        self.secrets = secrets
         self.out: list[ev.Event] = []
 
     def emit(self, event: ev.Event) -> None:

@@ -31,12 +31,13 @@ from ledgerflow.machines import calls
 from ledgerflow.machines import events as ev
 from ledgerflow.machines.decide import advance
 from ledgerflow.machines.driver_forks import ForkRecovery
-from ledgerflow.machines.errors import AttemptClosedError, ResolutionError
+from ledgerflow.machines.errors import AttemptClosedError, ResolutionError, SecretErasedError
 from ledgerflow.machines.fsm import RunStatus, TaskStatus
 from ledgerflow.machines.lease_guard import HeldLease, fencing_token_of
 from ledgerflow.machines.observers import tell_observers
 from ledgerflow.machines.origin import OriginIndex
 from ledgerflow.machines.results import RunResult
+from ledgerflow.machines.secret_keeping import SecretKeeper, fact_values, secret_holders
 from ledgerflow.machines.state import RunState
 from ledgerflow.machines.step_rules import PLANNER
 from ledgerflow.machines.steps import StepJournal
@@ -95,6 +96,8 @@ class Driver(ForkRecovery):
         self.answers_in_commit: list[int] = []
         #: Where each attempt of this drive runs: True here, False offered to the pool.
         self.placed: dict[tuple[str, int], bool] = {}
+        #: The vault's secrets this run refers to (:mod:`.secret_keeping`).
+        self.secrets = SecretKeeper(orch.store)
 
     async def run(
         self, facts: list[ev.Event], *, resuming: bool = False, strict: bool = False
@@ -106,6 +109,9 @@ class Driver(ForkRecovery):
         was_planning = self.state.status is RunStatus.PLANNING
         ended = False
         try:
+            # Outputs in the log hold references for their secrets: the decider
+            # validates with the values, agents are handed the values.
+            await self.secrets.load(secret_holders(self.state, facts))
             if resuming and self.state.forked_from is not None:
                 facts = await self.recovered_from_origin() + facts
             if resuming and self.exchange is not None:
@@ -186,7 +192,7 @@ class Driver(ForkRecovery):
         events: list[ev.Event] = []
         for fact in facts:
             try:
-                decided = advance(self.state, fact, self.wf)
+                decided = advance(self.state, fact, self.wf, secrets=self.secrets.known)
             except ResolutionError:
                 if strict:
                     raise
@@ -346,9 +352,15 @@ class Driver(ForkRecovery):
                 or self.state.status.terminal):
             return
         self.order += 1
-        self.pump = asyncio.create_task(exchange.next_facts(self.fence))
+        self.pump = asyncio.create_task(self.next_remote(exchange))
         self.work[self.pump] = self.order
         self.pump.add_done_callback(self.finished.put_nowait)
+
+    async def next_remote(self, exchange: OwnerExchange) -> list[tuple[TaskFact, ev.Event | None]]:
+        """The pool's next facts, with the secrets their outputs refer to fetched."""
+        rows = await exchange.next_facts(self.fence)
+        await self.secrets.load(fact_values(fact) for _, fact in rows)
+        return rows
 
     def take_remote(self, rows: list[tuple[TaskFact, ev.Event | None]]) -> None:
         """Decide on the facts the pool posted, in their order; answer each in turn."""
@@ -382,11 +394,12 @@ class Driver(ForkRecovery):
                 self.wf, self.state, dispatched,
                 journal=self.journal(dispatched.task_id, dispatched.attempt),
                 max_event_bytes=self.orch.store.max_event_bytes, slots=self.orch.slots,
-                fencing_token=fencing_token_of(run_fence=self.fence))
+                fencing_token=fencing_token_of(run_fence=self.fence), secrets=self.secrets)
 
     def call_planner(self) -> Coroutine[Any, Any, ev.Event]:
         return calls.call_planner(self.wf, self.state, journal=self.journal(PLANNER, 1),
-                                  max_event_bytes=self.orch.store.max_event_bytes)
+                                  max_event_bytes=self.orch.store.max_event_bytes,
+                                  secrets=self.secrets)
 
     def rearm(self, logged_escalations: list[str], *, was_planning: bool) -> None:
         """After a resume: timers and handlers whose process is gone."""
@@ -441,7 +454,13 @@ class Driver(ForkRecovery):
             if task.status is TaskStatus.SUCCEEDED and task.output is not None:
                 spec = self.wf.agents.get(task.agent)
                 if spec is not None:
-                    outputs[task.id] = spec.output.model_validate(task.output)
+                    try:
+                        output = self.secrets.reveal(task.output, run_id=state.run_id,
+                                                     what=f"the output of task '{task.id}'")
+                    except SecretErasedError as exc:
+                        log.warning("%s", exc)  # the result leaves it out; the log has it
+                        continue
+                    outputs[task.id] = spec.output.model_validate(output)
         return RunResult(
             run_id=state.run_id, status=state.status.value, outputs=outputs,
             reason=state.reason, state=state,

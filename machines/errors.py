@@ -11,6 +11,7 @@
     ├── UnloggableValueError        a goal or resolution the log cannot hold as JSON
     ├── ResolutionError             a resolve that cannot apply (task not escalated, bad output)
     └── PermanentError              raised BY an agent: do not retry, escalate at once
+        └── SecretErasedError       a secret the run needs was erased from the vault
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ __all__ = [
     "RunBusyError",
     "RunExistsError",
     "RunNotFoundError",
+    "SecretErasedError",
     "StepMismatchError",
     "StepOutcomeUnknownError",
     "UnloggableValueError",
@@ -230,6 +232,31 @@ class BudgetExhaustedError(PermanentError):
         except BudgetExhaustedError as exc:
             print(exc)   # The run's cost budget of 0.05 is spent (0.0512); step ... not called.
     """
+
+
+class SecretErasedError(PermanentError):
+    """A secret the run needs was erased from the store's vault (``ledgerflow secrets erase``).
+
+    The log keeps only a reference to each secret field's value; once the
+    vault forgets the value, nothing can hand it to an agent again. An
+    attempt that needs it fails permanently (and escalates) naming the
+    reference, instead of running on a placeholder.
+
+    Example::
+
+        except SecretErasedError as exc:
+            print(exc.refs)   # ['sec_9f3c...']
+    """
+
+    def __init__(self, run_id: str, refs: Sequence[str], what: str) -> None:
+        self.run_id = run_id
+        self.refs = list(refs)
+        shown = ", ".join(self.refs[:3]) + (f" and {len(self.refs) - 3} more"
+                                           if len(self.refs) > 3 else "")
+        super().__init__(
+            f"{what} of run {run_id!r} needs secret {shown}, which the store's vault no "
+            "longer holds (erased); supply the value again (resolve the task with it, or "
+            "start a new run).")
 
 
 class RecordedStepError(LedgerflowError):

@@ -29,6 +29,7 @@ from typing import Any
 import msgspec
 from pydantic import BaseModel, ValidationError
 
+from ledgerflow.contracts.secrets import dump_revealed
 from ledgerflow.eventstore import EventStore
 from ledgerflow.machines import events as ev
 from ledgerflow.machines.driver import Driver
@@ -49,6 +50,7 @@ from ledgerflow.machines.observers import RunObserver
 from ledgerflow.machines.recording import Recording
 from ledgerflow.machines.results import RunResult
 from ledgerflow.machines.run_loading import load_run_state
+from ledgerflow.machines.secret_keeping import SecretKeeper, must_keep_secrets
 from ledgerflow.machines.state import RunState
 from ledgerflow.machines.values import ENVELOPE_ROOM, as_logged
 from ledgerflow.machines.workflow import AgentSpec, Workflow
@@ -148,8 +150,9 @@ class Orchestrator:
         surrogate, an int over 4,300 digits) raises
         :class:`UnloggableValueError` and nothing is recorded.
         """
-        goal_doc = self._checked_goal(workflow, goal)
+        goal_doc = _checked_goal(workflow, goal)
         run_id = new_run_id(run_id)
+        goal_doc = await self._kept_goal(run_id, workflow, goal_doc)
         fact = self._started(workflow, goal_doc)
         return await self._drive(run_id, workflow, lambda state: [fact],
                                  new_state=RunState(run_id=run_id), operation="start")
@@ -167,18 +170,19 @@ class Orchestrator:
 
             run_id = await Orchestrator(store).submit(wf, TripGoal(destination="Lisbon"))
         """
-        goal_doc = self._checked_goal(workflow, goal)
+        goal_doc = _checked_goal(workflow, goal)
         run_id = new_run_id(run_id)
+        goal_doc = await self._kept_goal(run_id, workflow, goal_doc)
         fact = ev.RunSubmitted(workflow=workflow.name, workflow_ref=workflow.ref, goal=goal_doc,
                                submitted_at=self.clock().isoformat())
         await self._drive(run_id, workflow, lambda state: [fact],
                           new_state=RunState(run_id=run_id), operation="submit")
         return run_id
 
-    def _checked_goal(self, workflow: Workflow, goal: BaseModel | dict[str, Any]
-                      ) -> dict[str, Any]:
-        """The goal as the log will hold it: valid for the workflow, and small enough."""
-        goal_doc = _checked_goal(workflow, goal)
+    async def _kept_goal(self, run_id: str, workflow: Workflow, goal_doc: dict[str, Any]
+                         ) -> dict[str, Any]:
+        """The goal as the log will hold it: its secrets in the vault, small enough."""
+        goal_doc = await SecretKeeper(self.store).keep(run_id, goal_doc, workflow.goal)
         must_fit_one_event(goal_doc, self.store.max_event_bytes, what="the goal",
                            fix="send a smaller goal (or open the store with a larger "
                                "max_event_bytes)")
@@ -246,13 +250,16 @@ class Orchestrator:
         logged: dict[str, Any] | None = None
         try:
             if output is not None:
-                logged = as_logged(output, what=f"the output given for task '{task_id}'")
+                logged = as_logged(_revealed(output),
+                                   what=f"the output given for task '{task_id}'")
                 must_fit_one_event(logged, self.store.max_event_bytes,
                                    what=f"the output given for task '{task_id}'",
                                    fix="give a smaller output")
             as_logged([by, note], what="the resolution's by= and note=")
         except UnloggableValueError as exc:
             raise ResolutionError(str(exc)) from exc
+        if logged is not None:
+            logged = await self._kept_resolution(run_id, task_id, logged, workflow)
 
         def facts(state: RunState) -> list[ev.Event]:
             if state.submitted_at:
@@ -269,6 +276,24 @@ class Orchestrator:
 
         return await self._drive(run_id, workflow, facts, resuming=True, strict=True,
                                  operation="resolve")
+
+    async def _kept_resolution(self, run_id: str, task_id: str, output: dict[str, Any],
+                               workflow: Workflow | None) -> dict[str, Any]:
+        """A resolution's output with the secrets of its task's contract in the vault.
+
+        Which contract applies is the escalated task's agent's: the run is read
+        for it (the drive that follows checks everything else).
+        """
+        state = await load_run_state(self.store, run_id)
+        task = state.tasks.get(task_id)
+        if task is None:
+            return output  # the decider refuses it, naming the tasks there are
+        wf = workflow or load_workflow(state.workflow_ref, state.workflow)
+        spec = wf.agents.get(task.agent)
+        if spec is None or not must_keep_secrets(spec.output):
+            return output
+        kept: dict[str, Any] = await SecretKeeper(self.store).keep(run_id, output, spec.output)
+        return kept
 
     async def state(self, run_id: str, at: int | None = None) -> RunState:
         """The run's state rebuilt from its log, after event ``at`` (default: the last)."""
@@ -409,7 +434,7 @@ def _checked_goal(workflow: Workflow, goal: BaseModel | dict[str, Any]) -> dict[
             f"Workflow '{workflow.name}' has no planner; declare one with @wf.planner."
         )
     # Checked before pydantic sees it too: a 100,000-deep dict would overflow its stack.
-    raw = as_logged(goal, what="the goal")
+    raw = as_logged(_revealed(goal), what="the goal")
     try:
         validated = workflow.goal.model_validate(raw)
     except ValidationError as exc:
@@ -418,8 +443,16 @@ def _checked_goal(workflow: Workflow, goal: BaseModel | dict[str, Any]) -> dict[
             + "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
                         for e in exc.errors(include_url=False))
         ) from exc
-    logged: dict[str, Any] = as_logged(validated, what="the goal")
+    logged: dict[str, Any] = as_logged(_revealed(validated), what="the goal")
     return logged
+
+
+def _revealed(value: Any) -> Any:
+    """A model with secret fields as data holding their values (pydantic would dump
+    ``**********``); anything else as it is, for :func:`as_logged` to check."""
+    if isinstance(value, BaseModel) and must_keep_secrets(type(value)):
+        return dump_revealed(value)
+    return value
 
 
 class _Slot:

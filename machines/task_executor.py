@@ -45,6 +45,7 @@ from ledgerflow.machines.lease_guard import (
     side_effect_margin_s,
 )
 from ledgerflow.machines.origin import agent_failed
+from ledgerflow.machines.secret_keeping import SecretKeeper
 from ledgerflow.machines.stable_names import EXECUTOR_LOST, exception_names
 from ledgerflow.machines.state import RunState
 from ledgerflow.machines.step_rules import open_side_effect_step
@@ -187,10 +188,15 @@ class TaskExecutor:
             submit=_StepPoster(self, claim, view), clock=self.clock,
             max_event_bytes=self.store.max_event_bytes,
             before_side_effect=lease.confirm_for_side_effect)
+        # This process keeps the output's secrets in the vault itself: the owner
+        # reads only references from the fact, and fetches them to decide.
+        secrets = SecretKeeper(self.store)
+        await secrets.load([dispatched.input])
         call = asyncio.create_task(calls.call_agent(
             wf, state, dispatched, journal=journal,
             max_event_bytes=self.store.max_event_bytes, slots=self.slots,
-            fencing_token=fencing_token_of(run_fence=claim.fence, claim_token=claim.token)))
+            fencing_token=fencing_token_of(run_fence=claim.fence, claim_token=claim.token),
+            secrets=secrets))
         beat = asyncio.create_task(self._renew(lease))
         try:
             await asyncio.wait({call, beat}, return_when=asyncio.FIRST_COMPLETED)

@@ -22,7 +22,7 @@ from ledgerflow.machines import (
     idempotency_key,
     load_workflow,
 )
-from ledgerflow.replay import audit, commands, diagram, pool_cli, render, rerun
+from ledgerflow.replay import audit, commands, diagram, pool_cli, render, rerun, secrets_cli
 from ledgerflow.replay.cli_support import (
     LedgerflowGroup,
     db_option,
@@ -219,5 +219,6 @@ commands.register(main)
 rerun.register(main)
 pool_cli.register(main)
 diagram.register(main)
+secrets_cli.register(main)
 if __name__ == "__main__":
     main()

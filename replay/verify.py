@@ -23,9 +23,13 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
+import msgspec
+
+from ledgerflow.contracts.secrets import refs_in
 from ledgerflow.eventstore import Envelope, EventStore, check_chain
 from ledgerflow.machines import (
     Event,
@@ -40,6 +44,7 @@ from ledgerflow.machines import (
     evolve,
 )
 from ledgerflow.machines.events import ForkedFrom
+from ledgerflow.machines.secret_keeping import fact_values
 from ledgerflow.replay.anchors import Anchor, AnchorKeys, anchor_problem
 from ledgerflow.replay.batches import comparable, split_batches
 from ledgerflow.replay.errors import LogDecodeError, ReplayDivergenceError
@@ -163,15 +168,27 @@ def _transition_check(run_id: str, envelopes: Sequence[Envelope]) -> tuple[Check
 
 
 def check_determinism(
-    run_id: str, seqs: Sequence[int], events: Sequence[Event], workflow: Workflow
+    run_id: str, seqs: Sequence[int], events: Sequence[Event], workflow: Workflow,
+    secrets: Mapping[str, Any] | None = None,
 ) -> Check:
-    """Feed the recorded facts to the current decider; compare its decisions."""
+    """Feed the recorded facts to the current decider; compare its decisions.
+
+    ``secrets`` (the vault's values by reference) let outputs with secret
+    fields be validated again; a fact whose secrets were erased cannot be,
+    so its recorded decisions are folded unchecked and the message says how many.
+    """
     state = RunState(run_id=run_id)
     by_seq = dict(zip(seqs, events, strict=True))
     decided_count = 0
+    unchecked = 0
     for batch in split_batches(seqs, events):
+        if _secrets_erased(batch.fact, secrets):
+            for event in batch.events:
+                evolve(state, event)
+            unchecked += 1
+            continue
         try:
-            new = advance(state, batch.fact, workflow)
+            new = advance(state, batch.fact, workflow, secrets=secrets)
         except (ResolutionError, WorkflowDefinitionError, IllegalTransitionError) as exc:
             div = Divergence(batch.seqs[0], batch.fact, None)
             return Check("determinism", False, f"{div.describe()} ({exc})", seq=batch.seqs[0],
@@ -189,8 +206,23 @@ def check_determinism(
             nxt = by_seq.get(seq + 1)
             if isinstance(nxt, ForkedFrom):
                 evolve(state, nxt)
+    erased = (f"; {unchecked} fact(s) not checked: the secrets they hold were erased"
+              if unchecked else "")
     return Check("determinism", True, f"the current code makes the same {decided_count} "
-                 f"decisions from the recorded facts")
+                 f"decisions from the recorded facts{erased}")
+
+
+def _secrets_erased(fact: Event, secrets: Mapping[str, Any] | None) -> bool:
+    """Whether ``fact`` refers to a secret the vault no longer holds."""
+    return any(ref not in (secrets or {})
+               for value in fact_values(fact) for ref in refs_in(value))
+
+
+async def vault_of(store: EventStore, events: Sequence[Event]) -> dict[str, Any]:
+    """The vault's values of every secret the recorded events refer to."""
+    refs = {ref for event in events for value in fact_values(event) for ref in refs_in(value)}
+    found = await store.get_secrets(refs) if refs else {}
+    return {ref: msgspec.json.decode(raw) for ref, raw in found.items()}
 
 
 SKIP_HINT = ("run `ledgerflow verify RUN --workflow MODULE:WORKFLOW` to check that the "
@@ -237,7 +269,8 @@ async def verify_run(
     if workflow is not None:
         if events:
             checks.append(check_determinism(
-                run_id, [e.seq for e in envelopes], events, workflow))
+                run_id, [e.seq for e in envelopes], events, workflow,
+                await vault_of(store, events)))
         else:
             checks.append(Check("determinism", False,
                                 "not checked: the log does not fold (see above)"))

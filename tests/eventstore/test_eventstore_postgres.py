@@ -170,6 +170,8 @@ async def test_new_schema_gets_the_tables_and_the_marker(pg_schema: str) -> None
         "flow_slots",
         "run_secrets",
         "run_snapshots",
+        "fork_families",
+        "effect_claims",
     }
     meta = await sql(pg_schema, "SELECT application, schema_version FROM meta")
     assert [tuple(r) for r in meta] == [(POSTGRES_APPLICATION, SCHEMA_VERSION)]

@@ -1,0 +1,155 @@
+"""Keeping secret fields out of the log: the vault as one run's driver sees it.
+
+Where a value enters a run from outside (the goal, an agent's output, a
+person's resolution), each field its contract marks secret
+(:mod:`ledgerflow.contracts.secrets`) is kept in the store's vault under a
+fresh reference, durably, *before* the event holding the reference is
+appended; the log holds only ``{"$secret": REF}``. Where a value leaves for
+an agent (its input, the planner's goal), the references are revealed
+again, so the agent gets the real key, not pydantic's ``**********``.
+
+The rule: :func:`must_keep_secrets` — a value is split only when its
+contract declares a secret field; every other value is logged as it is,
+at no cost.
+
+Example::
+
+    keeper = SecretKeeper(store)
+    goal = await keeper.keep("r1", {"api_key": "sk-live-1"}, Goal)
+    goal                                      # {'api_key': {'$secret': 'sec_...'}}
+    keeper.reveal(goal, run_id="r1", what="the goal")   # {'api_key': 'sk-live-1'}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+import msgspec
+from pydantic import BaseModel
+
+from ledgerflow.contracts.secrets import (
+    contract_has_secrets,
+    contract_schema,
+    dump_revealed,
+    refs_in,
+    reveal,
+    split_secrets,
+)
+from ledgerflow.eventstore import EventStore
+from ledgerflow.machines.errors import SecretErasedError
+from ledgerflow.machines.state import RunState
+from ledgerflow.machines.values import encode_loggable
+
+__all__ = ["SecretKeeper", "as_data", "fact_values", "must_keep_secrets", "secret_holders"]
+
+_SCRUB_MIN = 4
+_SHOWN = "[redacted]"
+
+
+def must_keep_secrets(contract: type[BaseModel]) -> bool:
+    """Whether values of ``contract`` go through the vault (it declares a secret field)."""
+    return contract_has_secrets(contract)
+
+
+def as_data(value: Any) -> Any:
+    """An agent's or a caller's value as JSON data, secrets revealed (not ``**********``).
+
+    A model is dumped with :func:`dump_revealed`; a JSON text is parsed (so
+    its secret fields can be kept apart) and left as text if it is not JSON.
+    """
+    if isinstance(value, BaseModel):
+        return dump_revealed(value)
+    if isinstance(value, str | bytes | bytearray):
+        try:
+            return msgspec.json.decode(value)
+        except (msgspec.DecodeError, UnicodeDecodeError):
+            return value
+    return value
+
+
+#: The fields of an event that can carry a contract's values (and so references).
+_VALUE_FIELDS = ("goal", "input", "output", "candidate")
+
+
+def fact_values(event: object) -> list[Any]:
+    """The values an event carries that a contract describes (its goal, input, output...)."""
+    return [value for name in _VALUE_FIELDS
+            if (value := getattr(event, name, None)) is not None]
+
+
+def secret_holders(state: RunState, facts: Iterable[object] = ()) -> Iterator[Any]:
+    """Every value of a run's state (and of ``facts``) that may hold a secret's reference."""
+    yield state.goal
+    for task in state.tasks.values():
+        yield task.input
+        yield task.output
+    for escalation in state.escalations.values():
+        yield escalation.candidate
+    for requested in state.requested.values():
+        yield requested.output
+    for fact in facts:
+        yield from fact_values(fact)
+
+
+class SecretKeeper:
+    """Keeps, loads and reveals one store's secrets for the runs a process drives.
+
+    ``known`` (reference → value) is what the decider is given to validate
+    outputs that hold references; it only grows while the keeper lives.
+    """
+
+    def __init__(self, store: EventStore) -> None:
+        self.store = store
+        self.known: dict[str, Any] = {}
+
+    async def keep(self, run_id: str, value: Any, contract: type[BaseModel]) -> Any:
+        """``value`` with each secret of ``contract`` kept in the vault and referenced.
+
+        A value that is not JSON data with fields (a text that is not JSON)
+        is kept whole: the contract says it may hold a secret.
+        """
+        if not must_keep_secrets(contract):
+            return value
+        data = as_data(value)
+        if isinstance(data, Mapping | list):
+            masked, found = split_secrets(data, contract_schema(contract))
+        else:
+            masked, found = split_secrets(data, {"redact": True})
+        if found:
+            encoded = {ref: encode_loggable(v, what="a secret field") for ref, v in found.items()}
+            await self.store.put_secrets(run_id, encoded)
+            self.known.update(found)
+        return masked
+
+    async def load(self, values: Iterable[Any]) -> None:
+        """Fetch from the vault every reference inside ``values`` not known yet."""
+        missing = {ref for value in values for ref in refs_in(value) if ref not in self.known}
+        if missing:
+            found = await self.store.get_secrets(missing)
+            self.known.update({ref: msgspec.json.decode(raw) for ref, raw in found.items()})
+
+    async def load_run(self, run_ids: Iterable[str]) -> None:
+        """Fetch every secret kept for ``run_ids`` (a run and the origins it was forked from)."""
+        for run_id in run_ids:
+            found = await self.store.run_secrets(run_id)
+            self.known.update({ref: msgspec.json.decode(raw) for ref, raw in found.items()})
+
+    def reveal(self, value: Any, *, run_id: str, what: str) -> Any:
+        """``value`` with its references replaced by the secrets; :class:`SecretErasedError`
+        naming the ones the vault no longer holds."""
+        refs = list(dict.fromkeys(refs_in(value)))
+        if not refs:
+            return value
+        missing = [ref for ref in refs if ref not in self.known]
+        if missing:
+            raise SecretErasedError(run_id, missing, what)
+        return reveal(value, self.known.__getitem__)
+
+    def scrub(self, text: str, value: Any) -> str:
+        """``text`` (an agent's error message) without any secret string ``value`` refers to."""
+        secrets = sorted({v for ref in refs_in(value) if isinstance(v := self.known.get(ref), str)
+                          and len(v) >= _SCRUB_MIN}, key=len, reverse=True)
+        for secret in secrets:
+            text = text.replace(secret, _SHOWN)
+        return text
