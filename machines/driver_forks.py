@@ -1,14 +1,16 @@
-"""The driver's fork recovery: a fork never repeats what its origin already did.
+"""The driver's fork recovery: a fork never repeats what its family already did.
 
 A mixin of :class:`~ledgerflow.machines.driver.Driver` (its own module to
 keep the driver readable): reading and indexing the origin chain once per
 drive, a fork's side-effecting calls answered from the origin when it
-already acted, and the outcomes the origin recorded for attempts the fork's
-copy left open.
+already acted, the outcomes the origin recorded for attempts the fork's
+copy left open, and the store-wide claim that keeps sibling forks (and an
+origin continued after its fork) from performing a non-idempotent side
+effect twice (:mod:`ledgerflow.machines.effect_claims`).
 
 Example::
 
-    fact = await driver.call_in_fork(dispatched)   # the origin's outcome, or the agent's
+    fact = await driver.call_in_fork(dispatched)   # the family's outcome, or the agent's
 """
 
 from __future__ import annotations
@@ -17,10 +19,12 @@ from typing import TYPE_CHECKING
 
 from ledgerflow.machines import calls
 from ledgerflow.machines import events as ev
+from ledgerflow.machines.effect_claims import claim_shared_effect
 from ledgerflow.machines.origin import OriginIndex, index_origin, origin_of, reuse_for
 
 if TYPE_CHECKING:
     from ledgerflow.machines.orchestrator import Orchestrator
+    from ledgerflow.machines.secret_keeping import SecretKeeper
     from ledgerflow.machines.state import RunState
     from ledgerflow.machines.steps import StepJournal
     from ledgerflow.machines.workflow import Workflow
@@ -35,6 +39,7 @@ class ForkRecovery:
     wf: Workflow
     state: RunState
     _origin: OriginIndex | None
+    secrets: SecretKeeper
 
     def journal(self, task_id: str, attempt: int) -> StepJournal:
         raise NotImplementedError
@@ -67,16 +72,32 @@ class ForkRecovery:
         return self._origin
 
     async def call_in_fork(self, dispatched: ev.TaskDispatched) -> ev.Event:
-        """A fork's side effect: the origin's outcome if it already acted, else the agent."""
+        """A fork's side effect: the family's outcome if a member already acted, else the agent.
+
+        The origin chain first (no round trip once indexed), then the claim:
+        a sibling, or an origin that went on after the fork, may hold it.
+        """
         spec = self.wf.spec(self.state.tasks[dispatched.task_id].agent)
         fact = reuse_for(await self.origin(), dispatched,
                          repeat=self.state.repeat_side_effects, idempotent=spec.idempotent)
+        if fact is None:
+            fact = await claim_shared_effect(self.orch.store, self.state, spec, dispatched)
         if fact is not None:
             return fact
         return await calls.call_agent(self.wf, self.state, dispatched,
                                       journal=self.journal(dispatched.task_id,
                                                            dispatched.attempt),
-                                      max_event_bytes=self.orch.store.max_event_bytes)
+                                      max_event_bytes=self.orch.store.max_event_bytes,
+                                      secrets=self.secrets)
+
+    async def shared_effect_outcome(self, dispatched: ev.TaskDispatched) -> ev.Event | None:
+        """For a run that is no fork: its forks' outcome of this side effect, or None to act.
+
+        None at the cost of one indexed read while the run has no fork; once
+        it has, the claim decides (:func:`claim_shared_effect`).
+        """
+        spec = self.wf.spec(self.state.tasks[dispatched.task_id].agent)
+        return await claim_shared_effect(self.orch.store, self.state, spec, dispatched)
 
     async def recovered_from_origin(self) -> list[ev.Event]:
         """Outcomes the origin recorded for a fork's copied, open side-effect attempts.

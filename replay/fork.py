@@ -55,6 +55,10 @@ async def fork_run(
     with the same input gets the origin's recorded outcome instead of being
     called; with another input it escalates, unless
     ``repeat_side_effects=True`` (recorded in the fork's ``ForkedFrom``).
+    Nor does any other member of the family (the origin, sibling forks)
+    repeat a non-idempotent side effect one of them performed: the origin's
+    key base is registered as a fork family, and each member claims such a
+    side effect before acting (:mod:`ledgerflow.machines.effect_claims`).
     """
     envelopes = await store.read_all(run_id)
     if not envelopes:
@@ -112,6 +116,9 @@ async def fork_run(
         evolve(state, event)
     for event in tail:
         evolve(state, event)
+    # Before the fork exists: a member that reads "no family" after this knows
+    # every side effect of the origin's it could repeat (effect_claims).
+    await store.register_fork_family(state.key_base or run_id)
     await store.append(new_id, copy, expected_seq=0, status=state.status.value,
                        label=state.workflow)
     return new_id

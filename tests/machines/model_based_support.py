@@ -367,23 +367,15 @@ def check_retries(run: RunModel) -> None:
     assert run.folded["budget"]["retries_used"] == scheduled
 
 
-def lineage(runs: dict[str, RunModel], run: RunModel) -> list[RunModel]:
-    """The run and its origins, nearest first (a fork of a fork has two)."""
-    chain = [run]
-    while chain[-1].origin is not None:
-        chain.append(runs[chain[-1].origin])
-    return chain
-
-
 def check_side_effects(runs: dict[str, RunModel], sink: Sink) -> None:
-    """Side effects, as the library promises them along a run's lineage.
+    """Side effects, as the library promises them across a run's family of forks.
 
     An idempotent agent is called under one key for every call of a task in a
     family of forks. A non-idempotent effect is performed once per attempt
-    along a lineage (a run never repeats what it, or the origins it was
-    forked from, already did), and more than once by one run only when a
-    person granted it a retry. Sibling forks, or an origin continued after its fork, are not
-    covered: see the xfail tests at the end of ``test_machines_model_based``.
+    across the whole family (a run never repeats what it, the origins it was
+    forked from, its sibling forks or its own forks already did: they claim
+    it in the store first), and more than once by one run only when a person
+    granted it a retry.
     """
     keys: dict[tuple[str, str], set[str]] = {}
     for position, call in enumerate(sink.calls):
@@ -394,7 +386,7 @@ def check_side_effects(runs: dict[str, RunModel], sink: Sink) -> None:
         keys.setdefault((run.family, call.task_id), set()).add(call.key)
         if t.idempotent:
             continue
-        family = {r.run_id for r in lineage(runs, run)}
+        family = {r.run_id for r in runs.values() if r.family == run.family}
         earlier = [c for c in sink.calls[:position] if c.run_id in family
                    and c.key == call.key and c.attempt == call.attempt]
         assert not earlier, (
@@ -422,8 +414,13 @@ def check_keys_logged(run: RunModel, calls: Sequence[Call]) -> None:
             assert call.key == keys[call.task_id], (call, keys[call.task_id])
 
 
-def check_outcomes(run: RunModel) -> None:
-    """Every outcome the log records is what the script made the agent do."""
+def check_outcomes(run: RunModel, *, shared: bool) -> None:
+    """Every outcome the log records is what the script made the agent do.
+
+    ``shared``: the run's family has another member (it is a fork, or has
+    one), whose outcome this run may have been served, or whose side effect
+    this run may have refused to repeat.
+    """
     events = run.log
     for pos, (seq, e) in enumerate(events):
         if not isinstance(e, ev.OutputReceived | ev.AgentFailed):
@@ -435,7 +432,7 @@ def check_outcomes(run: RunModel) -> None:
         where = f"run {run.run_id} seq {seq}: {e.task_id} attempt {e.attempt} scripted {what}"
         if isinstance(e, ev.AgentFailed):
             if _FORK_REFUSALS & set(e.error_types):
-                assert run.fork_at or any(isinstance(x, ev.ForkedFrom) for _, x in run.log), where
+                assert shared, where
                 continue
             assert what in ("transient", "permanent", "timeout"), (where, e)
             if what == "timeout":
@@ -448,9 +445,9 @@ def check_outcomes(run: RunModel) -> None:
                 assert not e.timed_out, (where, e)
             continue
         if e.reason.startswith("Reused the outcome"):
-            # A fork served the origin's output under the same key and input:
-            # the origin's last answer, which may be another attempt's.
-            assert any(isinstance(x, ev.ForkedFrom) for _, x in run.log), where
+            # A member served another's output under the same key and input:
+            # that member's last answer, which may be another attempt's.
+            assert shared, where
             what = _answered(index, e.output)
         assert what in ("succeed", "invalid", "low_confidence"), (where, e)
         if nxt is None:
