@@ -212,7 +212,9 @@ class Driver(ForkRecovery):
             state=self.state, task_id=task_id, attempt=attempt,
             submit=self.submit_step, clock=self.orch.clock,
             max_event_bytes=self.orch.store.max_event_bytes, recording=self.orch.recording,
-            before_side_effect=None if self.lease is None else self.lease.confirm_for_side_effect)
+            before_side_effect=None if self.lease is None else self.lease.confirm_for_side_effect,
+            scrub=self.secrets.scrubber(self.state.goal if task_id == PLANNER
+                                        else self.state.tasks[task_id].input))
 
     def submit_step(self, fact: ev.StepStarted | ev.StepRecorded) -> asyncio.Future[None]:
         """Take a step fact like any other; the future is done once its event is durable.

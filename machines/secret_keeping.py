@@ -22,7 +22,7 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import msgspec
@@ -146,10 +146,32 @@ class SecretKeeper:
             raise SecretErasedError(run_id, missing, what)
         return reveal(value, self.known.__getitem__)
 
+    def scrubber(self, value: Any) -> Callable[[Any], Any] | None:
+        """A function that blanks, anywhere in a JSON value, every secret string ``value``
+        refers to (what a journaled step logs); None when it refers to none."""
+        secrets = self._strings(value)
+        if not secrets:
+            return None
+
+        def scrub(item: Any) -> Any:
+            if isinstance(item, str):
+                for secret in secrets:
+                    item = item.replace(secret, _SHOWN)
+                return item
+            if isinstance(item, Mapping):
+                return {k: scrub(v) for k, v in item.items()}
+            if isinstance(item, list | tuple):
+                return [scrub(v) for v in item]
+            return item
+
+        return scrub
+
+    def _strings(self, value: Any) -> list[str]:
+        return sorted({v for ref in refs_in(value) if isinstance(v := self.known.get(ref), str)
+                       and len(v) >= _SCRUB_MIN}, key=len, reverse=True)
+
     def scrub(self, text: str, value: Any) -> str:
         """``text`` (an agent's error message) without any secret string ``value`` refers to."""
-        secrets = sorted({v for ref in refs_in(value) if isinstance(v := self.known.get(ref), str)
-                          and len(v) >= _SCRUB_MIN}, key=len, reverse=True)
-        for secret in secrets:
+        for secret in self._strings(value):
             text = text.replace(secret, _SHOWN)
         return text

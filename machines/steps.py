@@ -144,8 +144,12 @@ class StepJournal:
         max_event_bytes: int,
         recording: Recording | None = None,
         before_side_effect: Callable[[], Awaitable[None]] | None = None,
+        scrub: Callable[[Any], Any] | None = None,
     ) -> None:
         self.state = state
+        #: Blanks the attempt's secrets out of what a step logs (an agent that put
+        #: its key into a prompt): see :meth:`SecretKeeper.scrubber`.
+        self.scrub = scrub
         #: Called after a side effect's start is durable, before it is called: the
         #: lease (or pool claim) must still be certainly held.
         self.before_side_effect = before_side_effect
@@ -229,6 +233,8 @@ class StepJournal:
         if self.discard_from is not None and fact.index >= self.discard_from:
             fact = msgspec.structs.replace(fact, discards_later=True)
             self.discard_from = None
+        if self.scrub is not None:
+            fact = _scrubbed(fact, self.scrub)
         return self.submit(fact)
 
     def _recorded_at(self, index: int, name: str, digest: str) -> StepRecorded | None:
@@ -292,6 +298,17 @@ class StepJournal:
             base, result=value, tokens=metered.tokens, cost=metered.cost,
             duration_ms=elapsed_ms, detail=detail))
         return value
+
+
+def _scrubbed(fact: StepStarted | StepRecorded, scrub: Callable[[Any], Any]
+              ) -> StepStarted | StepRecorded:
+    # The request hash stays the one of the real request: a resumed attempt
+    # asking again is matched, and served what the log holds.
+    if isinstance(fact, StepStarted):
+        return msgspec.structs.replace(fact, request=scrub(fact.request))
+    return msgspec.structs.replace(
+        fact, request=scrub(fact.request), result=scrub(fact.result),
+        detail=scrub(fact.detail), message=scrub(fact.message))
 
 
 def _failed(base: StepRecorded, exc: BaseException, started: float, *,

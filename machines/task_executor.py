@@ -183,15 +183,16 @@ class TaskExecutor:
                 "recording an outcome"))
         if spec.side_effect:
             await lease.confirm_for_side_effect()
-        journal = StepJournal(
-            state=state, task_id=claim.task_id, attempt=claim.attempt,
-            submit=_StepPoster(self, claim, view), clock=self.clock,
-            max_event_bytes=self.store.max_event_bytes,
-            before_side_effect=lease.confirm_for_side_effect)
         # This process keeps the output's secrets in the vault itself: the owner
         # reads only references from the fact, and fetches them to decide.
         secrets = SecretKeeper(self.store)
         await secrets.load([dispatched.input])
+        journal = StepJournal(
+            state=state, task_id=claim.task_id, attempt=claim.attempt,
+            submit=_StepPoster(self, claim, view), clock=self.clock,
+            max_event_bytes=self.store.max_event_bytes,
+            before_side_effect=lease.confirm_for_side_effect,
+            scrub=secrets.scrubber(dispatched.input))
         call = asyncio.create_task(calls.call_agent(
             wf, state, dispatched, journal=journal,
             max_event_bytes=self.store.max_event_bytes, slots=self.slots,

@@ -9,6 +9,7 @@ log is searched for them.
 
 from __future__ import annotations
 
+import inspect
 import json
 import sqlite3
 from pathlib import Path
@@ -76,7 +77,8 @@ def payments(seen: list[dict[str, Any]], *, mint: Any = None, name: str = "payme
     async def mint_token(inp: MintIn, ctx: AgentContext) -> Any:
         seen.append({"mint_key": inp.api_key.get_secret_value()})
         if mint is not None:
-            return mint(inp, ctx)
+            result = mint(inp, ctx)
+            return await result if inspect.isawaitable(result) else result
         return MintOut(token=TOKEN, note="minted")
 
     @wf.agent(input=ChargeIn, output=ChargeOut, name="charge")
@@ -312,3 +314,31 @@ async def test_a_pool_attempt_gets_the_secret_and_its_output_secret_reaches_the_
         conn.close()
     assert all(KEY.encode() not in bytes(f[0]) and TOKEN.encode() not in bytes(f[0])
                for f in facts)
+
+
+async def test_a_step_whose_request_quotes_the_key_is_logged_without_it(tmp_path: Path) -> None:
+    """An agent that puts its key into a model prompt: the journaled request is blanked,
+    the call itself got the key, and a resume is still served the recorded step."""
+    seen: list[dict[str, Any]] = []
+    calls: list[str] = []
+
+    async def mint_with_step(inp: MintIn, ctx: AgentContext) -> MintOut:
+        def call_bank(prompt: str) -> dict[str, str]:
+            calls.append(prompt)
+            return {"echo": prompt, "token": TOKEN}
+
+        key = inp.api_key.get_secret_value()
+        answer = await ctx.step("bank", call_bank, f"authorize with {key}")
+        return MintOut(token=answer["token"])
+
+    wf = payments(seen, mint=mint_with_step)
+
+    db = tmp_path / "runs.db"
+    async with open_store(db) as store:
+        run = await Orchestrator(store).start(
+            wf, PayGoal(customer="ana", api_key=SecretStr(KEY)), run_id="pay-9")
+        assert run.status == "completed", run.reason
+    assert calls == [f"authorize with {KEY}"]
+    logged = log_bytes(db)
+    assert KEY.encode() not in logged
+    assert b"authorize with [redacted]" in logged
