@@ -84,6 +84,8 @@ class Trial:
     state: FencedState | None
     naive: list[Effect]
     escalated_unknown: bool
+    #: Effects at the naive sink when B had settled the run (A still paused).
+    naive_at_settle: int = 0
     verify_lines: list[str] = field(default_factory=list)
 
     def _by(self, pid: int, what: str) -> list[FencedCall]:
@@ -115,20 +117,21 @@ class Trial:
         return sum(e.pid == pid for e in self.naive)
 
 
-async def _no_open_transaction(url: str) -> bool:
-    """Whether no connection sits inside a transaction (so the stopped A holds none).
+async def _no_open_transaction(url: str, application_name: str) -> bool:
+    """Whether A (its connections carry ``application_name``) holds no open transaction.
 
-    Copied from ``tests/pool/pool_chaos.py`` (each test folder imports its own helpers).
+    Adapted from ``tests/pool/pool_chaos.py``; on PostgreSQL only A's own sessions
+    count, so other tests' transactions on the same server cannot stall a trial.
     """
     if url.startswith(("postgres://", "postgresql://")):
         import asyncpg  # noqa: PLC0415 - only PostgreSQL needs it
 
         conn = await asyncpg.connect(url.split("?", 1)[0])
         try:
-            for _ in range(3):  # another trial's short transaction ends in a moment
+            for _ in range(3):  # a statement of A's in flight at the stop ends in a moment
                 busy = await conn.fetchval(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-                    " AND state LIKE 'idle in transaction%' AND pid <> pg_backend_pid()")
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1"
+                    " AND state <> 'idle'", application_name)
                 if not busy:
                     return True
                 await asyncio.sleep(0.05)
@@ -187,6 +190,17 @@ class Place:
     sink: str
     sink_schema: str = ""
 
+    def tagged(self, application_name: str) -> str:
+        """The store URL whose PostgreSQL sessions carry ``application_name``."""
+        if not self.url.startswith(("postgres://", "postgresql://")):
+            return self.url
+        return f"{self.url}{'&' if '?' in self.url else '?'}application_name={application_name}"
+
+
+def _app_name(run_id: str) -> str:
+    """How A's PostgreSQL sessions name themselves (``pg_stat_activity.application_name``)."""
+    return f"sigstop-A-{run_id}"
+
 
 async def _paused_cleanly(store: EventStore, a: Child, place: Place, fenced: FencedSink,
                           naive: Sink, run_id: str) -> str:
@@ -199,8 +213,8 @@ async def _paused_cleanly(store: EventStore, a: Child, place: Place, fenced: Fen
         holder = await read_lease(store, run_id)
         if holder is None or f":{a.proc.pid}:" not in holder.owner:
             return "A lost its lease before the pause (renewals starved)"
-        if await _no_open_transaction(place.url) and (
-                place.sink_schema or await _no_open_transaction(place.sink)):
+        if await _no_open_transaction(place.url, _app_name(run_id)) and (
+                place.sink_schema or await _no_open_transaction(place.sink, "")):
             return ""
         a.signal(signal.SIGCONT)
         await asyncio.sleep(0.01)
@@ -248,8 +262,9 @@ async def run_trial(store: EventStore, place: Place, goal: SigGoal, run_id: str,
     specs = {}
     for role, ttl in (("A", A_TTL_S), ("B", B_TTL_S)):
         specs[role] = base / f"{run_id}-{role}.json"
+        url = place.url if role == "B" else place.tagged(_app_name(run_id))
         specs[role].write_text(json.dumps({
-            "role": role, "url": place.url, "run_id": run_id, "goal": goal.model_dump(),
+            "role": role, "url": url, "run_id": run_id, "goal": goal.model_dump(),
             "acks": str(base / f"{run_id}-{role}.jsonl"), "ttl_s": ttl, "think_s": THINK_S,
             "go": str(go)}))
     b = None
@@ -272,6 +287,8 @@ async def run_trial(store: EventStore, place: Place, goal: SigGoal, run_id: str,
         go.touch()  # B takes over once A's lease lapsed, and drives the run to its end
         if not await _settled(store, run_id, b):
             why = "B did not take over in time"
+    # What an operator looking at the remote system would see now, A still paused.
+    at_settle = sum(e.run_id == run_id for e in await naive.effects())
     a.signal(signal.SIGCONT)
     go.touch()
     if why:
@@ -282,7 +299,9 @@ async def run_trial(store: EventStore, place: Place, goal: SigGoal, run_id: str,
     assert await a.exited() == 0, a.stderr()
     if b is not None:
         assert await b.exited() == 0, b.stderr()
-    return await _read_trial(store, run_id, base, a, b, taker, fenced, naive)
+    trial = await _read_trial(store, run_id, base, a, b, taker, fenced, naive)
+    trial.naive_at_settle = at_settle
+    return trial
 
 
 async def _settled(store: EventStore, run_id: str, b: Child | None) -> bool:
