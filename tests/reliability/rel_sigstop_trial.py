@@ -7,21 +7,23 @@ A trial (:func:`run_trial`), with real processes on one store:
 2. once A is inside the agent, A is SIGSTOPped, at a moment it holds no
    open transaction (a process stopped inside one would hold the database's
    locks: another story) and before its effect reached either sink;
-3. process B (role B, its interpreter started meanwhile) resumes the run:
-   it waits for A's lease to lapse, takes it over with a higher fence, and
-   drives the run to its end (the idempotent agent is called again, the
-   other escalates "outcome unknown");
+3. process B takes the run over once A's lease lapsed, with a higher fence,
+   and drives it to its end (the idempotent agent is called again, the
+   other escalates "outcome unknown"): a ``resume`` process started
+   meanwhile (role B), or a worker serving the store all along (:class:`Taker`);
 4. A is SIGCONTed and left to finish what it was doing.
 
-A setup that missed this interleaving (A performed before the pause, or B
-could not take over) is not counted: :func:`run_trial` says why, and
+A setup that missed this interleaving (A performed before the pause, lost
+its lease before it, or B could not take over) is not counted: :func:`run_trial` says why, and
 :func:`run_trials` redoes it with a fresh run. :class:`Trial` holds what the
 log, the side channel (:mod:`rel_acks`) and both sinks say afterwards.
 
 Example::
 
-    trials, redone = await run_trials(place, SigGoal(sink=...), n=8, base=tmp_path,
-                                      spawned=spawned, tag="sq-thread")
+    taker = await Taker.start_worker(place, tmp_path, spawned)
+    trials, redone = await run_trials(store, place, SigGoal(sink=place.sink), n=8,
+                                      base=tmp_path, spawned=spawned, tag="thread",
+                                      taker=taker)
 """
 
 from __future__ import annotations
@@ -278,9 +280,13 @@ async def run_trial(store: EventStore, place: Place, goal: SigGoal, run_id: str,
     async def a_entered() -> bool:
         return a.done or any(c.pid == a.proc.pid for c in await fenced.calls(run_id))
 
-    await wait_for(a_entered, f"A to enter the agent of {run_id}")
+    # Every 0.1 s: well inside A's THINK_S, and each look is a new connection to the sink.
+    await wait_for(a_entered, f"A to enter the agent of {run_id}", pause_s=0.1)
     if a.done:
-        why = "A exited before its agent was called"
+        # Only a lease lost to starved renewals is a missed setup; anything else is a bug.
+        outcome = _last_json(a)["outcome"]
+        assert outcome == "RunBusyError", f"A ended with {outcome}:\n{a.stderr()}"
+        why = "A lost its lease before its agent was called"
     else:
         why = await _paused_cleanly(store, a, place, fenced, naive, run_id)
     if not why:
@@ -313,7 +319,8 @@ async def _settled(store: EventStore, run_id: str, b: Child | None) -> bool:
         return summary is not None and summary.status in SETTLED
 
     with contextlib.suppress(AssertionError):
-        await wait_for(settled, f"B to settle {run_id}", timeout_s=TAKEOVER_TIMEOUT_S)
+        await wait_for(settled, f"B to settle {run_id}", timeout_s=TAKEOVER_TIMEOUT_S,
+                       pause_s=0.1)
         return True
     return False
 
