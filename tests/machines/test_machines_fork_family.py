@@ -27,6 +27,7 @@ from ledgerflow.machines import (
     Orchestrator,
     PermanentError,
     RunResult,
+    Worker,
     Workflow,
     decode_event,
 )
@@ -311,3 +312,33 @@ async def test_forks_approved_at_the_same_moment_book_once(store_url: str) -> No
             assert result.status == "waiting", result.reason
             [failed] = _failures(await _log(store, result.run_id))
             assert failed.error_type == SIDE_EFFECT_OUTCOME_UNKNOWN
+
+
+# -- a member whose bookings run on the worker pool ------------------------------------------
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "needs the claim in machines/task_executor.py (an attempt run by the pool): see "
+    "machines/effect_claims.py, claim_shared_effect before the agent call"))
+async def test_an_origin_whose_booking_runs_on_the_pool_is_served_its_forks_booking(
+    tmp_path: Path,
+) -> None:
+    sink = Sink()
+    wf = travel(sink)
+    db = tmp_path / "runs.db"
+    async with open_store(db) as store, open_store(db) as pool:
+        at = await _waiting_origin(store, wf)
+        await fork_run(store, "origin", at_seq=at, workflow=wf, new_run_id="fork")
+        await _approve(store, wf, "fork", 100.0)
+        worker = Worker(pool, [wf], lease_ttl_s=5, poll_s=0.01)
+        serving = asyncio.create_task(worker.run())
+        try:
+            # The origin's owner offers the booking to the pool; a worker runs it.
+            origin = await Orchestrator(store, spread_tasks=True).resolve(
+                "origin", "check", workflow=wf, output={"price": 100.0})
+        finally:
+            worker.stop()
+            await serving
+        assert worker.stats.tasks == 1
+        assert sink.by_run == {"fork": 1}
+        assert origin.outputs["book"] == BookOut(ref="B-fork-100")
