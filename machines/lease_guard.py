@@ -8,7 +8,10 @@ token closes it for systems that can check one:
   the lease is *certainly* held: its expiry, judged from when the last
   renewal was *sent* (the store may have granted it later, never earlier),
   is more than a safety margin away; otherwise the lease is renewed first,
-  and if that fails the call does not start;
+  and if that fails the call does not start. Judged on :func:`lease_clock`,
+  which keeps counting while the machine is suspended (the event loop's
+  clock does not: a laptop that slept, a VM suspended, would wake believing
+  its lease still fresh while the store's clock let it lapse);
 - ``ctx.fencing_token`` grows with every takeover of the attempt (the run
   lease's fence, then the pool claim's token): pass it to an API that keeps
   the highest token it has seen per key and refuses lower ones, and a
@@ -27,16 +30,34 @@ Example::
 
 from __future__ import annotations
 
-import asyncio
+import time
 from dataclasses import dataclass
 
 from ledgerflow.eventstore import EventStore, LeaseLostError
 
 __all__ = ["CLAIMS_PER_FENCE", "HeldLease", "fencing_token_of", "lease_certainly_held",
-           "side_effect_margin_s"]
+           "lease_clock", "side_effect_margin_s"]
 
 #: Room for pool re-claims of one attempt under one run fence in a fencing token.
 CLAIMS_PER_FENCE = 1_000_000
+#: Linux's monotonic clock that includes time suspended (None elsewhere).
+_BOOTTIME: int | None = getattr(time, "CLOCK_BOOTTIME", None)
+
+
+def lease_clock() -> float:
+    """Seconds on a monotonic clock that also counts time the machine spent suspended.
+
+    ``CLOCK_BOOTTIME`` where there is one (Linux), else ``time.monotonic()``.
+    A process stopped (SIGSTOP, a GC pause) sees either clock advance; only
+    this one advances across a suspend of the whole machine, as the store's
+    clock, which judges the lease's expiry, does.
+
+    >>> lease_clock() <= lease_clock()
+    True
+    """
+    if _BOOTTIME is not None:
+        return time.clock_gettime(_BOOTTIME)
+    return time.monotonic()
 
 
 def lease_certainly_held(*, held_until: float, now: float, margin_s: float) -> bool:
@@ -65,17 +86,16 @@ class HeldLease:
     owner: str
     ttl_s: float
     fence: int
-    #: Event-loop time by which the lease lapses at the earliest.
+    #: :func:`lease_clock` time by which the lease lapses at the earliest.
     held_until: float
 
     def renewed(self, *, sent_at: float) -> None:
-        """A renewal sent at ``sent_at`` (loop time) was granted."""
+        """A renewal sent at ``sent_at`` (:func:`lease_clock` time) was granted."""
         self.held_until = max(self.held_until, sent_at + self.ttl_s)
 
     async def confirm_for_side_effect(self) -> None:
         """Return once the lease is certainly held; :class:`LeaseLostError` if it is not ours."""
-        loop = asyncio.get_running_loop()
-        now = loop.time()
+        now = lease_clock()
         if lease_certainly_held(held_until=self.held_until, now=now,
                                 margin_s=side_effect_margin_s(self.ttl_s)):
             return

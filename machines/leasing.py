@@ -32,7 +32,7 @@ from typing import Any
 from ledgerflow.eventstore import EventStore
 from ledgerflow.machines.calls import cancelled_from_outside
 from ledgerflow.machines.errors import RunBusyError
-from ledgerflow.machines.lease_guard import HeldLease
+from ledgerflow.machines.lease_guard import HeldLease, lease_clock
 
 __all__ = ["LeaseHolder", "hold_lease", "lease_owner_is_gone", "new_owner", "read_lease"]
 
@@ -182,7 +182,7 @@ async def hold_lease(
     lease is lost while held (a renewal finds it gone), the body's task is
     cancelled and :class:`RunBusyError` raised: two processes never drive one run.
     """
-    asked_at = asyncio.get_running_loop().time()
+    asked_at = lease_clock()  # counts a suspend of the machine, as the store's clock does
     fence = await _acquire(store, run_id, owner, ttl_s=ttl_s, wait_s=wait_s,
                            take_over=take_over, operation=operation)
     held = HeldLease(store, run_id, owner, ttl_s, fence, held_until=asked_at + ttl_s)
@@ -223,17 +223,16 @@ async def _holder_after_loss(store: EventStore, run_id: str) -> LeaseHolder | No
 
 async def _renew(held: HeldLease, *, lost: asyncio.Event,
                  holder: asyncio.Task[Any] | None) -> None:
-    loop = asyncio.get_running_loop()
     store, run_id, owner, ttl_s = held.store, held.run_id, held.owner, held.ttl_s
     while True:
         await asyncio.sleep(ttl_s / 3)
-        sent_at = loop.time()
+        sent_at = lease_clock()
         try:
             # Another fence means the run passed to another owner meanwhile.
             renewed = await store.take_lease(run_id, owner, ttl_s) == held.fence
         except Exception:  # a busy or dropped store: try again until the ttl runs out
             log.warning("Could not renew the lease on run %s; retrying.", run_id, exc_info=True)
-            renewed = loop.time() < held.held_until
+            renewed = lease_clock() < held.held_until
         else:
             if renewed:
                 held.renewed(sent_at=sent_at)
