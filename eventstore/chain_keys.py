@@ -102,6 +102,11 @@ class StoredChainCheck:
     ``unreadable`` when a row could not be parsed; then ``finish`` compares
     the ``runs`` row, which remembers how far the log went (a deleted tail).
 
+    With ``after=(seq, hash)`` the check starts past a known link of the
+    chain (a state snapshot's seq and the hash it was checked against): the
+    first envelope fed must be ``seq + 1`` and chain onto ``hash``. What
+    comes before is not checked here (``verify`` checks the whole log).
+
     Example::
 
         check = StoredChainCheck("r1")
@@ -109,13 +114,17 @@ class StoredChainCheck:
             if (problem := check.feed(env)) is not None:
                 raise SystemExit(problem.message)
         problem = await check.finish(store)
+
+        tail = StoredChainCheck("r1", after=(2000, snapshot.hash))
     """
 
     __slots__ = ("cursor", "run_id")
 
-    def __init__(self, run_id: str) -> None:
+    def __init__(self, run_id: str, after: tuple[int, str] | None = None) -> None:
         self.run_id = run_id
         self.cursor = ChainCursor(run_id)
+        if after is not None:
+            self.cursor.seq, self.cursor.hash = after
 
     def feed(self, env: Envelope) -> ChainProblem | None:
         problem = self.cursor.feed(env)

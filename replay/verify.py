@@ -1,6 +1,6 @@
 """``verify``: is this log intact, legal, and what the current code would decide?
 
-Three checks, each a :class:`Check` with a pass/fail line:
+The checks, each a :class:`Check` with a pass/fail line:
 
 1. **chain** — the SHA-256 chain holds and seqs are gapless: an edited,
    deleted or reordered row is found and its seq named.
@@ -9,7 +9,11 @@ Three checks, each a :class:`Check` with a pass/fail line:
    order, makes the recorded decisions; the first divergence is shown with
    both versions. It needs the workflow's code: without one this check is
    SKIPPED (said so plainly, never counted as a pass).
-4. **anchor** (only with ``head=``) — the log holds the chain head taken
+4. **snapshots** (only when the store holds state snapshots of the run) —
+   each equals the log's fold at its seq and holds the chain hash there
+   (:mod:`ledgerflow.replay.verify_snapshots`): an edited snapshot, which a
+   resume would trust, is found here and named (run, seq, fields).
+5. **anchor** (only with ``head=``) — the log holds the chain head taken
    earlier and kept outside the store (:mod:`ledgerflow.replay.anchors`),
    with its seal checked when keys are given: the one check a log rewritten
    with its chain recomputed, or truncated with its ``runs`` row edited to
@@ -266,6 +270,12 @@ async def verify_run(
                           seq=missing)
     transitions, events = _transition_check(run_id, envelopes)
     checks.append(transitions)
+    if snapshots := await store.snapshots(run_id):
+        # Imported here: it builds on this module's Check.
+        from ledgerflow.replay.verify_snapshots import check_snapshots  # noqa: PLC0415
+
+        checks.append(check_snapshots(run_id, envelopes, events if checks[0].ok else [],
+                                      snapshots))
     if workflow is not None:
         if events:
             checks.append(check_determinism(
