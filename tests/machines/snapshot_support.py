@@ -19,7 +19,7 @@ from pydantic import BaseModel
 
 from ledgerflow.contracts import Plan, Task
 from ledgerflow.eventstore import Envelope, EventStore
-from ledgerflow.machines import AgentContext, Workflow
+from ledgerflow.machines import AgentContext, RetryPolicy, Workflow
 
 #: Big plans are one PlanProposed and one PlanAccepted event each.
 BIG_EVENTS = 64 * 2**20
@@ -109,3 +109,34 @@ class ReadCountingStore:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
+
+
+def calc(j: int) -> dict[str, Any]:
+    # A tuple in, a list in the log: the snapshot must hold what the log holds.
+    return {"j": j, "pair": (j, j + 1)}
+
+
+def pay(amount: int) -> dict[str, Any]:
+    return {"receipt": f"R-{amount}"}
+
+
+def steps_workflow() -> Workflow:
+    """Tasks whose agents journal steps (one side-effecting), the first attempt failing once."""
+    wf = Workflow("stepping", goal=Wide, max_concurrency=3)
+
+    @wf.planner
+    async def plan(goal: Wide, ctx: AgentContext) -> Plan:
+        return Plan(tasks=[Task(id=f"s{i}", agent="stepper", inputs={"i": i})
+                           for i in range(goal.n)])
+
+    @wf.agent(input=Item, output=Value, retry=RetryPolicy(max_attempts=2, backoff_s=0.0,
+                                                          jitter=0.0))
+    async def stepper(inp: Item, ctx: AgentContext) -> Value:
+        for j in range(4):
+            await ctx.step("calc", calc, j)
+        paid = await ctx.step("pay", pay, inp.i, side_effect=True)
+        if ctx.attempt == 1 and inp.i == 0:
+            raise TimeoutError("the first attempt of s0 times out after paying")
+        return Value(v=len(paid["receipt"]))
+
+    return wf

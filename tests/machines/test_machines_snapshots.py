@@ -19,23 +19,29 @@ import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import BaseModel, SecretStr
 from snapshot_support import (
     BIG_EVENTS,
     ReadCountingStore,
+    Value,
     Wide,
     crash_when,
     events_before_the_gate,
     largest_batch,
+    steps_workflow,
     ticking_clock,
     wide_workflow,
 )
 
+from ledgerflow.contracts import Plan, Task
 from ledgerflow.eventstore import EventStore, open_store
 from ledgerflow.examples import fanout, travel
 from ledgerflow.machines import (
+    AgentContext,
     ChainBrokenError,
     Orchestrator,
     RunState,
+    Workflow,
     decode_event,
     evolve,
     load_run_state,
@@ -50,6 +56,7 @@ from ledgerflow.machines.snapshots import (
     snapshot_due,
 )
 from ledgerflow.machines.state import Escalation, TaskState
+from ledgerflow.replay.verify import verify_run
 
 
 async def _folds(store: EventStore, run_id: str) -> list[RunState]:
@@ -77,7 +84,12 @@ async def test_every_prefix_of_real_runs_round_trips_through_a_snapshot(
             travel.wf, travel.TripGoal(destination="Lisbon", passengers=2)),
         await Orchestrator(store).start(fanout.wf, fanout.Corpus(documents=12, nap_s=0)),
         await Orchestrator(store).start(wide_workflow(), Wide(n=30)),
+        await Orchestrator(store).start(steps_workflow(), Wide(n=3)),
     ]
+    stepped = runs[-1].state.tasks
+    assert stepped["s0"].attempt == 2  # retried after its side effect: served on attempt 2
+    assert len(stepped["s1"].steps) == 5
+    assert next(iter(stepped["s0"].done_side_effects)).startswith("pay")
     for run in runs:
         assert run.status == "completed"
         state = RunState(run_id=run.run_id)
@@ -405,3 +417,44 @@ async def test_a_100k_event_run_resumes_and_replays_from_its_snapshots(tmp_path:
         assert latest is not None
         assert counting.read_envelopes == 1 + at - latest.seq
         _same(replayed, await load_run_state(store, run_id, at=at, snapshots=False))
+
+
+class _KeyGoal(BaseModel):
+    n: int
+    api_key: SecretStr
+
+
+class _KeyIn(BaseModel):
+    i: int
+    api_key: SecretStr
+
+
+async def test_a_snapshot_holds_a_secret_field_as_the_log_does_by_reference(
+    tmp_path: Path,
+) -> None:
+    key = "sk-live-snapshot-91c3"
+    wf = Workflow("keyed", goal=_KeyGoal)
+    used: list[str] = []
+
+    @wf.planner
+    async def plan(goal: _KeyGoal, ctx: AgentContext) -> Plan:
+        return Plan(tasks=[Task(id=f"k{i}", agent="keyed", inputs={
+            "i": i, "api_key": "$goal.api_key"}) for i in range(goal.n)])
+
+    @wf.agent(input=_KeyIn, output=Value)
+    async def keyed(inp: _KeyIn, ctx: AgentContext) -> Value:
+        used.append(inp.api_key.get_secret_value())
+        return Value(v=inp.i)
+
+    async with open_store(tmp_path / "runs.db") as store:
+        run = await Orchestrator(store, snapshot_every=5, durable_dispatch=True).start(
+            wf, _KeyGoal(n=4, api_key=SecretStr(key)))
+        assert run.status == "completed"
+        stored = await store.snapshots(run.run_id)
+        assert stored
+        assert used == [key] * 4
+        for snap in stored:
+            assert key.encode() not in snap.state
+            assert b"$secret" in snap.state
+        report = await verify_run(store, run.run_id)
+    assert report.ok, report.lines()
