@@ -12,7 +12,10 @@ already performed. Before calling such an agent, the runtime asks
   attempt fails as permanent (and escalates), unless the fork was made with
   ``repeat_side_effects=True``.
 
-Everything here is pure: the origin's log comes in decoded.
+Everything here is pure: the origin's log comes in decoded. What a fork's
+siblings, or its origin after the fork point, did is not in the origin chain:
+:mod:`ledgerflow.machines.effect_claims` finds it through a store-wide claim
+and answers from the holder's log with this same :func:`reuse_for`.
 
 Example::
 
