@@ -390,6 +390,10 @@ class Driver(ForkRecovery):
         """Call the attempt's agent here, once its ``max_concurrent`` leaves room."""
         async with slot if slot is not None else contextlib.nullcontext():
             spec = self.wf.spec(self.state.tasks[dispatched.task_id].agent)
+            # Its forks share its keys: one of them may hold this side effect's claim.
+            if (spec.side_effect and not spec.idempotent
+                    and (shared := await self.shared_effect_outcome(dispatched)) is not None):
+                return shared
             if spec.side_effect and self.lease is not None:
                 await self.lease.confirm_for_side_effect()
             return await calls.call_agent(

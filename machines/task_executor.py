@@ -36,6 +36,7 @@ from datetime import datetime
 from ledgerflow.eventstore import AgentLimit, EventStore, TaskClaim, TaskClaimLostError
 from ledgerflow.machines import calls
 from ledgerflow.machines import events as ev
+from ledgerflow.machines.effect_claims import claim_shared_effect
 from ledgerflow.machines.errors import AttemptClosedError, PermanentError
 from ledgerflow.machines.evolve import evolve
 from ledgerflow.machines.flow_slots import PoolSlots
@@ -182,6 +183,10 @@ class TaskExecutor:
                 f"the worker running attempt {claim.attempt} stopped renewing its claim before "
                 "recording an outcome"))
         if spec.side_effect:
+            # The run's forks share its keys: one of them may hold this side effect's claim.
+            shared = await claim_shared_effect(self.store, state, spec, dispatched)
+            if shared is not None:
+                return shared
             await lease.confirm_for_side_effect()
         # This process keeps the output's secrets in the vault itself: the owner
         # reads only references from the fact, and fetches them to decide.

@@ -317,9 +317,6 @@ async def test_forks_approved_at_the_same_moment_book_once(store_url: str) -> No
 # -- a member whose bookings run on the worker pool ------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "needs the claim in machines/task_executor.py (an attempt run by the pool): see "
-    "machines/effect_claims.py, claim_shared_effect before the agent call"))
 async def test_an_origin_whose_booking_runs_on_the_pool_is_served_its_forks_booking(
     tmp_path: Path,
 ) -> None:
