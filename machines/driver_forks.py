@@ -20,9 +20,11 @@ from typing import TYPE_CHECKING
 from ledgerflow.machines import calls
 from ledgerflow.machines import events as ev
 from ledgerflow.machines.effect_claims import claim_shared_effect
+from ledgerflow.machines.lease_guard import fencing_token_of
 from ledgerflow.machines.origin import OriginIndex, index_origin, origin_of, reuse_for
 
 if TYPE_CHECKING:
+    from ledgerflow.machines.lease_guard import HeldLease
     from ledgerflow.machines.orchestrator import Orchestrator
     from ledgerflow.machines.secret_keeping import SecretKeeper
     from ledgerflow.machines.state import RunState
@@ -40,6 +42,8 @@ class ForkRecovery:
     state: RunState
     _origin: OriginIndex | None
     secrets: SecretKeeper
+    lease: HeldLease | None
+    fence: int | None
 
     def journal(self, task_id: str, attempt: int) -> StepJournal:
         raise NotImplementedError
@@ -84,11 +88,15 @@ class ForkRecovery:
             fact = await claim_shared_effect(self.orch.store, self.state, spec, dispatched)
         if fact is not None:
             return fact
+        # Fenced like any side effect: started only while the lease is certainly held.
+        if self.lease is not None:
+            await self.lease.confirm_for_side_effect()
         return await calls.call_agent(self.wf, self.state, dispatched,
                                       journal=self.journal(dispatched.task_id,
                                                            dispatched.attempt),
                                       max_event_bytes=self.orch.store.max_event_bytes,
-                                      secrets=self.secrets)
+                                      secrets=self.secrets,
+                                      fencing_token=fencing_token_of(run_fence=self.fence))
 
     async def shared_effect_outcome(self, dispatched: ev.TaskDispatched) -> ev.Event | None:
         """For a run that is no fork: its forks' outcome of this side effect, or None to act.
