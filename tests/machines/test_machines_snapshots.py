@@ -12,6 +12,7 @@ import asyncio
 import dataclasses
 import logging
 import sqlite3
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ from snapshot_support import (
 )
 
 from ledgerflow.contracts import Plan, Task
-from ledgerflow.eventstore import EventStore, open_store
+from ledgerflow.eventstore import EventStore, NewEvent, open_store
 from ledgerflow.examples import fanout, travel
 from ledgerflow.machines import (
     AgentContext,
@@ -135,22 +136,63 @@ def test_a_snapshot_of_a_state_with_steps_escalations_and_requests_round_trips()
     b'["' + snaps.SNAPSHOT_SHAPE.encode() + b'", ["r1"]]',
 ])
 def test_bytes_that_are_no_snapshot_of_this_shape_are_refused_typed(data: bytes) -> None:
-    with pytest.raises(snaps.SnapshotDecodeError):
+    for stored in (data, zlib.compress(data), zlib.compress(data)[:-3]):
+        with pytest.raises(snaps.SnapshotDecodeError):
+            decode_snapshot(stored)
+
+
+def test_a_snapshot_that_would_inflate_past_the_bound_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    data = encode_snapshot(RunState(run_id="r1", reason="x" * 10_000))
+    monkeypatch.setattr(snaps, "MAX_STATE_BYTES", 1000)
+    with pytest.raises(snaps.SnapshotDecodeError, match="inflates past 1000 bytes"):
         decode_snapshot(data)
 
 
 # -- when ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("last", "seq", "every", "due"), [
-    (0, 999, 1000, False), (0, 1000, 1000, True), (1990, 2003, 1000, True),
-    (2003, 2990, 1000, False), (2003, 3000, 1000, True), (5, 10**6, 0, False),
-    (999, 1000, 1, True),
+@pytest.mark.parametrize(("last", "seq", "every", "size", "due"), [
+    (0, 999, 1000, 0, False), (0, 1000, 1000, 0, True), (1990, 2003, 1000, 0, True),
+    (2003, 2990, 1000, 0, False), (2003, 3000, 1000, 0, True), (5, 10**6, 0, 0, False),
+    (999, 1000, 1, 0, True),
+    # A 4 MB state: every 7,812 events at least, not 1,000.
+    (1990, 2003, 1000, 4_000_000, False), (7000, 7812, 1000, 4_000_000, True),
+    (0, 10**6, 0, 4_000_000, False),
 ])
-def test_a_snapshot_is_due_when_a_multiple_of_every_is_crossed(
-    last: int, seq: int, every: int, due: bool
+def test_a_snapshot_is_due_when_a_multiple_of_the_interval_is_crossed(
+    last: int, seq: int, every: int, size: int, due: bool
 ) -> None:
-    assert snapshot_due(last, seq, every) is due
+    assert snapshot_due(last, seq, every, size) is due
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.put: list[tuple[Any, ...]] = []
+
+    async def put_snapshot(self, *args: Any, **kwargs: Any) -> None:
+        self.put.append((*args, kwargs["keep"]))
+
+
+async def test_a_snapshot_taken_past_its_batch_is_stored_with_the_next_one(
+    store: EventStore,
+) -> None:
+    envs = await store.append("r1", [NewEvent("X", b"{}")] * 15, 0)
+    writer = SnapshotWriter(every=10, keep=3)
+    ahead = RunState(run_id="r1", seq=12)  # decided past the batch 1..10 being appended
+    writer.take(ahead)
+    assert writer.pending is not None
+    recorder: Any = _Recorder()
+    await writer.store(recorder, envs[:10])
+    assert recorder.put == []  # seq 12 is not durable yet
+    writer.take(RunState(run_id="r1", seq=15))  # one at a time: nothing new is taken
+    await writer.store(recorder, envs[10:])
+    ((run_id, seq, hash_, fmt, data, keep),) = recorder.put
+    assert (run_id, seq, hash_, fmt, keep) == ("r1", 12, envs[11].hash, SNAPSHOT_FORMAT, 3)
+    assert decode_snapshot(data) == ahead
+    assert writer.pending is None
+    assert writer.written == 1
 
 
 @given(st.lists(st.integers(1, 700), min_size=1, max_size=60), st.integers(1, 500))
@@ -260,7 +302,8 @@ async def test_an_unusable_snapshot_is_ignored_and_the_fold_is_still_right(
     elif spoil == "garbage":
         data = b"\x00\x01 not a snapshot"
     elif spoil == "shape":
-        data = msgspec.json.encode(["0" * 16, msgspec.json.decode(data)[1]])
+        data = zlib.compress(msgspec.json.encode(
+            ["0" * 16, msgspec.json.decode(zlib.decompress(data))[1]]))
     elif spoil == "other_seq":
         data = encode_snapshot(await load_run_state(store, run.run_id, at=snap.seq - 1,
                                                     snapshots=False))
@@ -405,7 +448,9 @@ async def test_a_100k_event_run_resumes_and_replays_from_its_snapshots(tmp_path:
         snap = await store.latest_snapshot(run_id)
         envs = await store.read_all(run_id)
     assert snap is not None
-    assert crashed_at - snap.seq <= every + largest_batch(envs, after=every)
+    # A big state is snapshotted less often than `every` (a bound on bytes written per event).
+    interval = max(every, len(zlib.decompress(snap.state)) // snaps.SNAPSHOT_BYTES_PER_EVENT)
+    assert crashed_at - snap.seq <= interval + largest_batch(envs, after=every)
     run, read, _ = await _resume(path, every=every)
     assert run.status == "completed"
     assert read == 1 + crashed_at - snap.seq, "the resume folded more than the tail"
@@ -454,7 +499,7 @@ async def test_a_snapshot_holds_a_secret_field_as_the_log_does_by_reference(
         assert stored
         assert used == [key] * 4
         for snap in stored:
-            assert key.encode() not in snap.state
-            assert b"$secret" in snap.state
+            assert key.encode() not in zlib.decompress(snap.state)
+            assert b"$secret" in zlib.decompress(snap.state)
         report = await verify_run(store, run.run_id)
     assert report.ok, report.lines()
