@@ -24,10 +24,7 @@ from types import TracebackType
 from typing import Any, ClassVar, Self
 
 from .appending import check_append, is_count
-from .core_effects import EffectClaimCore
-from .core_secrets import SecretCore
-from .core_snapshots import SnapshotCore
-from .core_tasks import TaskExchangeCore
+from .core_features import StoreFeatures
 from .envelope import Envelope, NewEvent, RunSummary, format_at
 from .errors import (
     EventStoreError,
@@ -83,7 +80,7 @@ __all__ = [
     "summary_of",
 ]
 
-class StoreCore(SnapshotCore, EffectClaimCore, SecretCore, TaskExchangeCore):
+class StoreCore(StoreFeatures):
     """The public behaviour of every backend (the task exchange's in its base); round trips below.
 
     Example::

@@ -65,7 +65,7 @@ from .errors import (
     StoreUrlError,
 )
 from .pool import Claim, WorkerInfo, notify_channel
-from .postgres_effects import PostgresEffectClaims
+from .postgres_features import PostgresFeatures
 from .postgres_listener import WorkListener
 from .postgres_schema import (
     APPEND_SQL,
@@ -93,9 +93,7 @@ from .postgres_schema import (
     no_reset,
     prepare,
 )
-from .postgres_secrets import PostgresSecrets
-from .postgres_snapshots import PostgresSnapshots
-from .postgres_tasks import PostgresTasks, hold_fence
+from .postgres_tasks import hold_fence
 from .schema import SCHEMA_VERSION, SYNCHRONOUS_MODES
 
 try:
@@ -120,9 +118,7 @@ DEFAULT_APPLICATION_NAME = "ledgerflow"
 """What ``pg_stat_activity`` shows for the store's connections unless the url names another."""
 
 
-class PostgresEventStore(
-    PostgresSnapshots, PostgresEffectClaims, PostgresSecrets, PostgresTasks, StoreCore
-):
+class PostgresEventStore(PostgresFeatures, StoreCore):
     """An :class:`~ledgerflow.eventstore.EventStore` in one PostgreSQL schema, shared by workers.
 
     Prefer :func:`ledgerflow.eventstore.open_store`; this class is its PostgreSQL result.

@@ -43,7 +43,6 @@ from .errors import (
     NotAStoreError,
     SchemaVersionError,
     StoreNotFoundError,
-    StoreOpenError,
 )
 from .postgres_tasks import POSTGRES_TASK_TABLES
 from .sqlite_tasks import SQLITE_TASK_TABLES
@@ -58,8 +57,6 @@ __all__ = [
     "SCHEMA_VERSION",
     "SYNCHRONOUS_MODES",
     "StoreMarksLostError",
-    "must_be_an_existing_file",
-    "must_be_writable_by_us",
     "prepare",
     "prepare_read_only",
     "prepare_reader",
@@ -259,33 +256,6 @@ POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
 for _migrations in (MIGRATIONS, POSTGRES_MIGRATIONS):  # pragma: no cover
     if [m.version for m in _migrations] != list(range(1, SCHEMA_VERSION + 1)):
         raise RuntimeError("Migrations must be numbered 1..SCHEMA_VERSION without gaps.")
-
-
-def must_be_an_existing_file(path: str) -> None:
-    """Refuse, before any connection, a file that is missing or empty (it holds no store).
-
-    ``create=False`` and ``read_only=True`` opens call this so that a read
-    never turns a mistyped path or a zero-byte file into an empty store.
-    """
-    try:
-        size = os.path.getsize(path)
-    except FileNotFoundError:
-        raise StoreNotFoundError(path, "the file does not exist") from None
-    except OSError:
-        return  # unreadable or a special name: SQLite's own error is clearer
-    if size == 0:
-        raise StoreNotFoundError(path, "the file is empty (zero bytes)")
-
-
-def must_be_writable_by_us(path: str) -> None:
-    """Refuse a writable open of an existing store this user cannot write.
-
-    SQLite silently opens such a file read-only, and only the first append
-    of a run would fail; say so at open, with the fix.
-    """
-    if os.path.exists(path) and not os.access(path, os.W_OK):
-        raise StoreOpenError(
-            path, "the file is read-only for this user", read_only_would_work=True)
 
 
 def _check_is_sqlite(path: str) -> None:

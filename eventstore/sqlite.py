@@ -62,14 +62,13 @@ from .pool import Claim, WorkerInfo
 from .schema import (
     SCHEMA_VERSION,
     SYNCHRONOUS_MODES,
-    must_be_an_existing_file,
-    must_be_writable_by_us,
     prepare,
     prepare_read_only,
     prepare_reader,
     upgrade,
 )
-from .sqlite_effects import SQLiteEffectClaims
+from .sqlite_features import SQLiteFeatures
+from .sqlite_files import must_be_an_existing_file, must_be_writable_by_us
 from .sqlite_pool import (
     claim_tx,
     heartbeat_worker,
@@ -90,9 +89,6 @@ from .sqlite_rows import (
     lease_tx,
     query,
 )
-from .sqlite_secrets import SQLiteSecrets
-from .sqlite_snapshots import SQLiteSnapshots
-from .sqlite_tasks import SQLiteTasks
 
 __all__ = ["DEFAULT_BUSY_TIMEOUT_MS", "DEFAULT_MAX_EVENT_BYTES", "SQLiteEventStore"]
 
@@ -157,7 +153,7 @@ def _file_system_is_read_only(path: str) -> bool:
     return False
 
 
-class SQLiteEventStore(SQLiteSnapshots, SQLiteEffectClaims, SQLiteSecrets, SQLiteTasks, StoreCore):
+class SQLiteEventStore(SQLiteFeatures, StoreCore):
     """An :class:`~ledgerflow.eventstore.EventStore` in one SQLite file (WAL, ``synchronous=FULL``).
 
     Prefer :func:`ledgerflow.eventstore.open_store`; this class is its SQLite result.

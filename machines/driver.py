@@ -38,6 +38,7 @@ from ledgerflow.machines.observers import tell_observers
 from ledgerflow.machines.origin import OriginIndex
 from ledgerflow.machines.results import RunResult
 from ledgerflow.machines.secret_keeping import SecretKeeper, fact_values, secret_holders
+from ledgerflow.machines.snapshots import SnapshotWriter
 from ledgerflow.machines.state import RunState
 from ledgerflow.machines.step_rules import PLANNER
 from ledgerflow.machines.steps import StepJournal
@@ -96,6 +97,8 @@ class Driver(ForkRecovery):
         self.answers_in_commit: list[int] = []
         #: Where each attempt of this drive runs: True here, False offered to the pool.
         self.placed: dict[tuple[str, int], bool] = {}
+        #: Snapshots of the state every ``orch.snapshot_every`` events (a resume's cache).
+        self.snapshots = SnapshotWriter(orch.snapshot_every, seq=seq)
         #: The vault's secrets this run refers to (:mod:`.secret_keeping`).
         self.secrets = SecretKeeper(orch.store)
 
@@ -260,7 +263,9 @@ class Driver(ForkRecovery):
         if not events:
             return
         at = self.orch.clock()
-        await self.orch.store.append(
+        # Encoded before the append: once it is awaited, the state moves on.
+        self.snapshots.take(self.state)
+        envelopes = await self.orch.store.append(
             self.state.run_id,
             [NewEvent(type=e.type, data=ev.encode_event(e)) for e in events],
             expected_seq=self.seq,
@@ -274,6 +279,7 @@ class Driver(ForkRecovery):
                            first_seq=self.seq + 1, at=at)
         if count:
             self.seq += len(events)
+        await self.snapshots.store(self.orch.store, envelopes)
 
     def spawn(self, coro: Coroutine[Any, Any, ev.Event | None]) -> asyncio.Task[Any]:
         self.order += 1

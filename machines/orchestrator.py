@@ -51,6 +51,7 @@ from ledgerflow.machines.recording import Recording
 from ledgerflow.machines.results import RunResult
 from ledgerflow.machines.run_loading import load_run_state
 from ledgerflow.machines.secret_keeping import SecretKeeper, must_keep_secrets
+from ledgerflow.machines.snapshots import DEFAULT_SNAPSHOT_EVERY
 from ledgerflow.machines.state import RunState
 from ledgerflow.machines.values import ENVELOPE_ROOM, as_logged
 from ledgerflow.machines.workflow import AgentSpec, Workflow
@@ -87,6 +88,9 @@ class Orchestrator:
     instead of run in this process (:mod:`ledgerflow.machines.task_exchange`).
     ``observers`` are told of every batch of events once it is durable
     (:class:`~ledgerflow.machines.observers.RunObserver`: telemetry, progress).
+    ``snapshot_every`` events, a snapshot of the run's state is stored beside
+    its log, so a resume folds only the events after it (0: never;
+    :mod:`ledgerflow.machines.snapshots`).
 
     Example::
 
@@ -107,8 +111,14 @@ class Orchestrator:
         recording: Recording | None = None,
         spread_tasks: bool = False,
         observers: Sequence[RunObserver] = (),
+        snapshot_every: int = DEFAULT_SNAPSHOT_EVERY,
     ) -> None:
         self.store = store
+        if isinstance(snapshot_every, bool) or not isinstance(snapshot_every, int) \
+                or snapshot_every < 0:
+            raise ValueError(f"snapshot_every must be an int >= 0, not {snapshot_every!r}")
+        #: A state snapshot every this many events (0: none).
+        self.snapshot_every = snapshot_every
         #: Told of every durable batch of events (:mod:`ledgerflow.machines.observers`).
         self.observers: list[RunObserver] = list(observers)
         self.spread_tasks = spread_tasks
