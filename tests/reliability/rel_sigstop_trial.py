@@ -89,6 +89,13 @@ class Trial:
     #: Effects at the naive sink when B had settled the run (A still paused).
     naive_at_settle: int = 0
     verify_lines: list[str] = field(default_factory=list)
+    #: The end of A's and B's stderr, for a failing assertion to show.
+    stderr_tails: str = ""
+
+    @property
+    def story(self) -> str:
+        """The run id and what its processes said: the message of a failed check."""
+        return f"{self.run_id}\n{self.stderr_tails}"
 
     def _by(self, pid: int, what: str) -> list[FencedCall]:
         return [c for c in self.calls if c.pid == pid and c.what == what]
@@ -337,8 +344,9 @@ async def _read_trial(store: EventStore, run_id: str, base: Path, a: Child, b: C
         b_acks = taker.acks
     log = await store.read_all(run_id)
     resumed = [e for e in log if e.type == "RunResumed"]
-    assert len(resumed) == 1, f"{run_id}: expected one takeover, log has {len(resumed)}"
-    assert msgspec.json.decode(resumed[0].data)["by"] == b_doc["owner"]
+    said = f"A:\n{a.stderr()[-1500:]}\nB:\n{(b or taker.worker or a).stderr()[-1500:]}"
+    assert len(resumed) == 1, f"{run_id}: {len(resumed)} takeovers in the log\n{said}"
+    assert msgspec.json.decode(resumed[0].data)["by"] == b_doc["owner"], said
     takeover = resumed[0].seq
     a_acked, a_errors = _side_channel(base / f"{run_id}-A.jsonl", run_id)
     b_acked, _ = _side_channel(b_acks, run_id)
@@ -358,7 +366,10 @@ async def _read_trial(store: EventStore, run_id: str, base: Path, a: Child, b: C
         naive=[e for e in await naive.effects() if e.run_id == run_id and e.task_id == BOOK_TASK],
         escalated_unknown=any(e.type == "TaskEscalated" and b"outcome_unknown" in e.data
                               for e in log if e.seq >= takeover),
-        verify_lines=[] if report.ok else report.lines())
+        verify_lines=[] if report.ok else report.lines(),
+        stderr_tails="\n".join(f"--- {who} stderr:\n{child.stderr()[-1500:]}"
+                                for who, child in (("A", a), ("B", b or taker.worker))
+                                if child is not None))
 
 
 async def run_trials(store: EventStore, place: Place, goal: SigGoal, *, n: int, base: Path,

@@ -14,6 +14,10 @@ How the call is made (``goal.mode``):
 - ``thread``: a blocking client in a worker thread (``asyncio.to_thread``),
   as many SDKs are; once started nothing in the process can take it back,
   so a paused process that wakes finishes the call;
+- ``async``: an asyncio client, thinking then performing in one call with
+  no journaled step: the call is in flight when the process wakes, and only
+  cancellation (the drive stops once its renewal finds the lease gone) can
+  stop it before it performs;
 - ``step``: the agent thinks in asyncio, then performs in a journaled
   ``side_effect=True`` step, which starts only while the lease is certainly
   held: a woken process is refused before the call.
@@ -95,6 +99,10 @@ async def _book(inp: Job, ctx: AgentContext) -> Booked:
         applied = await asyncio.to_thread(
             _perform_blocking, inp.sink, inp.sink_schema, ctx.idempotency_key, ctx.run_id,
             token, THINK_S)
+    elif inp.mode == "async":
+        await asyncio.sleep(THINK_S)
+        applied = await _perform(inp.sink, inp.sink_schema, ctx.idempotency_key, ctx.run_id,
+                                 token)
     else:
         await asyncio.sleep(THINK_S)
         applied = bool(await ctx.step("perform", _perform, inp.sink, inp.sink_schema,

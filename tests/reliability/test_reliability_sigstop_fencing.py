@@ -13,7 +13,8 @@ it; A is woken (see ``rel_sigstop_trial.py``). Each trial checks:
 3. what the naive sink, counting by idempotency key, saw: how often A's
    in-flight call still completed after the takeover (a blocking call in a
    thread: always; a journaled side-effecting step started after the wake:
-   never, the lease guard refuses it);
+   never, the lease guard refuses it; an asyncio call: whatever it did
+   before the drive's cancellation reached it, printed);
 4. with a non-idempotent agent B escalated "outcome unknown" and did not
    call it again.
 
@@ -41,13 +42,18 @@ CASES = {  # name -> (idempotent, mode, who takes over, trials)
     # The issue's story: a blocking call in flight, a worker takes the run over.
     "idempotent-thread-worker": (True, "thread", "worker", 8),
     "once-thread-worker": (False, "thread", "worker", 8),
-    # Variants, fewer trials each (the suite's time): a guarded step; `resume` takes over.
+    # Variants, fewer trials each: a guarded step, an asyncio call, `resume` taking over.
     "idempotent-step-worker": (True, "step", "worker", 4),
+    "idempotent-async-worker": (True, "async", "worker", 4),
     "idempotent-thread-resume": (True, "thread", "resume", 4),
 }
+#: The variants test the library's side of the process, not the store: SQLite only
+#: (the suite's time). The two stories of the issue run on both.
+BOTH = ("idempotent-thread-worker", "once-thread-worker")
+COMBOS = [("sqlite", case) for case in CASES] + [("postgres", case) for case in BOTH]
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture
 def place(request: pytest.FixtureRequest, tmp_path: Path) -> Place:
     """One SQLite file (and a sink file), or a fresh PostgreSQL schema (and a sink schema)."""
     if request.param == "sqlite":
@@ -73,7 +79,7 @@ def figures_line(name: str, trials: list[Trial], redone: Counter[str]) -> str:
             f"tokens_a_b={sorted({(t.a_token, t.b_token) for t in trials}, key=str)}")
 
 
-@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize(("place", "case"), COMBOS, indirect=["place"])
 async def test_sigstopped_owner_writes_nothing_after_takeover_and_the_token_fences_its_call(
     place: Place, case: str, tmp_path: Path, spawned: list[Child],
 ) -> None:
@@ -94,37 +100,39 @@ async def test_sigstopped_owner_writes_nothing_after_takeover_and_the_token_fenc
     assert len(trials) == n
     for t in trials:
         # 1. Nothing A appended after it lost the lease; its late appends were refused.
-        assert t.a_events_after_takeover == 0, t.run_id
-        assert t.events_not_by_b == 0, t.run_id
-        assert t.verify_lines == [], t.run_id
-        assert t.a_outcome in {"RunBusyError", "LeaseLostError"}, t.run_id
+        assert t.a_events_after_takeover == 0, t.story
+        assert t.events_not_by_b == 0, t.story
+        assert t.verify_lines == [], t.story
+        assert t.a_outcome in {"RunBusyError", "LeaseLostError"}, t.story
         b_token = t.b_token
         late = t.a_late_write
         if idempotent:
             # 2. B performed under a higher token, first; A's late write was refused.
-            assert t.b_outcome == "completed", t.run_id
+            assert t.b_outcome == "completed", t.story
             assert b_token is not None
             assert b_token > t.a_token
-            assert t.b_wrote_first, t.run_id
+            assert t.b_wrote_first, t.story
             if late is not None:
-                assert late.what == "refused", t.run_id
+                assert late.what == "refused", t.story
             assert t.state is not None
             assert (t.state.token, t.state.writes, t.state.pid) == (b_token, 1, t.b_pid)
         else:
             # 4. B never called the non-idempotent agent again: it escalated.
-            assert t.escalated_unknown, t.run_id
-            assert t.b_outcome == "waiting", t.run_id
-            assert b_token is None, t.run_id
-            assert t.naive_by(t.b_pid) == 0, t.run_id
+            assert t.escalated_unknown, t.story
+            assert t.b_outcome == "waiting", t.story
+            assert b_token is None, t.story
+            assert t.naive_by(t.b_pid) == 0, t.story
             # When B escalated, the effect had not happened yet: it was still in A's hands.
-            assert t.naive_at_settle == 0, t.run_id
+            assert t.naive_at_settle == 0, t.story
             # No higher token was ever shown to the sink, so A's late call is the one effect.
             assert late is not None
-            assert late.what == "accepted", t.run_id
-        # 3. The naive sink: a late blocking call lands; a guarded step never starts.
+            assert late.what == "accepted", t.story
+        # 3. The naive sink: a late blocking call lands; a guarded step never starts; an
+        # asyncio call is cancelled once A's renewal finds the lease gone, unless it was
+        # already past its last await (a figure, not asserted: it is a race).
         if mode == "thread":
-            assert late is not None, t.run_id
-            assert t.naive_by(t.a_pid) == 1, t.run_id
-        else:
-            assert late is None, t.run_id
-            assert t.naive_by(t.a_pid) == 0, t.run_id
+            assert late is not None, t.story
+            assert t.naive_by(t.a_pid) == 1, t.story
+        elif mode == "step":
+            assert late is None, t.story
+            assert t.naive_by(t.a_pid) == 0, t.story
