@@ -18,6 +18,9 @@ it; A is woken (see ``rel_sigstop_trial.py``). Each trial checks:
 4. with a non-idempotent agent B escalated "outcome unknown" and did not
    call it again.
 
+The two stories of the issue (an idempotent and a non-idempotent agent, a
+blocking call in flight, a worker taking over) run on both backends; the
+variants (a guarded step, an asyncio call, ``resume`` taking over) on SQLite.
 The figures are printed (``pytest -s``).
 """
 
