@@ -43,6 +43,7 @@ from ledgerflow.machines.flow_slots import PoolSlots
 from ledgerflow.machines.lease_guard import (
     fencing_token_of,
     lease_certainly_held,
+    lease_clock,
     side_effect_margin_s,
 )
 from ledgerflow.machines.origin import agent_failed
@@ -130,7 +131,7 @@ class TaskExecutor:
 
     async def claim(self) -> TaskClaim | None:
         """Claim the oldest offered attempt within its agent's limits, or None."""
-        asked_at = asyncio.get_running_loop().time()
+        asked_at = lease_clock()
         claim = await self.store.claim_task(self.owner, self.ttl_s,
                                             workflows=list(self.workflows), limits=self.limits)
         if claim is not None:
@@ -141,7 +142,7 @@ class TaskExecutor:
     async def execute(self, claim: TaskClaim) -> bool:
         """Run the claimed attempt and post its outcome; False if the claim was lost."""
         lease = self.held.setdefault(claim, _ClaimLease(
-            self.store, claim, self.ttl_s, held_until=asyncio.get_running_loop().time()))
+            self.store, claim, self.ttl_s, held_until=lease_clock()))
         try:
             return await self._execute(claim, lease)
         finally:
@@ -242,13 +243,13 @@ class _ClaimLease:
     held_until: float
 
     async def renew(self) -> None:
-        sent_at = asyncio.get_running_loop().time()
+        sent_at = lease_clock()
         await self.store.renew_task_claim(self.claim, self.ttl_s)  # TaskClaimLostError if not
         self.held_until = max(self.held_until, sent_at + self.ttl_s)
 
     async def confirm_for_side_effect(self) -> None:
         """Return once the claim is certainly held; :class:`TaskClaimLostError` if it is not."""
-        now = asyncio.get_running_loop().time()
+        now = lease_clock()
         if not lease_certainly_held(held_until=self.held_until, now=now,
                                     margin_s=side_effect_margin_s(self.ttl_s)):
             await self.renew()
