@@ -221,7 +221,10 @@ class StoreReadOnlyError(EventStoreError):
 
 class StoreFileSystemReadOnlyError(StoreReadOnlyError):
     """A write found the file system holding a SQLite store read-only (e.g. remounted
-    read-only after a disk error); it was rolled back, nothing was acknowledged."""
+    read-only after a disk error); nothing of it was acknowledged.
+
+    A disk that failed in the middle of the commit may still have kept it (as
+    a crash may): a resume reads the log and goes on from what it holds."""
 
     def __init__(self, location: str, run_id: str | None) -> None:
         self.run_id = run_id
@@ -229,8 +232,9 @@ class StoreFileSystemReadOnlyError(StoreReadOnlyError):
         EventStoreError.__init__(
             self,
             f"The file system holding the store {location!r} is read-only, so {what} was "
-            "rolled back and nothing was acknowledged; make it writable again (check the "
-            "disk), then resume the run.")
+            "not acknowledged (a disk that failed mid-commit may still have kept it: resume "
+            "goes on from what the log holds); make it writable again (check the disk), "
+            "then resume the run.")
         self.location = location
         self.operation = "write"
 

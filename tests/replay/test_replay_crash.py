@@ -6,7 +6,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections import Counter
+from collections import Counter, deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -18,6 +20,24 @@ from ledgerflow.replay.verify import verify_run
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
 import replay_crashflow as flow  # noqa: E402
+
+
+def killed_runs(tmp_path: Path, run_id: str
+                ) -> Iterator[tuple[int, Path, Path, subprocess.CompletedProcess[str]]]:
+    """The runs killed at points 1, 2, 3, ... in order, two child processes at a time
+    (each point is its own store and ledger; the suite has two cores to fill)."""
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        ahead: deque[tuple[int, Path, Path, Future[subprocess.CompletedProcess[str]]]] = deque()
+        for crash_at in range(1, MAX_POINTS + 1):
+            db, ledger = tmp_path / f"k{crash_at}.db", tmp_path / f"k{crash_at}.txt"
+            ahead.append((crash_at, db, ledger,
+                          pool.submit(run_until_killed, db, ledger, run_id, crash_at)))
+            if len(ahead) == 2:
+                at, db, ledger, child = ahead.popleft()
+                yield at, db, ledger, child.result()
+        while ahead:
+            at, db, ledger, child = ahead.popleft()
+            yield at, db, ledger, child.result()
 
 
 def run_until_killed(
@@ -43,9 +63,8 @@ async def test_side_effect_not_repeated_after_crash_at_any_point(
     # several runs in a row reach their end before the chosen point.
     outcomes: Counter[str] = Counter()
     points = finished_in_a_row = 0
-    for crash_at in range(1, MAX_POINTS + 1):
-        db, ledger, run_id = tmp_path / f"k{crash_at}.db", tmp_path / f"k{crash_at}.txt", "run"
-        killed = run_until_killed(db, ledger, run_id, crash_at)
+    run_id = "run"
+    for crash_at, db, ledger, killed in killed_runs(tmp_path, run_id):
         if killed.returncode == 0:
             acts = Counter(line.split()[0] for line in ledger.read_text().splitlines())
             assert acts == {"charge": 1, "notify": 1}, (crash_at, acts)
