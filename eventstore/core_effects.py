@@ -19,11 +19,12 @@ Example::
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from dataclasses import dataclass
 
 from .appending import is_count
 from .errors import InvalidQueryError
+from .mixin_needs import StoreGuards
 from .tasks import check_name
 
 __all__ = ["EFFECTS_SCHEMA_VERSION", "EffectClaim", "EffectClaimCore"]
@@ -53,18 +54,8 @@ def _check_attempt(operation: str, attempt: object) -> int:
     raise InvalidQueryError(operation, f"the attempt must be an int >= 1, not {attempt!r}")
 
 
-class EffectClaimCore(ABC):
+class EffectClaimCore(StoreGuards):
     """Side-effect claims of fork families: the store methods (see :class:`EventStore`)."""
-
-    schema_version: int
-
-    # --- what StoreCore supplies ---
-
-    @abstractmethod
-    def _must_be_open(self) -> None: ...
-
-    @abstractmethod
-    def _must_be_writable(self, operation: str) -> None: ...
 
     # --- what a backend supplies ---
 

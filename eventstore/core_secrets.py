@@ -17,10 +17,11 @@ Example::
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from collections.abc import Collection, Mapping
 
 from .errors import InvalidQueryError
+from .mixin_needs import StoreGuards
 from .tasks import check_name
 
 __all__ = ["SECRETS_SCHEMA_VERSION", "SecretCore"]
@@ -39,16 +40,8 @@ def _check_ref(operation: str, ref: object) -> str:
     return ref
 
 
-class SecretCore(ABC):
+class SecretCore(StoreGuards):
     """The secret vault: the store methods (see :class:`EventStore`)."""
-
-    schema_version: int
-
-    @abstractmethod
-    def _must_be_open(self) -> None: ...
-
-    @abstractmethod
-    def _must_be_writable(self, operation: str) -> None: ...
 
     @abstractmethod
     async def _put_secrets(self, run_id: str, values: dict[str, bytes]) -> None: ...

@@ -19,12 +19,13 @@ Example::
 from __future__ import annotations
 
 import re
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from dataclasses import dataclass
 from datetime import datetime
 
 from .appending import is_count
 from .errors import InvalidQueryError
+from .mixin_needs import StoreGuards
 from .rules import MAX_SEQ
 from .tasks import check_name
 
@@ -70,18 +71,8 @@ def _check_keep(operation: str, keep: object) -> int:
     return min(keep, MAX_SEQ)
 
 
-class SnapshotCore(ABC):
+class SnapshotCore(StoreGuards):
     """State snapshots of long runs: the store methods (see :class:`EventStore`)."""
-
-    schema_version: int
-
-    # --- what StoreCore supplies ---
-
-    @abstractmethod
-    def _must_be_open(self) -> None: ...
-
-    @abstractmethod
-    def _must_be_writable(self, operation: str) -> None: ...
 
     # --- what a backend supplies ---
 

@@ -14,11 +14,12 @@ Example::
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from collections.abc import Collection, Mapping, Sequence
 
 from .appending import is_count
 from .errors import InvalidQueryError
+from .mixin_needs import StoreGuards
 from .pool import check_names, check_worker_id
 from .rules import lease_ttl
 from .tasks import (
@@ -49,19 +50,11 @@ def _check_fence(operation: str, fence: object) -> int | None:
     return fence
 
 
-class TaskExchangeCore(ABC):
+class TaskExchangeCore(StoreGuards):
     """Offer, claim, post, take, answer: the task exchange of a store (see :class:`EventStore`)."""
 
     max_event_bytes: int
-    schema_version: int
-
     # --- what StoreCore supplies ---
-
-    @abstractmethod
-    def _must_be_open(self) -> None: ...
-
-    @abstractmethod
-    def _must_be_writable(self, operation: str) -> None: ...
 
     @abstractmethod
     async def _wake_best_effort(self) -> None: ...

@@ -13,10 +13,10 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from .core_effects import EffectClaim
+from .mixin_needs import PostgresRoundTrips
 
 __all__ = ["PostgresEffectClaims"]
 
@@ -43,20 +43,10 @@ async def _claim(  # noqa: PLR0917 - positional: it crosses _call as *args
     return EffectClaim(key, attempt, str(row[0]), str(row[1]))
 
 
-class PostgresEffectClaims:
+class PostgresEffectClaims(PostgresRoundTrips):
     """Postgres round trips for side-effect claims of fork families."""
 
-    schema: str
     _effect_sql_cache: dict[str, str] | None = None
-
-    if TYPE_CHECKING:
-        async def _call(
-            self,
-            fn: Callable[..., Awaitable[_T]],
-            *args: object,
-            run_id: str | None = None,
-            expected_seq: int | None = None,
-        ) -> _T: ...
 
     def _effect_sql(self) -> dict[str, str]:
         # Formatted on first use: the store's __init__ formats only its own statements.

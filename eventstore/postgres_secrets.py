@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
+
+from .mixin_needs import PostgresRoundTrips
 
 __all__ = ["PostgresSecrets"]
 
@@ -19,19 +20,9 @@ _OF_RUN_SQL = "SELECT ref, value FROM {s}.run_secrets WHERE run_id = $1"
 _ERASE_SQL = "DELETE FROM {s}.run_secrets WHERE run_id = $1"
 
 
-class PostgresSecrets:
+class PostgresSecrets(PostgresRoundTrips):
     """PostgreSQL round trips for the secret vault."""
 
-    schema: str
-
-    if TYPE_CHECKING:
-        async def _call(
-            self,
-            fn: Callable[..., Awaitable[_T]],
-            *args: object,
-            run_id: str | None = None,
-            expected_seq: int | None = None,
-        ) -> _T: ...
 
     def _secrets_sql(self, sql: str) -> str:
         return sql.format(s=f'"{self.schema}"')

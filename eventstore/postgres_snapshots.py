@@ -10,10 +10,10 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from .core_snapshots import StoredSnapshot
+from .mixin_needs import PostgresRoundTrips
 
 __all__ = ["PostgresSnapshots"]
 
@@ -56,19 +56,9 @@ async def _fetch(conn: Any, sql: str, *args: object) -> list[Any]:
     return rows
 
 
-class PostgresSnapshots:
+class PostgresSnapshots(PostgresRoundTrips):
     """Postgres round trips for state snapshots."""
 
-    schema: str
-
-    if TYPE_CHECKING:
-        async def _call(
-            self,
-            fn: Callable[..., Awaitable[_T]],
-            *args: object,
-            run_id: str | None = None,
-            expected_seq: int | None = None,
-        ) -> _T: ...
 
     def _snapshot_sql(self, name: str) -> str:
         # Formatted on first use and kept: the store's constructor knows nothing of it.

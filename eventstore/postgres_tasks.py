@@ -27,9 +27,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from .errors import LeaseLostError
+from .mixin_needs import PostgresRoundTrips
 from .tasks import (
     RECEIPT_TTL_S,
     AgentLimit,
@@ -239,21 +240,11 @@ def _over(limit: AgentLimit, live: int, started: int) -> bool:
         limit.per_minute is not None and started >= limit.per_minute)
 
 
-class PostgresTasks:
+class PostgresTasks(PostgresRoundTrips):
     """The task exchange round trips of :class:`PostgresEventStore` (a mixin)."""
 
-    schema: str
     _fence_sql: str
     _task_sql: dict[str, str]
-
-    if TYPE_CHECKING:
-        async def _call(
-            self,
-            fn: Callable[..., Awaitable[_T]],
-            *args: object,
-            run_id: str | None = None,
-            expected_seq: int | None = None,
-        ) -> _T: ...
 
     def _format_task_sql(self, s: str) -> None:
         self._task_sql = {name: sql.format(s=s) for name, sql in _SQL.items()}

@@ -14,12 +14,10 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
-
-import aiosqlite
+from typing import TypeVar
 
 from .core_effects import EffectClaim
+from .mixin_needs import SQLiteRoundTrips
 from .sqlite_rows import rollback
 
 __all__ = ["SQLiteEffectClaims", "claim_effect_tx", "effect_claims_of", "has_family"]
@@ -73,22 +71,8 @@ def effect_claims_of(conn: sqlite3.Connection, key: str | None) -> list[EffectCl
     return [EffectClaim(str(r[0]), int(r[1]), str(r[2]), str(r[3])) for r in rows]
 
 
-class SQLiteEffectClaims:
+class SQLiteEffectClaims(SQLiteRoundTrips):
     """SQLite round trips for side-effect claims of fork families."""
-
-    if TYPE_CHECKING:
-        _reader: aiosqlite.Connection
-
-        async def _write(self, fn: Callable[..., _T], *args: object, **kw: Any) -> _T: ...
-
-        async def _call(
-            self,
-            conn: aiosqlite.Connection,
-            fn: Callable[..., _T],
-            *args: object,
-            run_id: str | None = None,
-            expected_seq: int | None = None,
-        ) -> _T: ...
 
     async def _register_fork_family(self, key_base: str) -> None:
         await self._write(register_family, key_base)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
+from .mixin_needs import SQLiteRoundTrips
 from .sqlite_rows import rollback
 
 if TYPE_CHECKING:
-    import aiosqlite
+    pass
 
 __all__ = ["SQLiteSecrets"]
 
@@ -51,22 +51,8 @@ def _erase(conn: sqlite3.Connection, run_id: str) -> int:
     return conn.execute("DELETE FROM run_secrets WHERE run_id = ?", (run_id,)).rowcount
 
 
-class SQLiteSecrets:
+class SQLiteSecrets(SQLiteRoundTrips):
     """SQLite round trips for the secret vault: writes on the writer, reads on the reader."""
-
-    if TYPE_CHECKING:
-        _reader: aiosqlite.Connection
-
-        async def _write(self, fn: Callable[..., _T], *args: object, **kw: Any) -> _T: ...
-
-        async def _call(
-            self,
-            conn: aiosqlite.Connection,
-            fn: Callable[..., _T],
-            *args: object,
-            run_id: str | None = None,
-            expected_seq: int | None = None,
-        ) -> _T: ...
 
     async def _put_secrets(self, run_id: str, values: dict[str, bytes]) -> None:
         await self._write(_put, run_id, values, run_id=run_id)

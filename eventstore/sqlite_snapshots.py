@@ -13,15 +13,15 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .core_snapshots import StoredSnapshot
+from .mixin_needs import SQLiteRoundTrips
 from .sqlite_rows import rollback
 
 if TYPE_CHECKING:
-    import aiosqlite
+    pass
 
 __all__ = ["SQLiteSnapshots"]
 
@@ -82,22 +82,8 @@ def _prune(conn: sqlite3.Connection, run_id: str, keep: int) -> int:
     return conn.execute(_PRUNE_SQL, (run_id, keep)).rowcount
 
 
-class SQLiteSnapshots:
+class SQLiteSnapshots(SQLiteRoundTrips):
     """SQLite round trips for state snapshots."""
-
-    if TYPE_CHECKING:
-        _reader: aiosqlite.Connection
-
-        async def _write(self, fn: Callable[..., _T], *args: object, **kw: Any) -> _T: ...
-
-        async def _call(
-            self,
-            conn: aiosqlite.Connection,
-            fn: Callable[..., _T],
-            *args: object,
-            run_id: str | None = None,
-            expected_seq: int | None = None,
-        ) -> _T: ...
 
     async def _put_snapshot(  # noqa: PLR0917 - the row's columns, in their order
         self, run_id: str, seq: int, hash_: str, format_: int, state: bytes, keep: int | None

@@ -18,10 +18,9 @@ import json
 import sqlite3
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TypeVar
 
-import aiosqlite
-
+from .mixin_needs import SQLiteRoundTrips
 from .sqlite_rows import must_hold_the_fence, rollback
 from .tasks import (
     RECEIPT_TTL_S,
@@ -348,26 +347,12 @@ def release_slot(conn: sqlite3.Connection, key: str, holder: str) -> None:
     conn.execute("DELETE FROM flow_slots WHERE key = ? AND holder = ?", (key, holder))
 
 
-class SQLiteTasks:
+class SQLiteTasks(SQLiteRoundTrips):
     """The task exchange round trips of :class:`SQLiteEventStore` (a mixin).
 
     Writes go through the writer connection (one transaction each); reads
     through the reader, so polling executors never queue behind writes.
     """
-
-    if TYPE_CHECKING:
-        _reader: aiosqlite.Connection
-
-        async def _write(self, fn: Callable[..., _T], *args: object, **kw: Any) -> _T: ...
-
-        async def _call(
-            self,
-            conn: aiosqlite.Connection,
-            fn: Callable[..., _T],
-            *args: object,
-            run_id: str | None = None,
-            expected_seq: int | None = None,
-        ) -> _T: ...
 
     async def _offer_tasks(
         self, run_id: str, offers: list[TaskOffer], seq: int, fence: int | None
