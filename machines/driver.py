@@ -217,7 +217,8 @@ class Driver(ForkRecovery):
             max_event_bytes=self.orch.store.max_event_bytes, recording=self.orch.recording,
             before_side_effect=None if self.lease is None else self.lease.confirm_for_side_effect,
             scrub=self.secrets.scrubber(self.state.goal if task_id == PLANNER
-                                        else self.state.tasks[task_id].input))
+                                        else self.state.tasks[task_id].input),
+            secrets=self.secrets.for_steps(self.state.run_id))
 
     def submit_step(self, fact: ev.StepStarted | ev.StepRecorded) -> asyncio.Future[None]:
         """Take a step fact like any other; the future is done once its event is durable.

@@ -41,7 +41,8 @@ from ledgerflow.machines.errors import SecretErasedError
 from ledgerflow.machines.state import RunState
 from ledgerflow.machines.values import encode_loggable
 
-__all__ = ["SecretKeeper", "as_data", "fact_values", "must_keep_secrets", "secret_holders"]
+__all__ = ["RunStepSecrets", "SecretKeeper", "as_data", "fact_values", "must_keep_secrets",
+           "secret_holders"]
 
 _SCRUB_MIN = 4
 _SHOWN = "[redacted]"
@@ -84,6 +85,9 @@ def secret_holders(state: RunState, facts: Iterable[object] = ()) -> Iterator[An
     for task in state.tasks.values():
         yield task.input
         yield task.output
+        yield [getattr(step, "result", None) for step in task.steps.values()]
+        yield [step.result for step in task.done_side_effects.values()]
+    yield [getattr(step, "result", None) for step in state.planner_steps.values()]
     for escalation in state.escalations.values():
         yield escalation.candidate
     for requested in state.requested.values():
@@ -121,6 +125,19 @@ class SecretKeeper:
             await self.store.put_secrets(run_id, encoded)
             self.known.update(found)
         return masked
+
+    async def keep_whole(self, run_id: str, value: Any) -> Any:
+        """``value`` kept in the vault as one secret; its reference (``None`` stays ``None``)."""
+        masked, found = split_secrets(value, {"redact": True})
+        if found:
+            encoded = {ref: encode_loggable(v, what="a secret value") for ref, v in found.items()}
+            await self.store.put_secrets(run_id, encoded)
+            self.known.update(found)
+        return masked
+
+    def for_steps(self, run_id: str) -> RunStepSecrets:
+        """What a run's step journal keeps ``secret=True`` results with."""
+        return RunStepSecrets(self, run_id)
 
     async def load(self, values: Iterable[Any]) -> None:
         """Fetch from the vault every reference inside ``values`` not known yet."""
@@ -175,3 +192,17 @@ class SecretKeeper:
         for secret in self._strings(value):
             text = text.replace(secret, _SHOWN)
         return text
+
+
+class RunStepSecrets:
+    """A run's vault as its step journals use it (a :class:`.steps.StepSecrets`)."""
+
+    def __init__(self, keeper: SecretKeeper, run_id: str) -> None:
+        self.keeper = keeper
+        self.run_id = run_id
+
+    async def keep(self, value: Any) -> Any:
+        return await self.keeper.keep_whole(self.run_id, value)
+
+    def reveal(self, value: Any) -> Any:
+        return self.keeper.reveal(value, run_id=self.run_id, what="a secret step's result")

@@ -125,6 +125,18 @@ def _serve(step: StepRecorded) -> Any:
     return step.result
 
 
+class StepSecrets(Protocol):
+    """How a journal keeps a ``secret=True`` step's result out of the log, and gets it back."""
+
+    async def keep(self, value: Any) -> Any:
+        """``value`` kept in the vault; the reference to log in its place."""
+        ...
+
+    def reveal(self, value: Any) -> Any:
+        """``value`` with every reference replaced by the kept value."""
+        ...
+
+
 class StepJournal:
     """The steps of one dispatched attempt: served from the log, or called and recorded.
 
@@ -145,8 +157,11 @@ class StepJournal:
         recording: Recording | None = None,
         before_side_effect: Callable[[], Awaitable[None]] | None = None,
         scrub: Callable[[Any], Any] | None = None,
+        secrets: StepSecrets | None = None,
     ) -> None:
         self.state = state
+        #: Keeps a ``secret=True`` step's result in the vault and reveals it when served.
+        self.secrets = secrets
         #: Blanks the attempt's secrets out of what a step logs (an agent that put
         #: its key into a prompt): see :meth:`SecretKeeper.scrubber`.
         self.scrub = scrub
@@ -176,9 +191,16 @@ class StepJournal:
 
     async def step(
         self, name: str, fn: Callable[..., Any], args: tuple[Any, ...],
-        kwargs: dict[str, Any], *, side_effect: bool,
+        kwargs: dict[str, Any], *, side_effect: bool, secret: bool = False,
     ) -> Any:
-        """One step: served if the log (or the recording) has it, else called and recorded."""
+        """One step: served if the log (or the recording) has it, else called and recorded.
+
+        With ``secret`` the result is kept in the store's vault and the log
+        holds its reference; a served step is handed the value again.
+        """
+        if secret and self.secrets is None:
+            raise TypeError(f"step '{name}' asks to keep its result secret, but this attempt "
+                            "has no secret vault (it runs outside a store)")
         what = f"the request of step '{name}'"
         request_json = encode_loggable({"args": list(args), "kwargs": kwargs}, what=what)
         digest = request_hash(name, request_json)
@@ -187,7 +209,7 @@ class StepJournal:
         served = self._recorded_at(index, name, digest)
         if served is not None:
             self.next_index += served.nested  # its nested steps were served with it
-            return _serve(served)
+            return self._revealed(_serve(served))
         request = msgspec.json.decode(request_json)
         done = self.done_side_effects.get(step_key(name, digest)) if side_effect else None
         if done is not None:
@@ -196,7 +218,7 @@ class StepJournal:
                 done, attempt=self.attempt, index=index, reason="", tokens=0, cost=0.0,
                 nested=0, request=request,
                 detail={**done.detail, "served_from_attempt": done.attempt}))
-            return done.result
+            return self._revealed(done.result)
         if self.recording is not None:
             try:
                 answer = self.recording.answer(name, digest, request)
@@ -211,7 +233,7 @@ class StepJournal:
                 answer, task_id=self.task_id, attempt=self.attempt, index=index, reason="",
                 request=request, side_effect=side_effect, nested=0,
                 detail={**answer.detail, "served_from": self.recording.source}))
-            return _serve(answer)
+            return self._revealed(_serve(answer))
         refusal = step_refused_for_budget(self.state, self.clock())
         if refusal is not None:
             raise BudgetExhaustedError(f"{refusal} Step '{name}' of task '{self.task_id}' was "
@@ -226,7 +248,11 @@ class StepJournal:
                 await self.before_side_effect()
         return await self._call(name, fn, args, kwargs, index=index, digest=digest,
                                 request=None if side_effect else request,
-                                side_effect=side_effect)
+                                side_effect=side_effect, secret=secret)
+
+    def _revealed(self, result: Any) -> Any:
+        """A result from the log as the agent gets it: a secret step's value, not its reference."""
+        return result if self.secrets is None else self.secrets.reveal(result)
 
     def record(self, fact: StepStarted | StepRecorded) -> Awaitable[None]:
         """Hand a step fact to the driver (marked if the old record stops applying here)."""
@@ -265,7 +291,7 @@ class StepJournal:
 
     async def _call(
         self, name: str, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
-        *, index: int, digest: str, request: Any, side_effect: bool,
+        *, index: int, digest: str, request: Any, side_effect: bool, secret: bool = False,
     ) -> Any:
         base = StepRecorded(task_id=self.task_id, attempt=self.attempt, index=index, name=name,
                             request=request, request_hash=digest, side_effect=side_effect)
@@ -294,8 +320,9 @@ class StepJournal:
             await self.record(_failed(base, too_large, started))
             raise too_large
         value = msgspec.json.decode(encoded)
+        logged = value if not secret or self.secrets is None else await self.secrets.keep(value)
         await self.record(msgspec.structs.replace(
-            base, result=value, tokens=metered.tokens, cost=metered.cost,
+            base, result=logged, tokens=metered.tokens, cost=metered.cost,
             duration_ms=elapsed_ms, detail=detail))
         return value
 

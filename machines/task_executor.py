@@ -192,13 +192,16 @@ class TaskExecutor:
         # This process keeps the output's secrets in the vault itself: the owner
         # reads only references from the fact, and fetches them to decide.
         secrets = SecretKeeper(self.store)
-        await secrets.load([dispatched.input])
+        await secrets.load([dispatched.input, *(getattr(step, "result", None)
+                                                for step in task.steps.values()),
+                            *(step.result for step in task.done_side_effects.values())])
         journal = StepJournal(
             state=state, task_id=claim.task_id, attempt=claim.attempt,
             submit=_StepPoster(self, claim, view), clock=self.clock,
             max_event_bytes=self.store.max_event_bytes,
             before_side_effect=lease.confirm_for_side_effect,
-            scrub=secrets.scrubber(dispatched.input))
+            scrub=secrets.scrubber(dispatched.input),
+            secrets=secrets.for_steps(state.run_id))
         call = asyncio.create_task(calls.call_agent(
             wf, state, dispatched, journal=journal,
             max_event_bytes=self.store.max_event_bytes, slots=self.slots,

@@ -112,7 +112,7 @@ class AgentContext:
 
     async def step(
         self, name: str, fn: Callable[..., Any], /, *args: Any, side_effect: bool = False,
-        **kwargs: Any,
+        secret: bool = False, **kwargs: Any,
     ) -> Any:
         """Call ``fn(*args, **kwargs)`` as a journaled step; its result as the log holds it.
 
@@ -125,16 +125,21 @@ class AgentContext:
         step is refused (:class:`~ledgerflow.machines.errors.BudgetExhaustedError`)
         once the run's cost budget is spent or its deadline passed. The result
         comes back as JSON data (a pydantic model as its dict): rebuild objects
-        from it, as a resumed attempt would. See :mod:`ledgerflow.machines.steps`.
+        from it, as a resumed attempt would. ``secret=True`` keeps the result
+        (a token the step fetched) in the store's vault: the log holds only a
+        reference, and a resumed attempt is served the value. See
+        :mod:`ledgerflow.machines.steps`.
 
         Example::
 
             fare = await ctx.step("fares_api", fetch_fare, inp.route)
+            token = await ctx.step("oauth", fetch_token, inp.client_id, secret=True)
             await ctx.step("send_confirmation", send_mail, inp.email, side_effect=True)
         """
         if self.journal is None:
             return await call_unjournaled(fn, args, kwargs)
-        return await self.journal.step(name, fn, args, kwargs, side_effect=side_effect)
+        return await self.journal.step(name, fn, args, kwargs, side_effect=side_effect,
+                                       secret=secret)
 
     def time_left(self) -> float | None:
         """Seconds until the run's deadline (``None``: no deadline, or no run).

@@ -342,3 +342,40 @@ async def test_a_step_whose_request_quotes_the_key_is_logged_without_it(tmp_path
     logged = log_bytes(db)
     assert KEY.encode() not in logged
     assert b"authorize with [redacted]" in logged
+
+
+async def test_a_token_a_step_fetches_is_kept_secret_and_served_again_after_a_crash(
+    tmp_path: Path,
+) -> None:
+    """``ctx.step(..., secret=True)``: the fetched token is in the vault, not the log, and
+    the attempt resumed after a crash is served it (the token service is not asked twice)."""
+    seen: list[dict[str, Any]] = []
+    fetched: list[str] = []
+    crash = [True]
+
+    async def mint_via_oauth(inp: MintIn, ctx: AgentContext) -> MintOut:
+        def fetch_token(customer: str) -> dict[str, str]:
+            fetched.append(customer)
+            return {"access_token": TOKEN}
+
+        answer = await ctx.step("oauth", fetch_token, inp.customer, secret=True)
+        if crash[0]:
+            raise ProcessDied  # dies after the step was recorded, before the output
+        return MintOut(token=answer["access_token"])
+
+    db = tmp_path / "runs.db"
+    async with open_store(db) as store:
+        with pytest.raises(ProcessDied):
+            await Orchestrator(store).start(
+                payments(seen, mint=mint_via_oauth),
+                PayGoal(customer="ana", api_key=SecretStr(KEY)), run_id="pay-10")
+    crash[0] = False
+    async with open_store(db) as store:
+        run = await Orchestrator(store, take_over_dead_owners=True).resume(
+            "pay-10", payments(seen, mint=mint_via_oauth))
+        assert run.status == "completed", run.reason
+    assert fetched == ["ana"]  # served from the log the second time
+    assert {"charge_token": TOKEN} in seen
+    logged = log_bytes(db)
+    assert TOKEN.encode() not in logged
+    assert KEY.encode() not in logged
