@@ -8,6 +8,7 @@ from __future__ import annotations
 import shlex
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from click.testing import CliRunner
@@ -66,9 +67,13 @@ def test_a_closed_pipe_keeps_the_exit_code_of_the_result_and_prints_nothing(
     db, run_a, run_b = two_runs
     words = [{"A": run_a, "B": run_b}.get(w, w) for w in args.split()]
     line = " ".join(shlex.quote(w) for w in [*words, "--db", db])
-    assert exit_code_alone(line) == expected
-    for lines in [1] * REPEATS + [2, 3]:
-        code, err = piped(line, lines)
+    heads = [1] * REPEATS + [2, 3]
+    # The pipelines are independent processes: run them side by side.
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        alone = pool.submit(exit_code_alone, line)
+        results = list(pool.map(lambda lines: piped(line, lines), heads))
+    assert alone.result() == expected
+    for lines, (code, err) in zip(heads, results, strict=True):
         assert code == expected, (lines, err)
         if expected == 0 or args.startswith("diff"):
             assert err == "", err
