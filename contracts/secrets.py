@@ -31,8 +31,11 @@ Example::
 
 from __future__ import annotations
 
+import collections.abc
 import functools
 import secrets as _random
+import types
+import typing
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -92,35 +95,49 @@ def ref_of(value: Any) -> str | None:
     >>> ref_of({"$secret": "sec_ab"}), ref_of({"$secret": "sec_ab", "x": 1}), ref_of("sec_ab")
     ('sec_ab', None, None)
     """
-    if isinstance(value, Mapping) and len(value) == 1:
+    if (type(value) is dict or isinstance(value, Mapping)) and len(value) == 1:
         ref = value.get(SECRET_KEY)
         if isinstance(ref, str) and ref.startswith(_REF_PREFIX):
             return ref
     return None
 
 
+#: Types that hold no reference: a walk never looks inside them.
+_LEAVES = frozenset({str, int, float, bool, type(None)})
+
+
 def refs_in(value: Any) -> Iterator[str]:
-    """Every reference anywhere inside ``value`` (any depth, any key)."""
+    """Every reference anywhere inside ``value`` (any depth, any key).
+
+    On every value an agent gets or returns: exact type checks first (the
+    log's data is dicts and lists), the abstract ``Mapping`` only for others.
+    """
     stack = [value]
     while stack:
         item = stack.pop()
-        ref = ref_of(item)
-        if ref is not None:
-            yield ref
-        elif isinstance(item, Mapping):
-            stack.extend(item.values())
-        elif isinstance(item, list | tuple):
+        kind = type(item)
+        if kind in _LEAVES:
+            continue
+        if kind is dict or isinstance(item, Mapping):
+            if len(item) == 1 and (ref := ref_of(item)) is not None:
+                yield ref
+            else:
+                stack.extend(item.values())
+        elif kind is list or isinstance(item, list | tuple):
             stack.extend(item)
 
 
 def reveal(value: Any, lookup: Callable[[str], Any]) -> Any:
     """``value`` with every reference replaced by ``lookup(ref)``; ``value`` if it holds none."""
-    ref = ref_of(value)
-    if ref is not None:
-        return lookup(ref)
-    if isinstance(value, Mapping):
+    kind = type(value)
+    if kind in _LEAVES:
+        return value
+    if kind is dict or isinstance(value, Mapping):
+        ref = ref_of(value)
+        if ref is not None:
+            return lookup(ref)
         return {k: reveal(v, lookup) for k, v in value.items()}
-    if isinstance(value, list | tuple):
+    if kind is list or isinstance(value, list | tuple):
         return [reveal(v, lookup) for v in value]
     return value
 
@@ -279,8 +296,54 @@ def schema_has_secrets(schema: Schema) -> bool:
 
 @functools.lru_cache(maxsize=512)
 def contract_has_secrets(model: type[BaseModel]) -> bool:
-    """Whether a contract declares any secret field (asked once per model)."""
+    """Whether a contract declares any secret field (asked once per model).
+
+    A model whose fields are all plain JSON types (and models of them) with
+    no schema extras is answered from its fields alone; any other is asked
+    of its JSON schema, which building costs about a third of a millisecond
+    (paid by every short-lived process, once per contract).
+    """
+    if _plainly_free_of_secrets(model, set()):
+        return False
     return schema_has_secrets(contract_schema(model))
+
+
+_PLAIN = frozenset({str, int, float, bool, type(None), Any, object})
+_CONTAINERS = frozenset({list, dict, tuple, set, frozenset, typing.Union, types.UnionType,
+                         typing.Optional, collections.abc.Sequence, collections.abc.Mapping})
+
+
+def _plainly_free_of_secrets(model: type[BaseModel], seen: set[type]) -> bool:
+    """True only when no field can be secret: plain types, no extras, no custom schema.
+
+    Conservative: anything it does not know (Annotated metadata, a custom
+    type, a field with ``json_schema_extra``) answers False, and the JSON
+    schema decides.
+    """
+    if model in seen:
+        return True
+    seen.add(model)
+    if model.model_config.get("json_schema_extra") is not None or \
+            "__get_pydantic_json_schema__" in model.__dict__:
+        return False
+    for info in model.model_fields.values():
+        if info.json_schema_extra is not None or info.metadata:
+            return False
+        if not _plain_annotation(info.annotation, seen):
+            return False
+    return True
+
+
+def _plain_annotation(annotation: Any, seen: set[type]) -> bool:
+    if annotation in _PLAIN:
+        return True
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return _plainly_free_of_secrets(annotation, seen)
+    origin = typing.get_origin(annotation)
+    if origin is None or origin not in _CONTAINERS:
+        return False
+    return all(arg is Ellipsis or _plain_annotation(arg, seen)
+               for arg in typing.get_args(annotation))
 
 
 @functools.lru_cache(maxsize=512)

@@ -114,7 +114,7 @@ class Driver(ForkRecovery):
         try:
             # Outputs in the log hold references for their secrets: the decider
             # validates with the values, agents are handed the values.
-            await self.secrets.load(secret_holders(self.state, facts))
+            await self.secrets.settle(self.wf, secret_holders(self.state, facts))
             if resuming and self.state.forked_from is not None:
                 facts = await self.recovered_from_origin() + facts
             if resuming and self.exchange is not None:

@@ -40,12 +40,21 @@ from ledgerflow.eventstore import EventStore
 from ledgerflow.machines.errors import SecretErasedError
 from ledgerflow.machines.state import RunState
 from ledgerflow.machines.values import encode_loggable
+from ledgerflow.machines.workflow import Workflow
 
 __all__ = ["RunStepSecrets", "SecretKeeper", "as_data", "fact_values", "must_keep_secrets",
            "secret_holders"]
 
 _SCRUB_MIN = 4
 _SHOWN = "[redacted]"
+
+
+def workflow_keeps_secrets(workflow: Workflow) -> bool:
+    """Whether any contract of ``workflow`` (its goal, an agent's input or output) has a
+    secret field: only then can a run of it make a reference."""
+    return must_keep_secrets(workflow.goal) or any(
+        must_keep_secrets(spec.input) or must_keep_secrets(spec.output)
+        for spec in workflow.agents.values())
 
 
 def must_keep_secrets(contract: type[BaseModel]) -> bool:
@@ -106,6 +115,9 @@ class SecretKeeper:
     def __init__(self, store: EventStore) -> None:
         self.store = store
         self.known: dict[str, Any] = {}
+        #: Set by :meth:`settle` when no value of the run can hold a reference, so
+        #: the walks on every dispatch are skipped (the common case, at no cost).
+        self.inert = False
 
     async def keep(self, run_id: str, value: Any, contract: type[BaseModel]) -> Any:
         """``value`` with each secret of ``contract`` kept in the vault and referenced.
@@ -133,18 +145,30 @@ class SecretKeeper:
             encoded = {ref: encode_loggable(v, what="a secret value") for ref, v in found.items()}
             await self.store.put_secrets(run_id, encoded)
             self.known.update(found)
+            self.inert = False  # a step's secret: this run holds references from now on
         return masked
 
     def for_steps(self, run_id: str) -> RunStepSecrets:
         """What a run's step journal keeps ``secret=True`` results with."""
         return RunStepSecrets(self, run_id)
 
-    async def load(self, values: Iterable[Any]) -> None:
-        """Fetch from the vault every reference inside ``values`` not known yet."""
-        missing = {ref for value in values for ref in refs_in(value) if ref not in self.known}
+    async def load(self, values: Iterable[Any]) -> int:
+        """Fetch from the vault every reference inside ``values`` not known yet; how many
+        references the values hold."""
+        refs = {ref for value in values for ref in refs_in(value)}
+        missing = {ref for ref in refs if ref not in self.known}
         if missing:
             found = await self.store.get_secrets(missing)
             self.known.update({ref: msgspec.json.decode(raw) for ref, raw in found.items()})
+        if refs:
+            self.inert = False
+        return len(refs)
+
+    async def settle(self, workflow: Workflow, values: Iterable[Any]) -> None:
+        """Load the references of a run's ``values``; go inert when there are none and
+        no contract of ``workflow`` can make one (:func:`workflow_keeps_secrets`)."""
+        held = await self.load(values)
+        self.inert = held == 0 and not workflow_keeps_secrets(workflow)
 
     async def load_run(self, run_ids: Iterable[str]) -> None:
         """Fetch every secret kept for ``run_ids`` (a run and the origins it was forked from)."""
@@ -155,6 +179,8 @@ class SecretKeeper:
     def reveal(self, value: Any, *, run_id: str, what: str) -> Any:
         """``value`` with its references replaced by the secrets; :class:`SecretErasedError`
         naming the ones the vault no longer holds."""
+        if self.inert:
+            return value
         refs = list(dict.fromkeys(refs_in(value)))
         if not refs:
             return value
@@ -166,6 +192,8 @@ class SecretKeeper:
     def scrubber(self, value: Any) -> Callable[[Any], Any] | None:
         """A function that blanks, anywhere in a JSON value, every secret string ``value``
         refers to (what a journaled step logs); None when it refers to none."""
+        if self.inert:
+            return None
         secrets = self._strings(value)
         if not secrets:
             return None
