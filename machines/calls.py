@@ -19,14 +19,14 @@ import logging
 import time
 
 import msgspec
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from ledgerflow.contracts import validate_output
 from ledgerflow.machines import events as ev
 from ledgerflow.machines.errors import PermanentError, SecretErasedError, UnloggableValueError
 from ledgerflow.machines.flow_slots import PoolSlots
 from ledgerflow.machines.origin import agent_failed
-from ledgerflow.machines.secret_keeping import SecretKeeper, must_keep_secrets
+from ledgerflow.machines.secret_keeping import SecretKeeper, as_data, must_keep_secrets
 from ledgerflow.machines.stable_names import (
     INPUT_CONTRACT_ERROR,
     OUTPUT_TOO_LARGE,
@@ -196,17 +196,35 @@ async def timer(task_id: str, delay_s: float) -> ev.Event:
     return ev.TimerFired(task_id=task_id)
 
 
-async def ask_handler(wf: Workflow, state: RunState, task_id: str) -> ev.Event | None:
-    """Ask the workflow's escalation handler; its resolution as a fact, or None to leave it open."""
+async def ask_handler(wf: Workflow, state: RunState, task_id: str, *,
+                      secrets: SecretKeeper | None = None,
+                      fencing_token: int | None = None) -> ev.Event | None:
+    """Ask the workflow's escalation handler; its resolution as a fact, or None to leave it open.
+
+    With ``secrets`` the handler sees the real values of the candidate's and
+    the input's secret fields, and its output's secret fields are kept in the
+    vault like any output's.
+    """
     handler = wf.escalation_handler
     assert handler is not None
     task = state.tasks[task_id]
     escalation = state.escalations.get(task_id)
     if escalation is None:
         return None
+    candidate, given = escalation.candidate, task.input
+    if secrets is not None:
+        try:
+            candidate = secrets.reveal(candidate, run_id=state.run_id,
+                                       what=f"the candidate of task '{task_id}'")
+            given = secrets.reveal(given, run_id=state.run_id,
+                                   what=f"the input of task '{task_id}'")
+        except SecretErasedError as exc:
+            log.warning("%s; the escalation of task %s is left open.", exc, task_id)
+            return None
     request = EscalationRequest(
         run_id=state.run_id, task_id=task_id, agent=task.agent, kind=escalation.kind,
-        reason=escalation.reason, candidate=escalation.candidate, input=task.input,
+        reason=escalation.reason, candidate=candidate, input=given,
+        fencing_token=fencing_token,
     )
     try:
         resolution = await handler(request)
@@ -220,15 +238,20 @@ async def ask_handler(wf: Workflow, state: RunState, task_id: str) -> ev.Event |
                     "task %s; leaving the escalation open.", type(resolution).__name__, task_id)
         return None
     output = resolution.output
+    contract = wf.spec(task.agent).output
     if output is not None:
         try:
-            output = as_logged(output, what=f"the handler's output for task '{task_id}'")
+            output = as_logged(as_data(output) if isinstance(output, BaseModel) else output,
+                               what=f"the handler's output for task '{task_id}'")
+            if secrets is not None:
+                output = await secrets.keep(state.run_id, output, contract)
         except (UnloggableValueError, ValueError, RecursionError, TypeError) as exc:
             log.warning("The escalation handler's output for task %s cannot be logged (%s); "
                         "leaving the escalation open.", task_id, describe_exception(exc))
             return None
     if resolution.action == "output":
-        verdict = validate_output(wf.spec(task.agent).output, output, task_id=task_id)
+        verdict = validate_output(contract, output, task_id=task_id,
+                                  secrets=None if secrets is None else secrets.known)
         if not verdict.ok:
             log.warning("The escalation handler's output for task %s is invalid (%s); "
                         "leaving the escalation open.", task_id, "; ".join(verdict.errors))

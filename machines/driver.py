@@ -316,8 +316,7 @@ class Driver(ForkRecovery):
                         self.orch.count_local(call)
             elif durable:
                 if kind is ev.TaskEscalated and wf.escalation_handler:
-                    self.spawn(calls.ask_handler(
-                        wf, self.state, event.task_id))  # type: ignore[attr-defined]
+                    self.spawn(self.ask_handler(event.task_id))  # type: ignore[attr-defined]
                 elif kind is ev.StepRecorded or kind is ev.StepStarted:
                     self.step_durable(event)  # type: ignore[arg-type]
             elif kind is ev.RunStarted:
@@ -414,6 +413,10 @@ class Driver(ForkRecovery):
                                   max_event_bytes=self.orch.store.max_event_bytes,
                                   secrets=self.secrets)
 
+    def ask_handler(self, task_id: str) -> Coroutine[Any, Any, ev.Event | None]:
+        return calls.ask_handler(self.wf, self.state, task_id, secrets=self.secrets,
+                                 fencing_token=fencing_token_of(run_fence=self.fence))
+
     def rearm(self, logged_escalations: list[str], *, was_planning: bool) -> None:
         """After a resume: timers and handlers whose process is gone."""
         state = self.state
@@ -425,7 +428,7 @@ class Driver(ForkRecovery):
         if self.wf.escalation_handler:
             for task_id in logged_escalations:
                 if task_id in state.escalations:
-                    self.spawn(calls.ask_handler(self.wf, state, task_id))
+                    self.spawn(self.ask_handler(task_id))
 
     def arm_deadline(self) -> None:
         """The deadline is a fact like any other, but it keeps no run alive."""

@@ -199,6 +199,10 @@ class EscalationRequest:
     reason: str
     candidate: Any
     input: dict[str, Any] | None
+    #: The run's fencing token (as ``ctx.fencing_token``): hand it to a system
+    #: that checks tokens before looking whether an "outcome unknown" effect
+    #: happened, so a paused old owner can no longer land it after the look.
+    fencing_token: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,15 @@ from pydantic import BaseModel, Field, SecretStr
 from ledgerflow.contracts import Plan, Task
 from ledgerflow.contracts.secrets import secret_field
 from ledgerflow.eventstore import open_store
-from ledgerflow.machines import AgentContext, Orchestrator, RetryPolicy, Workflow, load_run_state
+from ledgerflow.machines import (
+    AgentContext,
+    EscalationRequest,
+    Orchestrator,
+    Resolution,
+    RetryPolicy,
+    Workflow,
+    load_run_state,
+)
 from ledgerflow.machines.errors import ResolutionError
 from ledgerflow.replay import verify_run
 
@@ -378,4 +386,35 @@ async def test_a_token_a_step_fetches_is_kept_secret_and_served_again_after_a_cr
     assert {"charge_token": TOKEN} in seen
     logged = log_bytes(db)
     assert TOKEN.encode() not in logged
+    assert KEY.encode() not in logged
+
+
+async def test_an_escalation_handler_sees_the_real_values_and_its_output_secret_is_kept(
+    tmp_path: Path,
+) -> None:
+    """A rule engine settling escalations gets the key and the rejected token as they are
+    (not references), answers with a new token, and the log holds only references."""
+    seen: list[dict[str, Any]] = []
+    asked: list[EscalationRequest] = []
+    wf = payments(seen, mint=lambda inp, ctx: {"token": "no", "note": "bad"})
+
+    @wf.on_escalation
+    async def settle(esc: EscalationRequest) -> Resolution:
+        asked.append(esc)
+        return Resolution.accept(MintOut(token="tok-from-the-handler", note="fixed"))
+
+    db = tmp_path / "runs.db"
+    async with open_store(db) as store:
+        run = await Orchestrator(store).start(
+            wf, PayGoal(customer="ana", api_key=SecretStr(KEY)), run_id="pay-11")
+        assert run.status == "completed", run.reason
+        assert (await verify_run(store, "pay-11", workflow=wf)).ok
+    (esc,) = asked
+    assert esc.input is not None
+    assert esc.input["api_key"] == KEY
+    assert esc.candidate["token"] == "no"
+    assert isinstance(esc.fencing_token, int)
+    assert {"charge_token": "tok-from-the-handler"} in seen
+    logged = log_bytes(db)
+    assert b"tok-from-the-handler" not in logged
     assert KEY.encode() not in logged
