@@ -25,9 +25,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import sqlite3
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
+
+from rel_sink import SinkStore, qmarks
 
 __all__ = ["FencedCall", "FencedSink", "FencedState"]
 
@@ -70,34 +71,14 @@ class FencedCall:
 
 
 @dataclass(frozen=True, slots=True)
-class FencedSink:
-    """A SQLite file path, or a PostgreSQL DSN whose tables live in ``schema``."""
+class FencedSink(SinkStore):
+    """A system that checks fencing tokens: the highest seen per key wins."""
 
-    location: str
-    schema: str = ""
-
-    @property
-    def on_postgres(self) -> bool:
-        return self.location.startswith(("postgres://", "postgresql://"))
+    TABLES: ClassVar[tuple[str, ...]] = _TABLES
 
     def _sql(self, template: str) -> str:
-        if not self.on_postgres:
-            return _qmarks(template.format(state="fenced_state", calls="fenced_calls"))
-        return template.format(state=f'"{self.schema}".fenced_state',
-                               calls=f'"{self.schema}".fenced_calls')
-
-    async def create(self) -> None:
-        """Create the sink's tables (and its PostgreSQL schema)."""
-        if not self.on_postgres:
-            await asyncio.to_thread(self._sqlite_create)
-            return
-        conn = await self._pg()
-        try:
-            await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
-            for ddl in _TABLES:
-                await conn.execute(ddl.replace("EXISTS ", f'EXISTS "{self.schema}".', 1))
-        finally:
-            await conn.close()
+        sql = template.format(state=self._t("fenced_state"), calls=self._t("fenced_calls"))
+        return sql if self.on_postgres else qmarks(sql)
 
     async def enter(self, key: str, run_id: str, token: int) -> None:
         """Log that an agent began its call with ``token`` (no effect yet)."""
@@ -126,11 +107,6 @@ class FencedSink:
 
     # -- backends ---------------------------------------------------------
 
-    async def _pg(self) -> Any:
-        import asyncpg  # noqa: PLC0415 - only PostgreSQL sinks need it
-
-        return await asyncpg.connect(self.location)
-
     async def _call(self, key: str, run_id: str, token: int, *, write: bool) -> bool:
         if not self.on_postgres:
             return await asyncio.to_thread(self._sqlite_call, key, run_id, token, write)
@@ -158,16 +134,6 @@ class FencedSink:
         finally:
             await conn.close()
 
-    def _sqlite(self) -> sqlite3.Connection:
-        # isolation_level=None: the one transaction below is spelled out (BEGIN IMMEDIATE).
-        return sqlite3.connect(self.location, timeout=60, isolation_level=None)
-
-    def _sqlite_create(self) -> None:
-        with contextlib.closing(self._sqlite()) as conn:
-            conn.execute("PRAGMA journal_mode=WAL")
-            for ddl in _TABLES:
-                conn.execute(ddl)
-
     def _sqlite_call(self, key: str, run_id: str, token: int, write: bool) -> bool:
         with contextlib.closing(self._sqlite()) as conn:
             conn.execute("BEGIN IMMEDIATE")
@@ -187,10 +153,3 @@ class FencedSink:
     def _sqlite_fetch(self, sql: str, args: tuple[Any, ...]) -> list[Any]:
         with contextlib.closing(self._sqlite()) as conn:
             return conn.execute(sql, args).fetchall()
-
-
-def _qmarks(sql: str) -> str:
-    """``$1, $2`` (asyncpg) as ``?, ?`` (sqlite3)."""
-    for n in range(9, 0, -1):
-        sql = sql.replace(f"${n}", "?")
-    return sql

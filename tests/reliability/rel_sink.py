@@ -32,7 +32,7 @@ import contextlib
 import os
 import sqlite3
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 __all__ = ["Effect", "Sink"]
 
@@ -46,20 +46,11 @@ _TABLES = (
 
 
 @dataclass(frozen=True, slots=True)
-class Effect:
-    """One performed side effect (a row of ``effects``)."""
+class SinkStore:
+    """Where a test sink keeps its tables: a SQLite file path, or a PostgreSQL DSN whose
+    tables live in ``schema``. A sink subclasses it and names its ``TABLES``."""
 
-    kind: str
-    key: str
-    run_id: str
-    task_id: str
-    pid: int
-
-
-@dataclass(frozen=True, slots=True)
-class Sink:
-    """A SQLite file path, or a PostgreSQL DSN whose tables live in ``schema``."""
-
+    TABLES: ClassVar[tuple[str, ...]] = ()
     location: str
     schema: str = ""
 
@@ -78,10 +69,43 @@ class Sink:
         conn = await self._pg()
         try:
             await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
-            for ddl in _TABLES:
+            for ddl in self.TABLES:
                 await conn.execute(ddl.replace("EXISTS ", f'EXISTS "{self.schema}".', 1))
         finally:
             await conn.close()
+
+    async def _pg(self) -> Any:
+        import asyncpg  # noqa: PLC0415 - only PostgreSQL sinks need it
+
+        return await asyncpg.connect(self.location)
+
+    def _sqlite(self) -> sqlite3.Connection:
+        # isolation_level=None: a sink's transactions are spelled out (BEGIN IMMEDIATE).
+        return sqlite3.connect(self.location, timeout=60, isolation_level=None)
+
+    def _sqlite_create(self) -> None:
+        with contextlib.closing(self._sqlite()) as conn:
+            conn.execute("PRAGMA journal_mode=WAL")
+            for ddl in self.TABLES:
+                conn.execute(ddl)
+
+
+@dataclass(frozen=True, slots=True)
+class Effect:
+    """One performed side effect (a row of ``effects``)."""
+
+    kind: str
+    key: str
+    run_id: str
+    task_id: str
+    pid: int
+
+
+@dataclass(frozen=True, slots=True)
+class Sink(SinkStore):
+    """Performed side effects and agent calls, counted by idempotency key."""
+
+    TABLES: ClassVar[tuple[str, ...]] = _TABLES
 
     async def attempt(self, key: str, run_id: str, task_id: str) -> None:
         """Record one call of an agent (attempts may repeat; performances may not)."""
@@ -132,16 +156,11 @@ class Sink:
 
     # -- backends ---------------------------------------------------------
 
-    async def _pg(self) -> Any:
-        import asyncpg  # noqa: PLC0415 - only PostgreSQL sinks need it
-
-        return await asyncpg.connect(self.location)
-
     async def _insert(self, table: str, row: tuple[Any, ...]) -> None:
         marks = ", ".join(f"${i + 1}" for i in range(len(row)))
         sql = f"INSERT INTO {self._t(table)} VALUES ({marks})"
         if not self.on_postgres:
-            await asyncio.to_thread(self._sqlite_run, _qmarks(sql), row)
+            await asyncio.to_thread(self._sqlite_run, qmarks(sql), row)
             return
         conn = await self._pg()
         try:
@@ -151,22 +170,12 @@ class Sink:
 
     async def _fetch(self, sql: str, *args: Any) -> list[Any]:
         if not self.on_postgres:
-            return await asyncio.to_thread(self._sqlite_run, _qmarks(sql), args)
+            return await asyncio.to_thread(self._sqlite_run, qmarks(sql), args)
         conn = await self._pg()
         try:
             return list(await conn.fetch(sql, *args))
         finally:
             await conn.close()
-
-    def _sqlite(self) -> sqlite3.Connection:
-        # isolation_level=None: the one transaction below is spelled out (BEGIN IMMEDIATE).
-        return sqlite3.connect(self.location, timeout=60, isolation_level=None)
-
-    def _sqlite_create(self) -> None:
-        with contextlib.closing(self._sqlite()) as conn:
-            conn.execute("PRAGMA journal_mode=WAL")
-            for ddl in _TABLES:
-                conn.execute(ddl)
 
     def _sqlite_run(self, sql: str, args: tuple[Any, ...]) -> list[Any]:
         with contextlib.closing(self._sqlite()) as conn:
@@ -188,7 +197,7 @@ class Sink:
             return not done
 
 
-def _qmarks(sql: str) -> str:
+def qmarks(sql: str) -> str:
     """``$1, $2`` (asyncpg) as ``?, ?`` (sqlite3)."""
     for n in range(9, 0, -1):
         sql = sql.replace(f"${n}", "?")
