@@ -30,6 +30,8 @@ import msgspec
 from pydantic import BaseModel
 
 from ledgerflow.contracts.secrets import (
+    blank,
+    blankable,
     contract_schema,
     dump_revealed,
     map_secrets,
@@ -41,9 +43,6 @@ from ledgerflow.contracts.secrets import (
 
 __all__ = ["HiddenSecrets", "SecretsGoneError"]
 
-#: Shorter secret strings are not scrubbed from prose: "ok" would mangle every line.
-_SCRUB_MIN = 4
-_SHOWN = "[redacted]"
 
 
 class SecretsGoneError(Exception):
@@ -87,8 +86,7 @@ class HiddenSecrets:
             missing=[],
             had_refs=True,
             by_value={msgspec.json.encode(v): ref for ref, v in values.items()},
-            texts=sorted({v for v in values.values() if isinstance(v, str) and
-                          len(v) >= _SCRUB_MIN}, key=len, reverse=True),
+            texts=blankable(values.values()),
         )
 
     def masked(self, validated: BaseModel) -> Any:
@@ -111,6 +109,5 @@ class HiddenSecrets:
 
     def scrub(self, text: str) -> str:
         """``text`` with every secret string of the output replaced by ``[redacted]``."""
-        for secret in self.texts:
-            text = text.replace(secret, _SHOWN)
-        return text
+        scrubbed: str = blank(text, self.texts)
+        return scrubbed

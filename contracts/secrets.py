@@ -36,13 +36,16 @@ import functools
 import secrets as _random
 import types
 import typing
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from pydantic import BaseModel, Field, SecretBytes, SecretStr
 
 __all__ = [
+    "BLANKED",
     "SECRET_KEY",
+    "blank",
+    "blankable",
     "contract_has_secrets",
     "dump_revealed",
     "map_secrets",
@@ -139,6 +142,37 @@ def reveal(value: Any, lookup: Callable[[str], Any]) -> Any:
         return {k: reveal(v, lookup) for k, v in value.items()}
     if kind is list or isinstance(value, list | tuple):
         return [reveal(v, lookup) for v in value]
+    return value
+
+
+#: Shorter secret strings are not blanked out of prose: "ok" would mangle every line.
+_BLANK_MIN = 4
+#: What a blanked secret reads as.
+BLANKED = "[redacted]"
+
+
+def blankable(values: Iterable[Any]) -> list[str]:
+    """The secret strings worth blanking out of text, longest first (so a secret that
+    contains another is blanked whole)."""
+    return sorted({v for v in values if isinstance(v, str) and len(v) >= _BLANK_MIN},
+                  key=len, reverse=True)
+
+
+def blank(value: Any, secrets: list[str]) -> Any:
+    """``value`` (a text, or JSON data) with each of ``secrets`` (:func:`blankable`)
+    replaced by ``[redacted]`` wherever a string holds it.
+
+    >>> blank({"prompt": "authorize sk-live-1", "n": 3}, blankable(["sk-live-1"]))
+    {'prompt': 'authorize [redacted]', 'n': 3}
+    """
+    if isinstance(value, str):
+        for secret in secrets:
+            value = value.replace(secret, BLANKED)
+        return value
+    if isinstance(value, Mapping):
+        return {k: blank(v, secrets) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [blank(v, secrets) for v in value]
     return value
 
 

@@ -22,6 +22,7 @@ Example::
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
@@ -29,6 +30,8 @@ import msgspec
 from pydantic import BaseModel
 
 from ledgerflow.contracts.secrets import (
+    blank,
+    blankable,
     contract_has_secrets,
     contract_schema,
     dump_revealed,
@@ -45,8 +48,8 @@ from ledgerflow.machines.workflow import Workflow
 __all__ = ["RunStepSecrets", "SecretKeeper", "as_data", "fact_values", "must_keep_secrets",
            "secret_holders"]
 
-_SCRUB_MIN = 4
-_SHOWN = "[redacted]"
+#: The schema of a value that is one secret as a whole.
+_WHOLE: Mapping[str, Any] = {"redact": True}
 
 
 def workflow_keeps_secrets(workflow: Workflow) -> bool:
@@ -128,24 +131,22 @@ class SecretKeeper:
         if not must_keep_secrets(contract):
             return value
         data = as_data(value)
-        if isinstance(data, Mapping | list):
-            masked, found = split_secrets(data, contract_schema(contract))
-        else:
-            masked, found = split_secrets(data, {"redact": True})
-        if found:
-            encoded = {ref: encode_loggable(v, what="a secret field") for ref, v in found.items()}
-            await self.store.put_secrets(run_id, encoded)
-            self.known.update(found)
-        return masked
+        if not isinstance(data, Mapping | list):
+            return await self.keep_whole(run_id, data)
+        return await self._split(run_id, data, contract_schema(contract))
 
     async def keep_whole(self, run_id: str, value: Any) -> Any:
         """``value`` kept in the vault as one secret; its reference (``None`` stays ``None``)."""
-        masked, found = split_secrets(value, {"redact": True})
+        return await self._split(run_id, value, _WHOLE)
+
+    async def _split(self, run_id: str, value: Any, schema: Mapping[str, Any]) -> Any:
+        """``value`` with the secrets ``schema`` marks kept (durably) and referenced."""
+        masked, found = split_secrets(value, schema)
         if found:
             encoded = {ref: encode_loggable(v, what="a secret value") for ref, v in found.items()}
             await self.store.put_secrets(run_id, encoded)
             self.known.update(found)
-            self.inert = False  # a step's secret: this run holds references from now on
+            self.inert = False  # this run holds references from now on
         return masked
 
     def for_steps(self, run_id: str) -> RunStepSecrets:
@@ -195,31 +196,15 @@ class SecretKeeper:
         if self.inert:
             return None
         secrets = self._strings(value)
-        if not secrets:
-            return None
-
-        def scrub(item: Any) -> Any:
-            if isinstance(item, str):
-                for secret in secrets:
-                    item = item.replace(secret, _SHOWN)
-                return item
-            if isinstance(item, Mapping):
-                return {k: scrub(v) for k, v in item.items()}
-            if isinstance(item, list | tuple):
-                return [scrub(v) for v in item]
-            return item
-
-        return scrub
+        return None if not secrets else functools.partial(blank, secrets=secrets)
 
     def _strings(self, value: Any) -> list[str]:
-        return sorted({v for ref in refs_in(value) if isinstance(v := self.known.get(ref), str)
-                       and len(v) >= _SCRUB_MIN}, key=len, reverse=True)
+        return blankable(self.known.get(ref) for ref in refs_in(value))
 
     def scrub(self, text: str, value: Any) -> str:
         """``text`` (an agent's error message) without any secret string ``value`` refers to."""
-        for secret in self._strings(value):
-            text = text.replace(secret, _SHOWN)
-        return text
+        scrubbed: str = blank(text, self._strings(value))
+        return scrubbed
 
 
 class RunStepSecrets:
